@@ -1,0 +1,42 @@
+"""deepinterpret: explain deep learning models on PyTorch and PaddlePaddle.
+
+    import deepinterpret as it
+    sg = it.SmoothGradInterpreter(model, device="cpu")
+    gradients = sg.interpret("cat.jpg", visual=False)
+"""
+
+from . import adapters, data, interpreters, viz
+from .adapters import adapt
+from .data import Normalization
+from .interpreters import (
+    GradShapCVInterpreter,
+    InputGradientInterpreter,
+    InputOutputInterpreter,
+    IntGradCVInterpreter,
+    Interpreter,
+    SmoothGradInterpreter,
+    SmoothGradInterpreterV2,
+)
+
+__version__ = "0.1.0"
+
+# The original's alias.
+SmoothGradCVInterpreter = SmoothGradInterpreter
+
+__all__ = [
+    "GradShapCVInterpreter",
+    "InputGradientInterpreter",
+    "InputOutputInterpreter",
+    "IntGradCVInterpreter",
+    "Interpreter",
+    "Normalization",
+    "SmoothGradCVInterpreter",
+    "SmoothGradInterpreter",
+    "SmoothGradInterpreterV2",
+    "__version__",
+    "adapt",
+    "adapters",
+    "data",
+    "interpreters",
+    "viz",
+]

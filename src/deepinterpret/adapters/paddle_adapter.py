@@ -1,0 +1,91 @@
+"""Adapter for ``paddle.nn.Layer`` models. The algorithms compute with NumPy; each model batch is moved to the
+model's place and back. Nothing global is changed: no ``paddle.set_device``, no static mode."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Any
+
+import numpy as np
+import paddle
+from array_api_compat import numpy as numpy_xp
+
+from .base import Device, GradientResult, ModelAdapter, logits_of
+
+
+def paddle_place(device: Device, model: paddle.nn.Layer):
+    if device.kind is None:
+        for param in model.parameters():
+            return param.place
+        return paddle.CPUPlace()
+    if device.kind == "gpu":
+        if not paddle.device.is_compiled_with_cuda() or paddle.device.cuda.device_count() == 0:
+            warnings.warn(f"device {device} was asked for but Paddle has no CUDA here; running on CPU.",
+                          RuntimeWarning, stacklevel=4)
+            return paddle.CPUPlace()
+        return paddle.CUDAPlace(device.index)
+    return paddle.CPUPlace()
+
+
+class PaddleAdapter(ModelAdapter):
+    framework = "paddle"
+    differentiable = True
+    xp = numpy_xp
+
+    def __init__(self, model: paddle.nn.Layer, device: Device):
+        super().__init__(model, device)
+        self.place = paddle_place(device, model)
+        if device.kind is not None:
+            model.to(device="cpu" if isinstance(self.place, paddle.CPUPlace) else f"gpu:{device.index}")
+
+    # -- arrays -------------------------------------------------------------------------------
+    def asarray(self, array: Any) -> np.ndarray:
+        if isinstance(array, paddle.Tensor):
+            array = array.numpy()
+        return np.asarray(array, dtype=np.float32)
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        if isinstance(array, paddle.Tensor):
+            return array.numpy()
+        return np.asarray(array)
+
+    def _tensor(self, array: np.ndarray, stop_gradient: bool = True) -> paddle.Tensor:
+        return paddle.to_tensor(np.ascontiguousarray(array), place=self.place, stop_gradient=stop_gradient)
+
+    # -- model state --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def evaluation(self):
+        """Eval mode for the call; every sublayer's ``training`` flag is put back afterwards."""
+        modes = [(layer, layer.training) for layer in [self.model, *self.model.sublayers()]]
+        self.model.eval()
+        try:
+            yield self
+        finally:
+            for layer, training in modes:
+                layer.training = training
+
+    def expected_input_channels(self) -> int | None:
+        for layer in self.model.sublayers(include_self=True):
+            if isinstance(layer, (paddle.nn.Conv1D, paddle.nn.Conv2D, paddle.nn.Conv3D)):
+                return int(layer._in_channels)
+        return None
+
+    # -- passes -------------------------------------------------------------------------------
+    def _forward_nograd(self, x: np.ndarray) -> np.ndarray:
+        with paddle.no_grad():
+            return logits_of(self.model(self._tensor(x))).astype("float32").numpy()
+
+    def _input_gradient_batch(self, x: np.ndarray, targets: np.ndarray, objective: str) -> GradientResult:
+        inputs = self._tensor(x, stop_gradient=False)
+        logits = logits_of(self.model(inputs)).astype("float32")
+        self.check_targets(np.asarray(targets), int(logits.shape[-1]))
+        index = self._tensor(np.asarray(targets, dtype=np.int64)[:, None])
+        if objective == "logit":
+            value = paddle.take_along_axis(logits, index, axis=1)[:, 0]
+        elif objective == "probability":
+            value = paddle.take_along_axis(paddle.nn.functional.softmax(logits, axis=-1), index, axis=1)[:, 0]
+        else:
+            value = -paddle.take_along_axis(paddle.nn.functional.log_softmax(logits, axis=-1), index, axis=1)[:, 0]
+        (gradients,) = paddle.grad([value.sum()], [inputs])
+        return GradientResult(gradients.numpy(), value.numpy(), logits.numpy())

@@ -1,0 +1,6 @@
+"""Inputs: images and text in, model-ready batches and target classes out."""
+
+from .images import IMAGENET, UNIT, ImageBatch, Normalization, as_normalization, load_images
+from .targets import resolve_labels
+
+__all__ = ["IMAGENET", "UNIT", "ImageBatch", "Normalization", "as_normalization", "load_images", "resolve_labels"]

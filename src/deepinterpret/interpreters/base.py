@@ -1,0 +1,198 @@
+"""What every interpreter needs once: the adapter, input loading, target choice, the batched gradient loop,
+progress, and the visual/save step. Algorithm files hold the math as pure functions over
+``(adapter, batch, targets, params)`` and thin public classes with the seed's names and signatures."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from array_api_compat import device as array_device
+from tqdm.auto import tqdm
+
+from ..adapters import ModelAdapter, adapt, check_objective, chunks
+from ..data import ImageBatch, as_normalization, load_images, resolve_labels
+from ..viz import grayscale_overlay, magnitude_map, save_image, save_paths, show
+
+# (image indices, sample indices) of one chunk -> (model-ready points, factors that multiply their gradients)
+MakeBatch = Callable[[np.ndarray, np.ndarray], tuple[Any, Any]]
+
+
+def accumulate_gradients(
+    adapter: ModelAdapter,
+    targets: np.ndarray,
+    n_images: int,
+    per_image: int,
+    make_batch: MakeBatch,
+    objective: str,
+    batch_size: int,
+    progress: bool | None = None,
+    desc: str = "gradients",
+) -> tuple[Any, np.ndarray]:
+    """The batched gradient loop shared by SmoothGrad, Integrated Gradients and GradientSHAP.
+
+    For every image ``i`` it returns ``Σ_s factor(i, s) · ∇ objective_i(point(i, s))`` over ``per_image`` samples
+    ``s``, walking the ``n_images · per_image`` pairs in chunks of ``batch_size``; each chunk is built by
+    ``make_batch`` just before its model pass, so peak memory depends on ``batch_size`` only. Also returns the
+    objective value at every point, shape ``(n_images, per_image)``.
+    """
+    xp = adapter.xp
+    total = None
+    values = np.empty((n_images, per_image), dtype=np.float32)
+    pairs = n_images * per_image
+    bar = tqdm(total=pairs, desc=desc, disable=None if progress is None else not progress, leave=False)
+    with adapter.evaluation():
+        for part in chunks(pairs, batch_size):
+            flat = np.arange(part.start, part.stop)
+            images, samples = flat // per_image, flat % per_image
+            points, factors = make_batch(images, samples)
+            result = adapter.input_gradient(points, targets[images], objective)
+            contribution = result.gradients * factors
+            if total is None:
+                total = xp.zeros((n_images, *contribution.shape[1:]), dtype=contribution.dtype,
+                                 device=array_device(contribution))
+            # The chunk's pairs are in (image, sample) order, so each image owns one contiguous run of rows.
+            for image in np.unique(images):
+                lo, hi = np.searchsorted(images, image), np.searchsorted(images, image, side="right")
+                total[int(image)] += xp.sum(contribution[lo:hi], axis=0)
+            values[images, samples] = adapter.to_numpy(result.objective)
+            bar.update(part.stop - part.start)
+    bar.close()
+    return total, values
+
+
+def check_noise_amount(noise_amount: Any) -> float:
+    try:
+        noise = float(noise_amount)
+    except (TypeError, ValueError):
+        noise = float("nan")
+    if not math.isfinite(noise) or noise < 0:
+        raise ValueError(f"noise_amount must be a finite number >= 0; got {noise_amount!r}.")
+    return noise
+
+
+def per_image_range(xp: Any, x: Any) -> Any:
+    """``max(x_i) - min(x_i)`` over all of C×H×W for each sample, shaped to broadcast against ``x``."""
+    flat = xp.reshape(x, (x.shape[0], -1))
+    spread = xp.max(flat, axis=1) - xp.min(flat, axis=1)
+    return xp.reshape(spread, (x.shape[0],) + (1,) * (x.ndim - 1))
+
+
+class Interpreter:
+    """The base of every interpreter (seed 1.1.1).
+
+    Args:
+        model: a ``torch.nn.Module``, a ``paddle.nn.Layer``, or a callable (NumPy batch in, scores out).
+        device: ``None`` (where the model is), ``"cpu"``, ``"gpu"``, ``"gpu:N"`` or ``"cuda:N"``. A GPU request on
+            a machine without one falls back to the CPU with a warning, as the original did.
+        use_cuda: deprecated spelling of ``device``.
+        normalization: how images become model input: ``None``/``"imagenet"`` (ImageNet mean/std), ``"unit"``
+            (pixels/255), ``(mean, std)`` or a :class:`deepinterpret.data.Normalization`.
+        progress: show progress bars (``None``: only on a terminal).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        device: str | None = None,
+        use_cuda: bool | None = None,
+        normalization: Any = None,
+        progress: bool | None = None,
+        **kwargs: Any,
+    ):
+        self.model = model
+        self.adapter = adapt(model, device, use_cuda)
+        self.device = str(self.adapter.device)
+        self.normalization = as_normalization(normalization)
+        self.progress = progress
+        self.predict_fn = None
+        self.predicted_label: np.ndarray | None = None
+        self.predicted_proba: np.ndarray | None = None
+        self.labels: np.ndarray | None = None
+
+    # -- the seed's abstract interface --------------------------------------------------------
+    def _build_predict_fn(self, **kwargs: Any):
+        raise NotImplementedError
+
+    def _env_setup(self) -> None:
+        """Kept for the seed's API. Device placement happens in the adapter; nothing global is changed."""
+
+    def interpret(self, **kwargs: Any):
+        raise NotImplementedError
+
+    # -- shared steps -------------------------------------------------------------------------
+    def _load_images(self, inputs: Any, resize_to: int | None, crop_to: int | None) -> ImageBatch:
+        return load_images(inputs, resize_to, crop_to, self.normalization, self.adapter.expected_input_channels())
+
+    def _resolve_targets(self, labels: Any, data: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Target class per input: the given labels, or (``None``) the predicted class, with its probability
+        kept in ``predicted_label`` / ``predicted_proba``."""
+        targets = resolve_labels(labels, int(data.shape[0]))
+        if targets is None:
+            with self.adapter.evaluation():
+                probas = self.adapter.to_numpy(self.adapter.predict(data, batch_size, output="probability"))
+            targets = probas.argmax(axis=1).astype(np.int64)
+            self.predicted_label = targets
+            self.predicted_proba = probas[np.arange(len(targets)), targets]
+        else:
+            self.predicted_label = self.predicted_proba = None
+        self.labels = targets
+        return targets
+
+    def _visualize_gradients(self, batch: ImageBatch, explanation: np.ndarray, visual: bool, save_path: Any) -> None:
+        """The seed's picture for gradient methods: Σ_c |explanation| in green over the image."""
+        paths = save_paths(save_path, len(batch))
+        if not visual and all(p is None for p in paths):
+            return
+        for image, expl, path in zip(batch.images, explanation, paths, strict=True):
+            picture = grayscale_overlay(image, magnitude_map(expl))
+            if visual:
+                show(picture)
+            if path is not None:
+                save_image(path, picture)
+
+
+class InputGradientInterpreter(Interpreter):
+    """Sub-abstract interpreter for input-gradient methods (seed 1.1.2)."""
+
+    def _build_predict_fn(self, rebuild: bool = False, gradient_of: str = "probability"):
+        """A ``predict_fn(inputs, labels=None) -> (gradients, labels, probas)`` over one model batch.
+
+        It is built afresh on every call (``rebuild`` is accepted for compatibility): nothing is cached.
+        """
+        check_objective(gradient_of)
+        adapter = self.adapter
+
+        def predict_fn(inputs: Any, labels: Any = None):
+            data = adapter.asarray(inputs)
+            with adapter.evaluation():
+                if labels is None:
+                    labels = adapter.to_numpy(adapter.predict(data)).argmax(axis=1)
+                targets = resolve_labels(labels, int(data.shape[0]))
+                result = adapter.input_gradient(data, targets, gradient_of)
+            logits = adapter.to_numpy(result.logits)
+            probas = np.exp(logits - logits.max(axis=1, keepdims=True))
+            probas /= probas.sum(axis=1, keepdims=True)
+            return adapter.to_numpy(result.gradients), targets, probas
+
+        self.predict_fn = predict_fn
+        return predict_fn
+
+
+class InputOutputInterpreter(Interpreter):
+    """Sub-abstract interpreter for input-output (perturbation) methods (seed 1.1.3)."""
+
+    def _build_predict_fn(self, rebuild: bool = False, output: str = "probability"):
+        """A ``predict_fn(inputs, batch_size=64) -> np.ndarray`` of probabilities or logits, with no graph built."""
+        if output not in ("probability", "logit"):
+            raise ValueError(f"output must be 'probability' or 'logit'; got {output!r}.")
+        adapter = self.adapter
+
+        def predict_fn(inputs: Any, batch_size: int = 64) -> np.ndarray:
+            with adapter.evaluation():
+                return adapter.to_numpy(adapter.predict(inputs, batch_size, output=output))
+
+        self.predict_fn = predict_fn
+        return predict_fn
