@@ -66,7 +66,11 @@ def hf_resnet(seed: int = 0, num_labels: int = 10):
 
     torch.manual_seed(seed)
     config = ResNetConfig(
-        num_channels=3, embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], layer_type="basic",
+        num_channels=3,
+        embedding_size=16,
+        hidden_sizes=[16, 32],
+        depths=[1, 1],
+        layer_type="basic",
         num_labels=num_labels,
     )
     return ResNetForImageClassification(config).eval()

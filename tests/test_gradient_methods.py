@@ -7,10 +7,10 @@ import copy
 import numpy as np
 import pytest
 import torch
-from models import cnn_pair, hf_resnet, images, paddle_resnet18
 
 import deepinterpret as it
 from deepinterpret.interpreters import integrated_gradients, quadrature
+from models import cnn_pair, hf_resnet, images, paddle_resnet18
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +64,9 @@ def test_ig_completeness_given_baseline(pair):
     _check_completeness(pair[0], images(2, 16, seed=4), "logit", steps=128, baseline=baseline)
 
 
-@pytest.mark.parametrize("method", ["riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle",
-                                    "gausslegendre"])
+@pytest.mark.parametrize(
+    "method", ["riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle", "gausslegendre"]
+)
 def test_quadrature_rules_integrate_polynomials(method):
     alphas, weights = quadrature(method, 40)
     assert weights.sum() == pytest.approx(1.0)
@@ -78,15 +79,16 @@ def test_ig_random_baselines_average_trials(pair):
     x = images(2, 16, seed=5)
     adapter = it.adapt(pair[0])
     targets = np.array([1, 2])
-    attributions, delta = integrated_gradients(adapter, x, targets, "random", steps=32, num_random_trials=3,
-                                               objective="logit", random_seed=7)
+    attributions, delta = integrated_gradients(
+        adapter, x, targets, "random", steps=32, num_random_trials=3, objective="logit", random_seed=7
+    )
     # The mean over trials of single-trial IG with the same seeded baselines.
     single = []
     for trial in range(3):
-        base = np.stack([np.random.default_rng([7, i, trial]).standard_normal(x.shape[1:], dtype=np.float32)
-                         for i in range(2)])
-        single.append(adapter.to_numpy(integrated_gradients(adapter, x, targets, base, steps=32,
-                                                            objective="logit")[0]))
+        base = np.stack(
+            [np.random.default_rng([7, i, trial]).standard_normal(x.shape[1:], dtype=np.float32) for i in range(2)]
+        )
+        single.append(adapter.to_numpy(integrated_gradients(adapter, x, targets, base, steps=32, objective="logit")[0]))
     np.testing.assert_allclose(adapter.to_numpy(attributions), np.mean(single, axis=0), rtol=1e-4, atol=1e-6)
     assert delta is not None and delta.shape == (2,)
 
@@ -114,10 +116,12 @@ def test_same_seed_same_result_any_batch_size(pair, cls):
 def test_ig_batch_size_invariance(pair):
     x = images(2, 16, seed=8)
     interp = it.IntGradCVInterpreter(pair[0])
-    a = interp.interpret(x, baselines="random", steps=10, num_random_trials=3, visual=False, random_seed=3,
-                         batch_size=1)
-    b = interp.interpret(x, baselines="random", steps=10, num_random_trials=3, visual=False, random_seed=3,
-                         batch_size=64)
+    a = interp.interpret(
+        x, baselines="random", steps=10, num_random_trials=3, visual=False, random_seed=3, batch_size=1
+    )
+    b = interp.interpret(
+        x, baselines="random", steps=10, num_random_trials=3, visual=False, random_seed=3, batch_size=64
+    )
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-10)
 
 
@@ -133,8 +137,9 @@ def test_gradshap_expectation_is_integrated_gradients(pair):
     """With no noise, E_r[∇f(b + r(x − b))]·(x − b) is exactly the IG integral."""
     x = images(1, 16, seed=10)
     ig = it.IntGradCVInterpreter(pair[0]).interpret(x, labels=[2], steps=64, gradient_of="logit", visual=False)
-    gs = it.GradShapCVInterpreter(pair[0]).interpret(x, labels=[2], n_samples=4000, noise_amount=0,
-                                                     gradient_of="logit", visual=False, random_seed=0, batch_size=500)
+    gs = it.GradShapCVInterpreter(pair[0]).interpret(
+        x, labels=[2], n_samples=4000, noise_amount=0, gradient_of="logit", visual=False, random_seed=0, batch_size=500
+    )
     assert np.linalg.norm(gs - ig) / np.linalg.norm(ig) < 0.05
 
 

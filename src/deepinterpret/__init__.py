@@ -1,8 +1,8 @@
 """deepinterpret: explain deep learning models on PyTorch and PaddlePaddle.
 
-    import deepinterpret as it
-    sg = it.SmoothGradInterpreter(model, device="cpu")
-    gradients = sg.interpret("cat.jpg", visual=False)
+import deepinterpret as it
+sg = it.SmoothGradInterpreter(model, device="cpu")
+gradients = sg.interpret("cat.jpg", visual=False)
 """
 
 from . import adapters, data, interpreters, viz
@@ -12,8 +12,8 @@ from .interpreters import (
     GradShapCVInterpreter,
     InputGradientInterpreter,
     InputOutputInterpreter,
-    IntGradCVInterpreter,
     Interpreter,
+    IntGradCVInterpreter,
     SmoothGradInterpreter,
     SmoothGradInterpreterV2,
 )

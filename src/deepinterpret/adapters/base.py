@@ -96,6 +96,23 @@ def sample_rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng([seed, *key])
 
 
+def draw_noise(seed: int, keys: Sequence[tuple[int, ...]], shape: tuple[int, ...], kind: str = "normal") -> np.ndarray:
+    """Seeded host noise, one independent stream per key: float32 NumPy array of shape ``(len(keys), *shape)``.
+
+    Pure NumPy (it releases the GIL), so it can be drawn on a helper thread while the model runs.
+    """
+    out = np.empty((len(keys), *shape), dtype=np.float32)
+    for row, key in enumerate(keys):
+        rng = sample_rng(seed, *key)
+        if kind == "normal":
+            out[row] = rng.standard_normal(shape, dtype=np.float32)
+        elif kind == "uniform":
+            out[row] = rng.random(shape, dtype=np.float32)
+        else:
+            raise ValueError(f"unknown noise kind {kind!r}")
+    return out
+
+
 @dataclass
 class GradientResult:
     """What one gradient call returns, all in the adapter's namespace ``xp``.
@@ -132,19 +149,6 @@ class ModelAdapter:
 
     def to_numpy(self, array: Any) -> np.ndarray:
         raise NotImplementedError
-
-    def noise(self, seed: int, keys: Sequence[tuple[int, ...]], shape: tuple[int, ...], kind: str = "normal") -> Any:
-        """Seeded noise, one independent stream per key; returns ``xp`` array of shape ``(len(keys), *shape)``."""
-        out = np.empty((len(keys), *shape), dtype=np.float32)
-        for row, key in enumerate(keys):
-            rng = sample_rng(seed, *key)
-            if kind == "normal":
-                out[row] = rng.standard_normal(shape, dtype=np.float32)
-            elif kind == "uniform":
-                out[row] = rng.random(shape, dtype=np.float32)
-            else:
-                raise ValueError(f"unknown noise kind {kind!r}")
-        return self.asarray(out)
 
     # -- model passes -------------------------------------------------------------------------
     def evaluation(self):

@@ -21,8 +21,11 @@ def paddle_place(device: Device, model: paddle.nn.Layer):
         return paddle.CPUPlace()
     if device.kind == "gpu":
         if not paddle.device.is_compiled_with_cuda() or paddle.device.cuda.device_count() == 0:
-            warnings.warn(f"device {device} was asked for but Paddle has no CUDA here; running on CPU.",
-                          RuntimeWarning, stacklevel=4)
+            warnings.warn(
+                f"device {device} was asked for but Paddle has no CUDA here; running on CPU.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
             return paddle.CPUPlace()
         return paddle.CUDAPlace(device.index)
     return paddle.CPUPlace()

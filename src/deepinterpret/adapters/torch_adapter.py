@@ -24,8 +24,11 @@ def torch_device(device: Device, model: torch.nn.Module) -> torch.device:
         return torch.device("cpu")
     if device.kind == "gpu":
         if not torch.cuda.is_available():
-            warnings.warn(f"device {device} was asked for but CUDA is not available; running on CPU.", RuntimeWarning,
-                          stacklevel=4)
+            warnings.warn(
+                f"device {device} was asked for but CUDA is not available; running on CPU.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
             return torch.device("cpu")
         return torch.device("cuda", device.index)
     return torch.device("cpu")

@@ -222,7 +222,9 @@ def load_images(
             _is_tensor(i) for i in items
         ):
             arrays = [_tensor_to_numpy(i) if _is_tensor(i) else i for i in items]
-            return load_images(np.stack([np.asarray(a, np.float32) for a in arrays]), resize_to, crop_to, norm, channels)
+            return load_images(
+                np.stack([np.asarray(a, np.float32) for a in arrays]), resize_to, crop_to, norm, channels
+            )
     else:
         raise TypeError(
             "inputs must be a file path, a list of paths, a PIL image, a NumPy array or a tensor; "

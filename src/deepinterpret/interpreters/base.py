@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -16,8 +17,10 @@ from ..adapters import ModelAdapter, adapt, check_objective, chunks
 from ..data import ImageBatch, as_normalization, load_images, resolve_labels
 from ..viz import grayscale_overlay, magnitude_map, save_image, save_paths, show
 
-# (image indices, sample indices) of one chunk -> (model-ready points, factors that multiply their gradients)
-MakeBatch = Callable[[np.ndarray, np.ndarray], tuple[Any, Any]]
+# (image indices, sample indices) of one chunk -> host (NumPy) randomness for it; runs on a helper thread
+Draw = Callable[[np.ndarray, np.ndarray], Any]
+# (image indices, sample indices, what draw gave) -> (model-ready points, factors that multiply their gradients)
+MakeBatch = Callable[[np.ndarray, np.ndarray, Any], tuple[Any, Any]]
 
 
 def accumulate_gradients(
@@ -30,6 +33,7 @@ def accumulate_gradients(
     batch_size: int,
     progress: bool | None = None,
     desc: str = "gradients",
+    draw: Draw | None = None,
 ) -> tuple[Any, np.ndarray]:
     """The batched gradient loop shared by SmoothGrad, Integrated Gradients and GradientSHAP.
 
@@ -37,28 +41,40 @@ def accumulate_gradients(
     ``s``, walking the ``n_images · per_image`` pairs in chunks of ``batch_size``; each chunk is built by
     ``make_batch`` just before its model pass, so peak memory depends on ``batch_size`` only. Also returns the
     objective value at every point, shape ``(n_images, per_image)``.
+
+    ``draw`` gives a chunk's host randomness (NumPy only); chunk k+1's is drawn on a helper thread while the
+    model runs chunk k. Framework operations stay on the calling thread: a second thread running them would
+    start a second OpenMP team that competes with the model pass for the cores.
     """
     xp = adapter.xp
     total = None
     values = np.empty((n_images, per_image), dtype=np.float32)
     pairs = n_images * per_image
+    parts = list(chunks(pairs, batch_size))
+    indices = [(flat // per_image, flat % per_image) for flat in (np.arange(p.start, p.stop) for p in parts)]
+
+    def host_work(index: int):
+        return draw(*indices[index]) if draw is not None else None
+
     bar = tqdm(total=pairs, desc=desc, disable=None if progress is None else not progress, leave=False)
-    with adapter.evaluation():
-        for part in chunks(pairs, batch_size):
-            flat = np.arange(part.start, part.stop)
-            images, samples = flat // per_image, flat % per_image
-            points, factors = make_batch(images, samples)
+    with adapter.evaluation(), ThreadPoolExecutor(max_workers=1) as helper:
+        pending = helper.submit(host_work, 0) if parts else None
+        for index, (images, samples) in enumerate(indices):
+            drawn = pending.result()
+            pending = helper.submit(host_work, index + 1) if index + 1 < len(parts) else None
+            points, factors = make_batch(images, samples, drawn)
             result = adapter.input_gradient(points, targets[images], objective)
             contribution = result.gradients * factors
             if total is None:
-                total = xp.zeros((n_images, *contribution.shape[1:]), dtype=contribution.dtype,
-                                 device=array_device(contribution))
+                total = xp.zeros(
+                    (n_images, *contribution.shape[1:]), dtype=contribution.dtype, device=array_device(contribution)
+                )
             # The chunk's pairs are in (image, sample) order, so each image owns one contiguous run of rows.
             for image in np.unique(images):
                 lo, hi = np.searchsorted(images, image), np.searchsorted(images, image, side="right")
                 total[int(image)] += xp.sum(contribution[lo:hi], axis=0)
             values[images, samples] = adapter.to_numpy(result.objective)
-            bar.update(part.stop - part.start)
+            bar.update(len(images))
     bar.close()
     return total, values
 

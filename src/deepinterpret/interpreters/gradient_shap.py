@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, resolve_seed
+from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, draw_noise, resolve_seed
 from .base import InputGradientInterpreter, accumulate_gradients, check_noise_amount, per_image_range
 from .integrated_gradients import _baseline_source
 
@@ -40,20 +40,32 @@ def gradient_shap(
     seed = resolve_seed(random_seed)
     x = adapter.asarray(x)
     sigma = per_image_range(adapter.xp, x) * noise_amount
-    _, baseline_of = _baseline_source(adapter, x, baselines, 1, seed)
+    _, _, baseline_of = _baseline_source(adapter, x, baselines, 1, seed)
     shape = tuple(x.shape[1:])
     ones = (1,) * len(shape)
 
-    def make_batch(images: np.ndarray, samples: np.ndarray):
+    def draw(images: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keys = list(zip(images.tolist(), samples.tolist(), strict=True))
-        noisy = x[images] + sigma[images] * adapter.noise(seed, keys, shape)
-        ratio = adapter.noise(seed, [(*key, 1) for key in keys], ones, kind="uniform")
-        base = baseline_of(images, samples)
+        return draw_noise(seed, keys, shape), draw_noise(seed, [(*key, 1) for key in keys], ones, kind="uniform")
+
+    def make_batch(images: np.ndarray, samples: np.ndarray, drawn: tuple[np.ndarray, np.ndarray]):
+        noise, ratio = drawn
+        noisy = x[images] + sigma[images] * adapter.asarray(noise)
+        base = baseline_of(images, samples, None)
         diff = noisy - base
-        return base + ratio * diff, diff / n_samples
+        return base + adapter.asarray(ratio) * diff, diff / n_samples
 
     total, _ = accumulate_gradients(
-        adapter, targets, int(x.shape[0]), n_samples, make_batch, objective, batch_size, progress, "GradientSHAP"
+        adapter,
+        targets,
+        int(x.shape[0]),
+        n_samples,
+        make_batch,
+        objective,
+        batch_size,
+        progress,
+        "GradientSHAP",
+        draw,
     )
     return total
 
@@ -82,8 +94,16 @@ class GradShapCVInterpreter(InputGradientInterpreter):
         batch = self._load_images(inputs, resize_to, crop_to)
         targets = self._resolve_targets(labels, batch.data, batch_size)
         result = gradient_shap(
-            self.adapter, batch.data, targets, baselines, n_samples, noise_amount, gradient_of, batch_size,
-            random_seed, self.progress,
+            self.adapter,
+            batch.data,
+            targets,
+            baselines,
+            n_samples,
+            noise_amount,
+            gradient_of,
+            batch_size,
+            random_seed,
+            self.progress,
         )
         explanation = self.adapter.to_numpy(result)
         self._visualize_gradients(batch, explanation, visual, save_path)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, resolve_seed
+from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, draw_noise, resolve_seed
 from .base import InputGradientInterpreter, accumulate_gradients
 
 QUADRATURES = ("riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle", "gausslegendre")
@@ -48,16 +48,21 @@ def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _baseline_source(adapter: ModelAdapter, x: Any, baselines: Any, num_random_trials: int, seed: int):
-    """``(trials, get(images, trials) -> baselines)`` without materialising more than a chunk of random ones."""
+    """``(trials, draw, get)``: ``draw(images, trials)`` gives host randomness for random baselines (else ``None``)
+    and ``get(images, trials, drawn)`` the baselines of a chunk, so no more than a chunk of them is ever made."""
     xp, shape = adapter.xp, tuple(x.shape[1:])
     if baselines is None:
         zeros = xp.zeros_like(x[:1])
-        return 1, lambda images, trials: xp.broadcast_to(zeros, (len(images), *shape))
+        return 1, None, lambda images, trials, drawn: xp.broadcast_to(zeros, (len(images), *shape))
     if isinstance(baselines, str):
         if baselines != "random":
             raise ValueError(f"baselines must be None, an array or 'random'; got {baselines!r}.")
         trials = check_positive_int(num_random_trials, "num_random_trials")
-        return trials, lambda images, t: adapter.noise(seed, list(zip(images.tolist(), t.tolist(), strict=True)), shape)
+
+        def draw(images: np.ndarray, t: np.ndarray) -> np.ndarray:
+            return draw_noise(seed, list(zip(images.tolist(), t.tolist(), strict=True)), shape)
+
+        return trials, draw, lambda images, t, drawn: adapter.asarray(drawn)
     base = adapter.asarray(baselines)
     if tuple(base.shape) == shape:
         base = xp.reshape(base, (1, *shape))
@@ -69,8 +74,8 @@ def _baseline_source(adapter: ModelAdapter, x: Any, baselines: Any, num_random_t
     if not bool(xp.all(xp.isfinite(base))):
         raise ValueError("baselines contain NaN or infinite values.")
     if int(base.shape[0]) == 1:
-        return 1, lambda images, trials: xp.broadcast_to(base, (len(images), *shape))
-    return 1, lambda images, trials: base[images]
+        return 1, None, lambda images, trials, drawn: xp.broadcast_to(base, (len(images), *shape))
+    return 1, None, lambda images, trials, drawn: base[images]
 
 
 def integrated_gradients(
@@ -97,20 +102,31 @@ def integrated_gradients(
     seed = resolve_seed(random_seed)
     x = adapter.asarray(x)
     xp = adapter.xp
-    trials, baseline_of = _baseline_source(adapter, x, baselines, num_random_trials, seed)
+    trials, draw_baselines, baseline_of = _baseline_source(adapter, x, baselines, num_random_trials, seed)
     ndim = x.ndim
 
-    def make_batch(images: np.ndarray, samples: np.ndarray):
+    def draw(images: np.ndarray, samples: np.ndarray):
+        return draw_baselines(images, samples // steps) if draw_baselines is not None else None
+
+    def make_batch(images: np.ndarray, samples: np.ndarray, drawn: Any):
         trial, step = samples // steps, samples % steps
-        base = baseline_of(images, trial)
+        base = baseline_of(images, trial, drawn)
         diff = x[images] - base
         alpha = adapter.asarray(alphas[step].reshape((-1,) + (1,) * (ndim - 1)))
         weight = adapter.asarray((weights[step] / trials).reshape((-1,) + (1,) * (ndim - 1)))
         return base + alpha * diff, weight * diff
 
     total, values = accumulate_gradients(
-        adapter, targets, int(x.shape[0]), trials * steps, make_batch, objective, batch_size, progress,
+        adapter,
+        targets,
+        int(x.shape[0]),
+        trials * steps,
+        make_batch,
+        objective,
+        batch_size,
+        progress,
         "IntegratedGradients",
+        draw,
     )
     delta = None
     if alphas[0] == 0.0 and alphas[-1] == 1.0:
@@ -150,8 +166,17 @@ class IntGradCVInterpreter(InputGradientInterpreter):
         batch = self._load_images(inputs, resize_to, crop_to)
         targets = self._resolve_targets(labels, batch.data, batch_size)
         result, self.convergence_delta = integrated_gradients(
-            self.adapter, batch.data, targets, baselines, steps, num_random_trials, gradient_of, method, batch_size,
-            random_seed, self.progress,
+            self.adapter,
+            batch.data,
+            targets,
+            baselines,
+            steps,
+            num_random_trials,
+            gradient_of,
+            method,
+            batch_size,
+            random_seed,
+            self.progress,
         )
         explanation = self.adapter.to_numpy(result)
         self._visualize_gradients(batch, explanation, visual, save_path)

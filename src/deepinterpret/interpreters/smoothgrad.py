@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, resolve_seed
+from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, draw_noise, resolve_seed
 from .base import InputGradientInterpreter, accumulate_gradients, check_noise_amount, per_image_range
 
 
@@ -39,12 +39,14 @@ def smooth_grad(
     sigma = per_image_range(adapter.xp, x) * noise_amount
     shape = tuple(x.shape[1:])
 
-    def make_batch(images: np.ndarray, samples: np.ndarray):
-        noise = adapter.noise(seed, list(zip(images.tolist(), samples.tolist(), strict=True)), shape)
-        return x[images] + sigma[images] * noise, 1.0 / n_samples
+    def draw(images: np.ndarray, samples: np.ndarray) -> np.ndarray:
+        return draw_noise(seed, list(zip(images.tolist(), samples.tolist(), strict=True)), shape)
+
+    def make_batch(images: np.ndarray, samples: np.ndarray, noise: np.ndarray):
+        return x[images] + sigma[images] * adapter.asarray(noise), 1.0 / n_samples
 
     total, _ = accumulate_gradients(
-        adapter, targets, int(x.shape[0]), n_samples, make_batch, objective, batch_size, progress, "SmoothGrad"
+        adapter, targets, int(x.shape[0]), n_samples, make_batch, objective, batch_size, progress, "SmoothGrad", draw
     )
     return total
 
@@ -75,7 +77,14 @@ class SmoothGradInterpreter(InputGradientInterpreter):
         batch = self._load_images(inputs, resize_to, crop_to)
         targets = self._resolve_targets(labels, batch.data, batch_size)
         result = smooth_grad(
-            self.adapter, batch.data, targets, noise_amount, n_samples, gradient_of, batch_size, random_seed,
+            self.adapter,
+            batch.data,
+            targets,
+            noise_amount,
+            n_samples,
+            gradient_of,
+            batch_size,
+            random_seed,
             self.progress,
         )
         explanation = self.adapter.to_numpy(result)
@@ -105,6 +114,15 @@ class SmoothGradInterpreterV2(SmoothGradInterpreter):
         split = check_positive_int(split, "split")
         batch_size = math.ceil(check_positive_int(n_samples, "n_samples") / split)
         return super().interpret(
-            inputs, labels, noise_amount, n_samples, gradient_of, resize_to, crop_to, visual, save_path,
-            batch_size=batch_size, random_seed=random_seed,
+            inputs,
+            labels,
+            noise_amount,
+            n_samples,
+            gradient_of,
+            resize_to,
+            crop_to,
+            visual,
+            save_path,
+            batch_size=batch_size,
+            random_seed=random_seed,
         )

@@ -1,0 +1,34 @@
+# The two commands a newcomer needs:  make demo  (set up + run the main job)  and  make test.
+# Everything is installed into .venv inside the checkout. torch is pinned first so that pip takes the
+# local CPU wheel instead of pulling CUDA packages for a bare `torch` requirement.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_PIN := torch==2.13.0
+
+.PHONY: setup demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PIN)
+	$(PY) -m pip install -q -e ".[test,paddle]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/deepinterpret demo --out demo-output
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/bench_gradients.py
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache
