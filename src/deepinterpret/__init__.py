@@ -5,7 +5,7 @@ sg = it.SmoothGradInterpreter(model, device="cpu")
 gradients = sg.interpret("cat.jpg", visual=False)
 """
 
-from . import adapters, data, interpreters, viz
+from . import adapters, data, interpreters, viz, zoo
 from .adapters import adapt
 from .data import Normalization
 from .interpreters import (
@@ -39,4 +39,5 @@ __all__ = [
     "data",
     "interpreters",
     "viz",
+    "zoo",
 ]

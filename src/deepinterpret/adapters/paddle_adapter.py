@@ -39,6 +39,8 @@ class PaddleAdapter(ModelAdapter):
     def __init__(self, model: paddle.nn.Layer, device: Device):
         super().__init__(model, device)
         self.place = paddle_place(device, model)
+        # Models from paddle.jit.load: TranslatedLayer (old program format) or PirTranslatedLayer (PIR, Paddle 3).
+        self.translated = type(model).__name__ in ("TranslatedLayer", "PirTranslatedLayer")
         if device.kind is not None:
             model.to(device="cpu" if isinstance(self.place, paddle.CPUPlace) else f"gpu:{device.index}")
 
@@ -72,7 +74,12 @@ class PaddleAdapter(ModelAdapter):
         for layer in self.model.sublayers(include_self=True):
             if isinstance(layer, (paddle.nn.Conv1D, paddle.nn.Conv2D, paddle.nn.Conv3D)):
                 return int(layer._in_channels)
-        return None
+        # A model from paddle.jit.load knows the input spec it was saved with.
+        try:
+            shape = list(self.model._input_spec()[0].shape)
+        except Exception:  # noqa: BLE001 - not a translated layer, or saved without a spec
+            return None
+        return int(shape[1]) if len(shape) == 4 and shape[1] and shape[1] > 0 else None
 
     # -- passes -------------------------------------------------------------------------------
     def _forward_nograd(self, x: np.ndarray) -> np.ndarray:
@@ -80,6 +87,18 @@ class PaddleAdapter(ModelAdapter):
             return logits_of(self.model(self._tensor(x))).astype("float32").numpy()
 
     def _input_gradient_batch(self, x: np.ndarray, targets: np.ndarray, objective: str) -> GradientResult:
+        if not self.translated:
+            return self._gradient_pass(x, targets, objective)
+        # A model from paddle.jit.load runs its inference program in eval mode, and that program has no backward.
+        # Its train-mode program holds the same saved operators (a model saved for inference has inference
+        # behaviour baked into them) plus the backward, so gradient passes run in it, until the backward is done.
+        self.model.train()
+        try:
+            return self._gradient_pass(x, targets, objective)
+        finally:
+            self.model.eval()
+
+    def _gradient_pass(self, x: np.ndarray, targets: np.ndarray, objective: str) -> GradientResult:
         inputs = self._tensor(x, stop_gradient=False)
         logits = logits_of(self.model(inputs)).astype("float32")
         self.check_targets(np.asarray(targets), int(logits.shape[-1]))

@@ -76,6 +76,11 @@ class TorchAdapter(ModelAdapter):
         for module in self.model.modules():
             if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
                 return int(module.in_channels)
+            # TorchScript keeps the class name and the constant attributes of each submodule.
+            if getattr(module, "original_name", None) in ("Conv1d", "Conv2d", "Conv3d") and hasattr(
+                module, "in_channels"
+            ):
+                return int(module.in_channels)
         return None
 
     # -- passes -------------------------------------------------------------------------------

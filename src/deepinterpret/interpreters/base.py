@@ -138,6 +138,14 @@ class Interpreter:
     def interpret(self, **kwargs: Any):
         raise NotImplementedError
 
+    def predict_proba(
+        self, inputs: Any, resize_to: int | None = 224, crop_to: int | None = None, batch_size: int = 64
+    ) -> np.ndarray:
+        """Class probabilities for ``inputs`` (loaded as ``interpret`` loads them), shape ``[N, classes]``."""
+        data = self._load_images(inputs, resize_to, crop_to).data
+        with self.adapter.evaluation():
+            return self.adapter.to_numpy(self.adapter.predict(data, batch_size, output="probability"))
+
     # -- shared steps -------------------------------------------------------------------------
     def _load_images(self, inputs: Any, resize_to: int | None, crop_to: int | None) -> ImageBatch:
         return load_images(inputs, resize_to, crop_to, self.normalization, self.adapter.expected_input_channels())

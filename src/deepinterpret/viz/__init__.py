@@ -1,5 +1,18 @@
-"""Visualisation: heatmaps, overlays, PNG files and notebook display."""
+"""Visualisation: heatmaps, overlays, PNG files, figures, HTML reports and notebook display."""
 
 from .images import grayscale_overlay, magnitude_map, resize_map, save_image, save_paths, show, to_unit
+from .report import ReportRow, comparison_figure, heatmap_overlay, html_report
 
-__all__ = ["grayscale_overlay", "magnitude_map", "resize_map", "save_image", "save_paths", "show", "to_unit"]
+__all__ = [
+    "ReportRow",
+    "comparison_figure",
+    "grayscale_overlay",
+    "heatmap_overlay",
+    "html_report",
+    "magnitude_map",
+    "resize_map",
+    "save_image",
+    "save_paths",
+    "show",
+    "to_unit",
+]

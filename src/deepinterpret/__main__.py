@@ -1,0 +1,7 @@
+"""``python -m deepinterpret`` is the ``deepinterpret`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

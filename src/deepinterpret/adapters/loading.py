@@ -1,0 +1,91 @@
+"""Loading models saved as files: a TorchScript file, a Paddle model saved with ``paddle.jit.save``, or a local
+Hugging Face image-classification folder. Each returns the model and what its files say about preprocessing."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_PADDLE_SUFFIXES = (".pdmodel", ".json", ".pdiparams")
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    kind: str  # "torchscript" | "paddle" | "huggingface"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    image_size: int | None = None
+    classes: list[str] = field(default_factory=list)
+
+
+def _paddle_prefix(path: Path) -> Path | None:
+    prefix = path.with_suffix("") if path.suffix in _PADDLE_SUFFIXES else path
+    if prefix.with_suffix(".pdiparams").exists() and (
+        prefix.with_suffix(".json").exists() or prefix.with_suffix(".pdmodel").exists()
+    ):
+        return prefix
+    return None
+
+
+def model_kind(spec: str | os.PathLike) -> str | None:
+    """What a path holds: ``"huggingface"``, ``"paddle"``, ``"torchscript"``, or ``None`` if it is none of them."""
+    path = Path(spec)
+    if path.is_dir() and (path / "config.json").exists():
+        return "huggingface"
+    if _paddle_prefix(path) is not None:
+        return "paddle"
+    if path.is_file() and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist()):
+                return "torchscript"
+    return None
+
+
+def load_model_file(spec: str | os.PathLike) -> LoadedModel:
+    """Load the model at ``spec``; ``ValueError`` with a one-line reason when it is not a model we can read."""
+    path = Path(spec)
+    kind = model_kind(path)
+    if kind is None:
+        if not path.exists() and _paddle_prefix(path) is None:
+            raise ValueError(f"no model at {os.fspath(spec)!r}: not a zoo name, a file or a folder.")
+        raise ValueError(
+            f"{os.fspath(spec)!r} is not a model we can read: expected a TorchScript file, a Paddle model saved "
+            "with paddle.jit.save (prefix.json/.pdmodel + prefix.pdiparams) or a Hugging Face model folder."
+        )
+    if kind == "torchscript":
+        import torch
+
+        model = torch.jit.load(str(path), map_location="cpu")
+        return LoadedModel(model.eval(), kind)
+    if kind == "paddle":
+        import paddle
+
+        prefix = _paddle_prefix(path)
+        model = paddle.jit.load(str(prefix))
+        model.eval()
+        return LoadedModel(model, kind)
+    return _load_huggingface(path)
+
+
+def _load_huggingface(path: Path) -> LoadedModel:
+    from transformers import AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(str(path), local_files_only=True).eval()
+    loaded = LoadedModel(model, "huggingface")
+    id2label = getattr(model.config, "id2label", None) or {}
+    loaded.classes = [str(id2label[i]) for i in sorted(id2label, key=int)] if id2label else []
+    processor = path / "preprocessor_config.json"
+    if processor.exists():
+        config = json.loads(processor.read_text())
+        if config.get("do_normalize", True) and "image_mean" in config:
+            loaded.mean, loaded.std = tuple(config["image_mean"]), tuple(config["image_std"])
+        size = config.get("crop_size") or config.get("size")
+        if isinstance(size, dict):
+            size = size.get("shortest_edge") or size.get("height")
+        loaded.image_size = int(size) if size else None
+    return loaded

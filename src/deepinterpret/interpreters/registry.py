@@ -1,0 +1,54 @@
+"""The image methods by command-line name, with the options each one takes. Later interpreter families add
+their entries here; the CLI and the demo enumerate this table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .gradient_shap import GradShapCVInterpreter
+from .integrated_gradients import IntGradCVInterpreter
+from .smoothgrad import SmoothGradInterpreter
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    cls: type
+    summary: str
+    options: tuple[str, ...]  # interpret() keyword arguments that the CLI exposes
+    demo: dict[str, Any] = field(default_factory=dict)  # settings for the quick demo
+
+
+IMAGE_METHODS: dict[str, MethodSpec] = {
+    spec.name: spec
+    for spec in (
+        MethodSpec(
+            "smoothgrad",
+            SmoothGradInterpreter,
+            "SmoothGrad: mean gradient over noisy copies",
+            ("n_samples", "noise_amount", "gradient_of", "batch_size", "random_seed"),
+            dict(n_samples=32, random_seed=0),
+        ),
+        MethodSpec(
+            "intgrad",
+            IntGradCVInterpreter,
+            "Integrated Gradients from a baseline (zeros)",
+            ("steps", "gradient_of", "batch_size", "method"),
+            dict(steps=32),
+        ),
+        MethodSpec(
+            "gradshap",
+            GradShapCVInterpreter,
+            "GradientSHAP: expected gradients with noise",
+            ("n_samples", "noise_amount", "gradient_of", "batch_size", "random_seed"),
+            dict(n_samples=32, random_seed=0),
+        ),
+    )
+}
+
+
+def get_method(name: str) -> MethodSpec:
+    if name not in IMAGE_METHODS:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(IMAGE_METHODS)}.")
+    return IMAGE_METHODS[name]

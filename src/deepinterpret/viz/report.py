@@ -1,0 +1,111 @@
+"""Side-by-side figures and self-contained HTML reports (images inlined as base64 PNG; nothing fetched)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from .images import resize_map, to_unit
+
+
+def heatmap_overlay(image: np.ndarray, map2d: np.ndarray, cmap: str = "jet", alpha: float = 0.5) -> np.ndarray:
+    """A map (scaled to [0, 1] at its 99th percentile, resized to the image) in a matplotlib colour map, blended
+    over the image. ``image`` is uint8 HW or HWC; returns uint8 HWx3."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    unit = resize_map(to_unit(map2d), image.shape[0], image.shape[1])
+    colours = colormaps[cmap](unit)[..., :3] * 255.0
+    return np.clip(np.rint(alpha * colours + (1 - alpha) * image), 0, 255).astype(np.uint8)
+
+
+def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
+    pil = Image.fromarray(np.asarray(image))
+    if scale > 1:
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@dataclass
+class ReportRow:
+    """One explained input: its picture, what the model predicted, and one map per method."""
+
+    image: np.ndarray
+    title: str
+    maps: dict[str, np.ndarray]
+
+
+def comparison_figure(rows: Sequence[ReportRow], path: str | os.PathLike, cmap: str = "jet", dpi: int = 100) -> str:
+    """One PNG: a row per input, the input then every method's map over it."""
+    methods = list(rows[0].maps)
+    cols = 1 + len(methods)
+    figure = Figure(figsize=(1.8 * cols, 1.9 * len(rows)), dpi=dpi)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(rows), cols, squeeze=False)
+    for r, row in enumerate(rows):
+        axes[r, 0].imshow(row.image if row.image.shape[-1] == 3 else row.image[..., 0], cmap="gray")
+        axes[r, 0].set_title(row.title, fontsize=8)
+        for c, method in enumerate(methods, start=1):
+            axes[r, c].imshow(heatmap_overlay(row.image, row.maps[method], cmap))
+            if r == 0:
+                axes[r, c].set_title(method, fontsize=8)
+    for axis in axes.ravel():
+        axis.axis("off")
+    figure.tight_layout()
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    figure.savefig(path)
+    return path
+
+
+def html_report(
+    rows: Sequence[ReportRow],
+    path: str | os.PathLike,
+    title: str,
+    notes: Sequence[str] = (),
+    cmap: str = "jet",
+    scale: int = 4,
+) -> str:
+    """A self-contained HTML page: a table row per input with the prediction and every method's map."""
+    methods = list(rows[0].maps)
+
+    def img(array: np.ndarray) -> str:
+        data = base64.b64encode(png_bytes(array, scale)).decode("ascii")
+        return f'<img src="data:image/png;base64,{data}" alt="">'
+
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in methods)
+    body = []
+    for row in rows:
+        cells = "".join(f"<td>{img(heatmap_overlay(row.image, row.maps[m], cmap))}</td>" for m in methods)
+        picture = row.image if row.image.shape[-1] == 3 else row.image[..., 0]
+        body.append(f"<tr><td>{img(picture)}</td><td>{html.escape(row.title)}</td>{cells}</tr>")
+    note_html = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>"
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px;text-align:center;font-size:13px}"
+        "</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>{note_html}"
+        f"<table><thead><tr><th>input</th><th>prediction</th>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table></body></html>\n"
+    )
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(page)
+    return path

@@ -1,0 +1,114 @@
+"""Small, real, trained models that ship with the package, so that every command has a default model offline.
+
+    >>> import deepinterpret as it
+    >>> it.zoo.available()
+    ['digits-cnn', 'digits-vit']
+    >>> digits = it.zoo.load("digits-cnn")            # or framework="paddle"
+    >>> it.SmoothGradInterpreter(digits.model, normalization=digits.normalization)
+
+Each entry's weights are a safetensors file in ``zoo/weights`` whose metadata carries the preprocessing and
+the held-out accuracy; ``python -m deepinterpret.zoo.train`` reproduces them (see ``zoo/MODEL_CARD.md``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data import Normalization
+from .digits import digits_split, stroke_masks
+
+WEIGHTS = Path(__file__).with_name("weights")
+
+# name -> (description, frameworks, optional extra needed)
+_ENTRIES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
+    "digits-cnn": ("small CNN (3 conv blocks, GAP, linear) on scikit-learn digits at 32x32", ("torch", "paddle"), None),
+    "digits-vit": ("small ViT (HF ViTForImageClassification, 4 layers) on the same digits", ("torch",), "transformers"),
+}
+
+DEFAULT_MODEL = "digits-cnn"
+
+
+@dataclass
+class ZooModel:
+    """A loaded zoo model with what is needed to feed it."""
+
+    name: str
+    framework: str
+    model: Any
+    normalization: Normalization
+    image_size: int
+    channels: int
+    classes: list[str]
+    test_accuracy: float
+    metadata: dict[str, str] = field(repr=False, default_factory=dict)
+    tokenizer: Any = None
+
+
+def available() -> list[str]:
+    """The names of the zoo's models."""
+    return list(_ENTRIES)
+
+
+def describe(name: str) -> str:
+    _check(name)
+    description, frameworks, extra = _ENTRIES[name]
+    return f"{description} [{', '.join(frameworks)}]" + (f" (needs the '{extra}' extra)" if extra else "")
+
+
+def _check(name: str) -> None:
+    if name not in _ENTRIES:
+        raise ValueError(f"unknown zoo model {name!r}; available: {', '.join(_ENTRIES)}.")
+
+
+def weights_path(name: str) -> Path:
+    _check(name)
+    return WEIGHTS / f"{name}.safetensors"
+
+
+def metadata(name: str) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(weights_path(name)), framework="numpy") as handle:
+        return dict(handle.metadata())
+
+
+def load(name: str = DEFAULT_MODEL, framework: str = "torch") -> ZooModel:
+    """Build zoo model ``name`` for ``framework`` (``"torch"`` or ``"paddle"``), in eval mode, with its weights."""
+    _check(name)
+    frameworks = _ENTRIES[name][1]
+    if framework not in frameworks:
+        raise ValueError(f"zoo model {name!r} exists for {', '.join(frameworks)}, not {framework!r}.")
+    meta = metadata(name)
+    from safetensors.numpy import load_file
+
+    state = load_file(str(weights_path(name)))
+    from . import architectures
+
+    if framework == "torch":
+        import torch
+
+        builder = {"digits-cnn": architectures.digits_cnn_torch, "digits-vit": architectures.digits_vit_torch}[name]
+        model = builder()
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    else:
+        from ..adapters.convert import load_torch_state_into_paddle
+
+        model = load_torch_state_into_paddle(state, architectures.digits_cnn_paddle())
+    model.eval()
+    return ZooModel(
+        name=name,
+        framework=framework,
+        model=model,
+        normalization=Normalization(tuple(json.loads(meta["mean"])), tuple(json.loads(meta["std"]))),
+        image_size=int(meta["image_size"]),
+        channels=int(meta["channels"]),
+        classes=json.loads(meta["classes"]),
+        test_accuracy=float(meta["test_accuracy"]),
+        metadata=meta,
+    )
+
+
+__all__ = ["DEFAULT_MODEL", "ZooModel", "available", "describe", "digits_split", "load", "metadata", "stroke_masks"]

@@ -1,0 +1,111 @@
+"""Reproduce the zoo's weights: ``python -m deepinterpret.zoo.train [digits-cnn|digits-vit|all] [--out DIR]``.
+
+Trains on the training part of :func:`deepinterpret.zoo.digits.digits_split` with a fixed seed, reports the
+held-out accuracy, and writes ``NAME.safetensors`` with the preprocessing in its metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .architectures import DIGITS_CLASSES, digits_cnn_torch, digits_vit_torch
+from .digits import IMAGE_SIZE, digits_split
+
+WEIGHTS = Path(__file__).with_name("weights")
+
+RECIPES = {
+    "digits-cnn": dict(build=digits_cnn_torch, epochs=40, lr=3e-3, weight_decay=1e-4, shift=3),
+    "digits-vit": dict(build=digits_vit_torch, epochs=150, lr=2e-3, weight_decay=0.05, shift=3),
+}
+
+
+def _augment(torch, batch, shift: int, generator):
+    """Random translations of up to ``shift`` pixels (zero padding), one per image."""
+    n, _, h, w = batch.shape
+    padded = torch.nn.functional.pad(batch, (shift, shift, shift, shift), value=float(batch.min()))
+    dx = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
+    dy = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
+    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+
+
+def _logits(output):
+    return output.logits if hasattr(output, "logits") else output
+
+
+def train(name: str, out_dir: Path = WEIGHTS, seed: int = 0, threads: int | None = None) -> dict:
+    import torch
+    from safetensors.torch import save_file
+
+    recipe = RECIPES[name]
+    torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(threads)
+    split = digits_split(IMAGE_SIZE)
+    unit = split.train_images.astype(np.float32) / 255.0
+    mean, std = float(unit.mean()), float(unit.std())
+
+    def tensors(images, labels):
+        x = (images.astype(np.float32)[:, None] / 255.0 - mean) / std
+        return torch.from_numpy(x), torch.from_numpy(np.array(labels))
+
+    train_x, train_y = tensors(split.train_images, split.train_labels)
+    test_x, test_y = tensors(split.test_images, split.test_labels)
+    model = recipe["build"]()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+    batch, epochs = 64, recipe["epochs"]
+    steps = epochs * math.ceil(len(train_x) / batch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe["lr"], total_steps=steps)
+    generator = torch.Generator().manual_seed(seed)
+    start = time.time()
+    for _epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(train_x), generator=generator)
+        for begin in range(0, len(order), batch):
+            index = order[begin : begin + batch]
+            inputs = _augment(torch, train_x[index], recipe["shift"], generator)
+            loss = torch.nn.functional.cross_entropy(_logits(model(inputs)), train_y[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    model.eval()
+    with torch.no_grad():
+        predictions = _logits(model(test_x)).argmax(1)
+    accuracy = float((predictions == test_y).float().mean())
+    metadata = {
+        "name": name,
+        "image_size": str(IMAGE_SIZE),
+        "channels": "1",
+        "mean": json.dumps([mean]),
+        "std": json.dumps([std]),
+        "classes": json.dumps(list(DIGITS_CLASSES)),
+        "test_accuracy": f"{accuracy:.4f}",
+        "test_size": str(len(test_y)),
+        "seed": str(seed),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out_dir / f"{name}.safetensors"), metadata=metadata)
+    print(f"{name}: held-out accuracy {accuracy:.4f} on {len(test_y)} digits ({time.time() - start:.0f} s)")
+    return metadata
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("name", nargs="?", default="all", choices=[*RECIPES, "all"])
+    parser.add_argument("--out", type=Path, default=WEIGHTS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    for name in RECIPES if args.name == "all" else [args.name]:
+        train(name, args.out, args.seed, args.threads)
+
+
+if __name__ == "__main__":
+    main()
