@@ -53,6 +53,8 @@ def _parse_normalization(text: str | None):
 def resolve_model(spec: str, framework: str = "torch") -> dict[str, Any]:
     """A zoo name or a model path → the model and its preprocessing."""
     if spec in zoo.available():
+        if zoo.modality(spec) != "image":
+            raise UsageError(f"zoo model {spec!r} is a text model; `deepinterpret explain` explains image models.")
         entry = zoo.load(spec, framework)
         return dict(
             model=entry.model,

@@ -26,6 +26,11 @@ WEIGHTS = Path(__file__).with_name("weights")
 _ENTRIES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     "digits-cnn": ("small CNN (3 conv blocks, GAP, linear) on scikit-learn digits at 32x32", ("torch", "paddle"), None),
     "digits-vit": ("small ViT (HF ViTForImageClassification, 4 layers) on the same digits", ("torch",), "transformers"),
+    "minilm-sentiment": (
+        "pretrained all-MiniLM-L6-v2 + sentiment head (negative/positive) trained on the VADER lexicon",
+        ("torch",),
+        "minilm",
+    ),
 }
 
 DEFAULT_MODEL = "digits-cnn"
@@ -38,18 +43,24 @@ class ZooModel:
     name: str
     framework: str
     model: Any
-    normalization: Normalization
-    image_size: int
-    channels: int
     classes: list[str]
     test_accuracy: float
+    normalization: Normalization | None = None  # image models
+    image_size: int | None = None
+    channels: int | None = None
+    tokenizer: Any = None  # text models
     metadata: dict[str, str] = field(repr=False, default_factory=dict)
-    tokenizer: Any = None
 
 
 def available() -> list[str]:
     """The names of the zoo's models."""
     return list(_ENTRIES)
+
+
+def modality(name: str) -> str:
+    """``"image"`` or ``"text"``: what the model takes."""
+    _check(name)
+    return "text" if name == "minilm-sentiment" else "image"
 
 
 def describe(name: str) -> str:
@@ -85,6 +96,18 @@ def load(name: str = DEFAULT_MODEL, framework: str = "torch") -> ZooModel:
     from safetensors.numpy import load_file
 
     state = load_file(str(weights_path(name)))
+    common = dict(
+        name=name,
+        framework=framework,
+        classes=json.loads(meta["classes"]),
+        test_accuracy=float(meta["test_accuracy"]),
+        metadata=meta,
+    )
+    if name == "minilm-sentiment":
+        from .minilm import build_torch
+
+        model, tokenizer = build_torch(state)
+        return ZooModel(model=model, tokenizer=tokenizer, **common)
     from . import architectures
 
     if framework == "torch":
@@ -99,16 +122,22 @@ def load(name: str = DEFAULT_MODEL, framework: str = "torch") -> ZooModel:
         model = load_torch_state_into_paddle(state, architectures.digits_cnn_paddle())
     model.eval()
     return ZooModel(
-        name=name,
-        framework=framework,
         model=model,
         normalization=Normalization(tuple(json.loads(meta["mean"])), tuple(json.loads(meta["std"]))),
         image_size=int(meta["image_size"]),
         channels=int(meta["channels"]),
-        classes=json.loads(meta["classes"]),
-        test_accuracy=float(meta["test_accuracy"]),
-        metadata=meta,
+        **common,
     )
 
 
-__all__ = ["DEFAULT_MODEL", "ZooModel", "available", "describe", "digits_split", "load", "metadata", "stroke_masks"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "ZooModel",
+    "available",
+    "describe",
+    "digits_split",
+    "load",
+    "metadata",
+    "modality",
+    "stroke_masks",
+]

@@ -1,4 +1,4 @@
-"""Reproduce the zoo's weights: ``python -m deepinterpret.zoo.train [digits-cnn|digits-vit|all] [--out DIR]``.
+"""Reproduce the zoo's weights: ``python -m deepinterpret.zoo.train [NAME|all] [--out DIR]``.
 
 Trains on the training part of :func:`deepinterpret.zoo.digits.digits_split` with a fixed seed, reports the
 held-out accuracy, and writes ``NAME.safetensors`` with the preprocessing in its metadata.
@@ -92,19 +92,75 @@ def train(name: str, out_dir: Path = WEIGHTS, seed: int = 0, threads: int | None
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out_dir / f"{name}.safetensors"), metadata=metadata)
+    (out_dir / f"{name}.safetensors").chmod(0o644)
     print(f"{name}: held-out accuracy {accuracy:.4f} on {len(test_y)} digits ({time.time() - start:.0f} s)")
+    return metadata
+
+
+def train_minilm_sentiment(out_dir: Path = WEIGHTS, seed: int = 0) -> dict:
+    """The sentiment head of ``minilm-sentiment`` on the VADER lexicon (see ``minilm.py``)."""
+    import torch
+    from safetensors.numpy import save_file
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    from .minilm import CHECK_SENTENCES, TEMPLATES, build_torch, lexicon
+
+    start = time.time()
+    model, tokenizer = build_torch()
+    entries = lexicon()
+    words = [w for w, _ in entries]
+    labels = np.array([v > 0 for _, v in entries], dtype=np.int64)
+    train_idx, test_idx = train_test_split(np.arange(len(words)), test_size=0.25, stratify=labels, random_state=seed)
+
+    def embed(texts: list[str]) -> np.ndarray:
+        parts = []
+        with torch.no_grad():
+            for begin in range(0, len(texts), 256):
+                batch = tokenizer(texts[begin : begin + 256], padding=True, return_tensors="pt")
+                parts.append(model.embed(**batch).numpy())
+        return np.concatenate(parts)
+
+    embedded = {t: embed([t.format(w) for w in words]) for t in TEMPLATES}
+    features = np.concatenate([embedded[t][train_idx] for t in TEMPLATES])
+    regression = LogisticRegression(C=1.0, max_iter=3000).fit(features, np.tile(labels[train_idx], len(TEMPLATES)))
+    word_accuracy = float(regression.score(embedded["{}"][test_idx], labels[test_idx]))
+    w, b = regression.coef_[0].astype(np.float32), np.float32(regression.intercept_[0])
+    head = {"weight": np.stack([-w / 2, w / 2]), "bias": np.array([-b / 2, b / 2], dtype=np.float32)}
+    sentences = [s for s, _ in CHECK_SENTENCES]
+    sentence_pred = regression.predict(embed(sentences))
+    sentence_accuracy = float(np.mean(sentence_pred == np.array([y for _, y in CHECK_SENTENCES])))
+    metadata = {
+        "name": "minilm-sentiment",
+        "classes": json.dumps(["negative", "positive"]),
+        "test_accuracy": f"{word_accuracy:.4f}",
+        "test_size": str(len(test_idx)),
+        "train_words": str(len(train_idx)),
+        "check_sentence_accuracy": f"{sentence_accuracy:.4f}",
+        "seed": str(seed),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(head, str(out_dir / "minilm-sentiment.safetensors"), metadata=metadata)
+    (out_dir / "minilm-sentiment.safetensors").chmod(0o644)
+    print(
+        f"minilm-sentiment: held-out lexicon words {word_accuracy:.4f} ({len(test_idx)}), "
+        f"check sentences {sentence_accuracy:.2f} ({time.time() - start:.0f} s)"
+    )
     return metadata
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("name", nargs="?", default="all", choices=[*RECIPES, "all"])
+    parser.add_argument("name", nargs="?", default="all", choices=[*RECIPES, "minilm-sentiment", "all"])
     parser.add_argument("--out", type=Path, default=WEIGHTS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
-    for name in RECIPES if args.name == "all" else [args.name]:
-        train(name, args.out, args.seed, args.threads)
+    for name in [*RECIPES, "minilm-sentiment"] if args.name == "all" else [args.name]:
+        if name == "minilm-sentiment":
+            train_minilm_sentiment(args.out, args.seed)
+        else:
+            train(name, args.out, args.seed, args.threads)
 
 
 if __name__ == "__main__":
