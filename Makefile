@@ -29,6 +29,7 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/bench_gradients.py
+	$(PY) benchmarks/bench_cam.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -11,21 +11,12 @@ Prints, measured side by side in one run:
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
-from transformers import ResNetConfig, ResNetForImageClassification
 
 import deepinterpret as it
-
-
-def resnet18_sized() -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = ResNetConfig(
-        embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2], layer_type="basic", num_labels=1000
-    )
-    return ResNetForImageClassification(config).eval()
+from common import best_of, resnet18_sized
 
 
 class Logits(torch.nn.Module):
@@ -46,12 +37,6 @@ def raw_passes(model, x, target, total, batch_size):
         points = x.expand(n, *x.shape[1:]).clone().requires_grad_(True)
         probability = torch.softmax(model(points).logits, dim=-1)[:, target].sum()
         torch.autograd.grad(probability, points)
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -97,15 +82,7 @@ def main() -> None:
     print("| method | ours (s) | raw passes (s) | Captum (s) | ours / raw | ours / Captum |")
     print("|---|---|---|---|---|---|")
     for name, fns in cases.items():
-        for fn in fns.values():  # warm-up
-            fn()
-        # Interleave the three so that drifts in machine speed hit them alike; the minimum over repeats is the
-        # least noisy estimate of each one's cost on a shared machine.
-        times: dict[str, list[float]] = {k: [] for k in fns}
-        for _ in range(args.repeats):
-            for key, fn in fns.items():
-                times[key].append(timed(fn))
-        t = {k: min(v) for k, v in times.items()}
+        t = best_of(fns, args.repeats)
         print(
             f"| {name} | {t['ours']:.2f} | {t['raw']:.2f} | {t['captum']:.2f} | {t['ours'] / t['raw']:.3f} | "
             f"{t['ours'] / t['captum']:.3f} |"

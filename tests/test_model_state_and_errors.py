@@ -17,6 +17,10 @@ INTERPRETERS = [
     (it.IntGradCVInterpreter, dict(steps=4)),
     (it.IntGradCVInterpreter, dict(steps=3, baselines="random", num_random_trials=2)),
     (it.GradShapCVInterpreter, dict(n_samples=3)),
+    (it.GradCAMInterpreter, dict(target_layer_name="4")),
+    (it.GradCAMPlusPlusInterpreter, dict(target_layer_name="4")),
+    (it.LayerCAMInterpreter, dict(target_layer_name="4")),
+    (it.ScoreCAMInterpreter, dict(target_layer_name="4")),
 ]
 
 

@@ -9,11 +9,16 @@ from . import adapters, data, interpreters, viz, zoo
 from .adapters import adapt
 from .data import Normalization
 from .interpreters import (
+    GradCAMInterpreter,
+    GradCAMPlusPlusInterpreter,
     GradShapCVInterpreter,
     InputGradientInterpreter,
     InputOutputInterpreter,
+    IntermediateLayerInterpreter,
     Interpreter,
     IntGradCVInterpreter,
+    LayerCAMInterpreter,
+    ScoreCAMInterpreter,
     SmoothGradInterpreter,
     SmoothGradInterpreterV2,
 )
@@ -24,7 +29,12 @@ __version__ = "0.1.0"
 SmoothGradCVInterpreter = SmoothGradInterpreter
 
 __all__ = [
+    "GradCAMInterpreter",
+    "GradCAMPlusPlusInterpreter",
     "GradShapCVInterpreter",
+    "IntermediateLayerInterpreter",
+    "LayerCAMInterpreter",
+    "ScoreCAMInterpreter",
     "InputGradientInterpreter",
     "InputOutputInterpreter",
     "IntGradCVInterpreter",

@@ -62,6 +62,7 @@ def resolve_model(spec: str, framework: str = "torch") -> dict[str, Any]:
             resize_to=entry.image_size,
             classes=entry.classes,
             name=spec,
+            layer=entry.cam_layer,
         )
     from .adapters.loading import load_model_file
 
@@ -73,6 +74,7 @@ def resolve_model(spec: str, framework: str = "torch") -> dict[str, Any]:
         resize_to=loaded.image_size or 224,
         classes=loaded.classes,
         name=str(spec),
+        layer=None,
     )
 
 
@@ -91,9 +93,12 @@ def run_demo(
     maps: dict[str, list[np.ndarray]] = {}
     timings = []
     for spec in IMAGE_METHODS.values():
+        if spec.needs_layer and entry.cam_layer is None:
+            continue  # no convolutional feature map (e.g. a ViT)
         interpreter = spec.cls(entry.model, normalization=entry.normalization, progress=False if quiet else None)
+        layer = {"target_layer_name": entry.cam_layer} if spec.needs_layer else {}
         start = time.perf_counter()
-        explanation = interpreter.interpret(images, visual=False, resize_to=entry.image_size, **spec.demo)
+        explanation = interpreter.interpret(images, visual=False, resize_to=entry.image_size, **layer, **spec.demo)
         timings.append(f"{spec.name} {time.perf_counter() - start:.2f} s")
         maps[spec.name] = [magnitude_map(e) for e in explanation]
     rows = []
@@ -107,7 +112,8 @@ def run_demo(
     figure = comparison_figure(rows, out_dir / "demo.png")
     notes = [
         f"Model: zoo '{model_name}' (held-out accuracy {entry.test_accuracy:.2%}); {len(picks)} held-out digits; "
-        "maps show the magnitude of each attribution (sum over channels of absolute values).",
+        "Gradient maps show the magnitude of each attribution (sum over channels of absolute values); "
+        f"CAM maps are computed at layer '{entry.cam_layer}' and upsampled.",
         "Time per method: " + ", ".join(timings) + ".",
     ]
     report = html_report(rows, out_dir / "demo.html", "deepinterpret demo: why the model saw each digit", notes)
@@ -124,7 +130,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     print("methods (deepinterpret explain --method NAME):")
     for spec in IMAGE_METHODS.values():
-        flags = ", ".join("--" + _option_flag(o) for o in spec.options)
+        flags = ", ".join(["--layer"] * spec.needs_layer + ["--" + _option_flag(o) for o in spec.options])
         print(f"  {spec.name:<12} {spec.summary}  [{flags}]")
     print("models (--model NAME; or a Hugging Face folder, a TorchScript file, a paddle.jit.save prefix):")
     for name in zoo.available():
@@ -151,6 +157,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 f"{', '.join('--' + _option_flag(o) for o in spec.options)}."
             )
         options[kwarg] = value
+    if spec.needs_layer:
+        layer = args.layer or resolved["layer"]
+        if layer is None:
+            raise UsageError(f"method {spec.name!r} needs --layer NAME, a convolutional layer of the model.")
+        options["target_layer_name"] = layer
+    elif args.layer is not None:
+        raise UsageError(f"method {spec.name!r} does not take --layer.")
     interpreter = spec.cls(
         resolved["model"],
         device=args.device,
@@ -229,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--crop-to", type=int, default=None, help="centre crop after resizing")
     explain.add_argument("--normalization", default=None, help="imagenet, unit, or M1,M2,M3:S1,S2,S3")
     options = explain.add_argument_group("method options (each method takes some; see `deepinterpret list`)")
+    options.add_argument("--layer", help="layer to explain (CAM methods; zoo models have a default)")
     options.add_argument("--steps", type=int, help="integration steps (intgrad)")
     options.add_argument("--quadrature", help="integration rule (intgrad): riemann_trapezoid, gausslegendre, ...")
     options.add_argument("--n-samples", type=int, help="noisy samples (smoothgrad, gradshap)")

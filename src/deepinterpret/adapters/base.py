@@ -8,6 +8,7 @@ algorithms compute with. Concrete adapters live in ``torch_adapter.py``, ``paddl
 
 from __future__ import annotations
 
+import difflib
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -114,6 +115,17 @@ def draw_noise(seed: int, keys: Sequence[tuple[int, ...]], shape: tuple[int, ...
 
 
 @dataclass
+class LayerGradientResult:
+    """Activations of a layer and the gradient of the objective w.r.t. them (``xp`` arrays, no graph)."""
+
+    activations: Any
+    gradients: Any
+    objective: Any
+    logits: Any
+    targets: np.ndarray  # the classes explained (the predicted ones when none were given)
+
+
+@dataclass
 class GradientResult:
     """What one gradient call returns, all in the adapter's namespace ``xp``.
 
@@ -186,6 +198,64 @@ class ModelAdapter:
         check_objective(objective)
         return self._input_gradient_batch(self.asarray(x), targets, objective)
 
+    def resize(self, maps: Any, height: int, width: int) -> Any:
+        """Bilinear resize of the last two axes of ``maps`` (an ``xp`` array), on the model's device."""
+        h, w = int(maps.shape[-2]), int(maps.shape[-1])
+        if (h, w) == (height, width):
+            return maps
+        rows = self.asarray(bilinear_matrix(height, h))
+        cols = self.asarray(bilinear_matrix(width, w))
+        return self.xp.matmul(self.xp.matmul(rows, maps), self.xp.permute_dims(cols, (1, 0)))
+
+    # -- layers -------------------------------------------------------------------------------
+    def layer_names(self) -> list[str]:
+        """Names of the model's layers (PyTorch ``named_modules``, Paddle ``named_sublayers``), root excluded."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) has no layers to capture.")
+
+    def find_layers(self, target_layer: str | None = None, target_layer_pattern: str | None = None) -> list[str]:
+        """The layer named exactly ``target_layer``, or every layer whose name matches the regular expression
+        ``target_layer_pattern`` (``re.match``, as the original). An unknown name raises a ``ValueError`` that
+        lists the closest valid names."""
+        if (target_layer is None) == (target_layer_pattern is None):
+            raise ValueError("give exactly one of target_layer and target_layer_pattern.")
+        if target_layer is not None:
+            if self._layer(target_layer) is not None:
+                return [target_layer]
+            names = self.layer_names()
+            close = difflib.get_close_matches(target_layer, names, n=5, cutoff=0.3) or names[:5]
+            raise ValueError(
+                f"no layer named {target_layer!r} in {type(self.model).__name__}; closest names: "
+                f"{', '.join(repr(n) for n in close)}."
+            )
+        names = self.layer_names()
+        try:
+            pattern = re.compile(target_layer_pattern)
+        except re.error as err:
+            raise ValueError(f"target_layer_pattern {target_layer_pattern!r} is not a valid regex: {err}.") from None
+        found = [n for n in names if pattern.match(n)]
+        if not found:
+            close = difflib.get_close_matches(target_layer_pattern, names, n=5, cutoff=0.3) or names[:5]
+            raise ValueError(
+                f"no layer name matches {target_layer_pattern!r}; closest names: {', '.join(repr(n) for n in close)}."
+            )
+        return found
+
+    def _layer(self, name: str) -> Any:
+        """The layer called ``name`` (a dotted path), or ``None``."""
+        return None
+
+    def capture_activations(self, x: Any, layers: Sequence[str]) -> tuple[dict[str, Any], Any]:
+        """``({layer: output}, logits)`` for one model batch, without building a graph."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) has no layers to capture.")
+
+    def layer_gradient(self, x: Any, layer: str, targets: np.ndarray, objective: str) -> LayerGradientResult:
+        """Activations of ``layer`` and the gradient of the objective w.r.t. them, for one model batch. The backward
+        stops at the layer: no gradient is computed for any parameter, nor for the layers below."""
+        raise TypeError(
+            f"{type(self.model).__name__} is a plain callable and cannot give gradients; gradient methods need "
+            "a torch.nn.Module or paddle.nn.Layer."
+        )
+
     # -- checks -------------------------------------------------------------------------------
     def check_targets(self, targets: np.ndarray, num_classes: int) -> None:
         """Raise ``ValueError`` when a target class is outside ``0..num_classes-1``."""
@@ -202,6 +272,20 @@ class ModelAdapter:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({type(self.model).__name__}, device={self.device})"
+
+
+def bilinear_matrix(size_out: int, size_in: int) -> np.ndarray:
+    """``(size_out, size_in)`` matrix of 1-D bilinear interpolation with half-pixel centres (PyTorch's
+    ``interpolate(mode="bilinear", align_corners=False)``); a 2-D resize is ``R_h @ M @ R_w.T``."""
+    src = (np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5
+    src = np.clip(src, 0, size_in - 1)
+    low = np.floor(src).astype(int)
+    high = np.minimum(low + 1, size_in - 1)
+    frac = src - low
+    matrix = np.zeros((size_out, size_in), dtype=np.float64)
+    np.add.at(matrix, (np.arange(size_out), low), 1 - frac)
+    np.add.at(matrix, (np.arange(size_out), high), frac)
+    return matrix.astype(np.float32)
 
 
 def softmax(xp: Any, logits: Any) -> Any:

@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 from array_api_compat import numpy as numpy_xp
 
-from .base import Device, GradientResult, ModelAdapter, logits_of
+from .base import Device, GradientResult, LayerGradientResult, ModelAdapter, logits_of
 
 
 def paddle_place(device: Device, model: paddle.nn.Layer):
@@ -62,13 +62,14 @@ class PaddleAdapter(ModelAdapter):
     @contextlib.contextmanager
     def evaluation(self):
         """Eval mode for the call; every sublayer's ``training`` flag is put back afterwards."""
-        modes = [(layer, layer.training) for layer in [self.model, *self.model.sublayers()]]
-        self.model.eval()
+        training = [layer for layer in self.model.sublayers(include_self=True) if layer.training]
+        for layer in training:
+            layer.training = False
         try:
             yield self
         finally:
-            for layer, training in modes:
-                layer.training = training
+            for layer in training:
+                layer.training = True
 
     def expected_input_channels(self) -> int | None:
         for layer in self.model.sublayers(include_self=True):
@@ -98,16 +99,74 @@ class PaddleAdapter(ModelAdapter):
         finally:
             self.model.eval()
 
-    def _gradient_pass(self, x: np.ndarray, targets: np.ndarray, objective: str) -> GradientResult:
-        inputs = self._tensor(x, stop_gradient=False)
-        logits = logits_of(self.model(inputs)).astype("float32")
+    def _objective(self, logits: paddle.Tensor, targets: np.ndarray, objective: str) -> paddle.Tensor:
+        """Per-sample probability, logit or cross-entropy loss of each sample's target class."""
         self.check_targets(np.asarray(targets), int(logits.shape[-1]))
         index = self._tensor(np.asarray(targets, dtype=np.int64)[:, None])
         if objective == "logit":
-            value = paddle.take_along_axis(logits, index, axis=1)[:, 0]
-        elif objective == "probability":
-            value = paddle.take_along_axis(paddle.nn.functional.softmax(logits, axis=-1), index, axis=1)[:, 0]
-        else:
-            value = -paddle.take_along_axis(paddle.nn.functional.log_softmax(logits, axis=-1), index, axis=1)[:, 0]
+            return paddle.take_along_axis(logits, index, axis=1)[:, 0]
+        if objective == "probability":
+            return paddle.take_along_axis(paddle.nn.functional.softmax(logits, axis=-1), index, axis=1)[:, 0]
+        return -paddle.take_along_axis(paddle.nn.functional.log_softmax(logits, axis=-1), index, axis=1)[:, 0]
+
+    def _gradient_pass(self, x: np.ndarray, targets: np.ndarray, objective: str) -> GradientResult:
+        inputs = self._tensor(x, stop_gradient=False)
+        logits = logits_of(self.model(inputs)).astype("float32")
+        value = self._objective(logits, targets, objective)
         (gradients,) = paddle.grad([value.sum()], [inputs])
         return GradientResult(gradients.numpy(), value.numpy(), logits.numpy())
+
+    # -- layers -------------------------------------------------------------------------------
+    def layer_names(self) -> list[str]:
+        return [name for name, _ in self.model.named_sublayers()]
+
+    def _layer(self, name: str) -> paddle.nn.Layer | None:
+        layer = self.model
+        for part in name.split(".") if name else [None]:
+            layer = layer._sub_layers.get(part) if part is not None and layer is not None else None
+        return layer
+
+    @contextlib.contextmanager
+    def _hooked(self, layers: list[str]):
+        """Forward post hooks that keep each named layer's output (first tensor of a tuple); always removed."""
+        outputs: dict[str, paddle.Tensor] = {}
+        handles = []
+
+        def keep(name):
+            def hook(layer, inputs, output):
+                outputs[name] = output[0] if isinstance(output, (tuple, list)) else output
+
+            return hook
+
+        try:
+            for name in layers:
+                handles.append(self._layer(name).register_forward_post_hook(keep(name)))
+            yield outputs
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def capture_activations(self, x: Any, layers) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        with self._hooked(list(layers)) as outputs, paddle.no_grad():
+            logits = logits_of(self.model(self._tensor(self.asarray(x)))).astype("float32")
+        return {k: v.astype("float32").numpy() for k, v in outputs.items()}, logits.numpy()
+
+    def layer_gradient(self, x: Any, layer: str, targets: np.ndarray, objective: str) -> LayerGradientResult:
+        inputs = self._tensor(self.asarray(x), stop_gradient=False)
+        with self._hooked([layer]) as outputs:
+            logits = logits_of(self.model(inputs)).astype("float32")
+        if layer not in outputs or not isinstance(outputs[layer], paddle.Tensor):
+            raise ValueError(f"layer {layer!r} did not output a tensor in the forward pass.")
+        activations = outputs[layer]
+        if targets is None:
+            targets = logits.numpy().argmax(-1)
+        value = self._objective(logits, targets, objective)
+        # Gradient w.r.t. the activations only: the backward stops at the layer, parameters get nothing.
+        (gradients,) = paddle.grad([value.sum()], [activations])
+        return LayerGradientResult(
+            activations.astype("float32").numpy(),
+            gradients.astype("float32").numpy(),
+            value.numpy(),
+            logits.numpy(),
+            np.asarray(targets),
+        )

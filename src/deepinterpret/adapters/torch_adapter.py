@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from array_api_compat import torch as torch_xp
 
-from .base import Device, GradientResult, ModelAdapter, logits_of
+from .base import Device, GradientResult, LayerGradientResult, ModelAdapter, logits_of
 
 
 def torch_device(device: Device, model: torch.nn.Module) -> torch.device:
@@ -63,14 +63,16 @@ class TorchAdapter(ModelAdapter):
     # -- model state --------------------------------------------------------------------------
     @contextlib.contextmanager
     def evaluation(self):
-        """Eval mode for the call; every submodule's ``training`` flag is put back afterwards."""
-        modes = [(module, module.training) for module in self.model.modules()]
-        self.model.eval()
+        """Eval mode for the call; every submodule's ``training`` flag is put back afterwards. Only the modules
+        in training mode are touched (``nn.Module.__setattr__`` is slow, and a model in eval mode needs nothing)."""
+        training = [module for module in self.model.modules() if module.training]
+        for module in training:
+            module.training = False
         try:
             yield self
         finally:
-            for module, training in modes:
-                module.training = training
+            for module in training:
+                module.training = True
 
     def expected_input_channels(self) -> int | None:
         for module in self.model.modules():
@@ -83,23 +85,82 @@ class TorchAdapter(ModelAdapter):
                 return int(module.in_channels)
         return None
 
+    # -- layers -------------------------------------------------------------------------------
+    def layer_names(self) -> list[str]:
+        return [name for name, _ in self.model.named_modules() if name]
+
+    def _layer(self, name: str) -> torch.nn.Module | None:
+        try:
+            return self.model.get_submodule(name) if name else None
+        except AttributeError:
+            return None
+
+    @contextlib.contextmanager
+    def _hooked(self, layers: list[str]):
+        """Forward hooks that keep each named layer's output (first tensor of a tuple); always removed."""
+        outputs: dict[str, torch.Tensor] = {}
+        handles = []
+
+        def keep(name):
+            def hook(module, args, output):
+                outputs[name] = output[0] if isinstance(output, (tuple, list)) else output
+
+            return hook
+
+        try:
+            for name in layers:
+                handles.append(self._layer(name).register_forward_hook(keep(name)))
+            yield outputs
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def capture_activations(self, x: Any, layers) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        with self._hooked(list(layers)) as outputs, torch.no_grad():
+            logits = logits_of(self.model(self.asarray(x))).float()
+        return {k: v.detach().float() for k, v in outputs.items()}, logits
+
+    def layer_gradient(self, x: Any, layer: str, targets: np.ndarray, objective: str) -> LayerGradientResult:
+        with self._hooked([layer]) as outputs, torch.enable_grad():
+            logits = logits_of(self.model(self.asarray(x))).float()
+            if layer not in outputs or not isinstance(outputs[layer], torch.Tensor):
+                raise ValueError(f"layer {layer!r} did not output a tensor in the forward pass.")
+            activations = outputs[layer]
+            if not activations.requires_grad:
+                raise ValueError(f"the output of layer {layer!r} does not depend on anything differentiable.")
+            if targets is None:
+                targets = logits.detach().argmax(-1).cpu().numpy()
+            value = self._objective(logits, targets, objective)
+            # Gradient w.r.t. the activations only: the backward stops at the layer, parameters get nothing.
+            (gradients,) = torch.autograd.grad(value.sum(), activations)
+        return LayerGradientResult(
+            activations.detach().float(),
+            gradients.detach().float(),
+            value.detach(),
+            logits.detach(),
+            np.asarray(targets),
+        )
+
     # -- passes -------------------------------------------------------------------------------
     def _forward_nograd(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return logits_of(self.model(x)).float()
 
+    def _objective(self, logits: torch.Tensor, targets: np.ndarray, objective: str) -> torch.Tensor:
+        """Per-sample probability, logit or cross-entropy loss of each sample's target class."""
+        self.check_targets(np.asarray(targets), int(logits.shape[-1]))
+        index = self.targets(targets)[:, None]
+        if objective == "logit":
+            return logits.gather(1, index)[:, 0]
+        if objective == "probability":
+            return torch.softmax(logits, dim=-1).gather(1, index)[:, 0]
+        return -torch.log_softmax(logits, dim=-1).gather(1, index)[:, 0]
+
     def _input_gradient_batch(self, x: torch.Tensor, targets: np.ndarray, objective: str) -> GradientResult:
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             logits = logits_of(self.model(x)).float()
-            self.check_targets(np.asarray(targets), int(logits.shape[-1]))
-            index = self.targets(targets)[:, None]
-            if objective == "logit":
-                value = logits.gather(1, index)[:, 0]
-            elif objective == "probability":
-                value = torch.softmax(logits, dim=-1).gather(1, index)[:, 0]
-            else:  # loss: per-sample cross-entropy of the target class
-                value = -torch.log_softmax(logits, dim=-1).gather(1, index)[:, 0]
+            value = self._objective(logits, targets, objective)
             # Samples are independent, so the gradient of the sum gives each sample's own gradient.
             (gradients,) = torch.autograd.grad(value.sum(), x)
         return GradientResult(gradients.detach(), value.detach(), logits.detach())

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cam import GradCAMInterpreter, GradCAMPlusPlusInterpreter, LayerCAMInterpreter, ScoreCAMInterpreter
 from .gradient_shap import GradShapCVInterpreter
 from .integrated_gradients import IntGradCVInterpreter
 from .smoothgrad import SmoothGradInterpreter
@@ -18,6 +19,7 @@ class MethodSpec:
     summary: str
     options: tuple[str, ...]  # interpret() keyword arguments that the CLI exposes
     demo: dict[str, Any] = field(default_factory=dict)  # settings for the quick demo
+    needs_layer: bool = False  # takes target_layer_name (a convolutional layer)
 
 
 IMAGE_METHODS: dict[str, MethodSpec] = {
@@ -43,6 +45,34 @@ IMAGE_METHODS: dict[str, MethodSpec] = {
             "GradientSHAP: expected gradients with noise",
             ("n_samples", "noise_amount", "gradient_of", "batch_size", "random_seed"),
             dict(n_samples=32, random_seed=0),
+        ),
+        MethodSpec(
+            "gradcam",
+            GradCAMInterpreter,
+            "Grad-CAM: channels weighted by mean gradient",
+            ("gradient_of", "batch_size"),
+            needs_layer=True,
+        ),
+        MethodSpec(
+            "gradcam++",
+            GradCAMPlusPlusInterpreter,
+            "Grad-CAM++: positive gradients, weighted",
+            ("gradient_of", "batch_size"),
+            needs_layer=True,
+        ),
+        MethodSpec(
+            "layercam",
+            LayerCAMInterpreter,
+            "LayerCAM: activations times positive gradients",
+            ("gradient_of", "batch_size"),
+            needs_layer=True,
+        ),
+        MethodSpec(
+            "scorecam",
+            ScoreCAMInterpreter,
+            "Score-CAM: channels weighted by masked-input scores",
+            ("batch_size",),
+            needs_layer=True,
         ),
     )
 }

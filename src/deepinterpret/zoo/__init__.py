@@ -34,6 +34,8 @@ _ENTRIES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
 }
 
 DEFAULT_MODEL = "digits-cnn"
+# The convolutional layer that CAM methods explain by default (the last conv block's output).
+CAM_LAYERS = {"digits-cnn": "features"}
 
 
 @dataclass
@@ -49,6 +51,7 @@ class ZooModel:
     image_size: int | None = None
     channels: int | None = None
     tokenizer: Any = None  # text models
+    cam_layer: str | None = None  # default target layer for CAM methods
     metadata: dict[str, str] = field(repr=False, default_factory=dict)
 
 
@@ -126,6 +129,7 @@ def load(name: str = DEFAULT_MODEL, framework: str = "torch") -> ZooModel:
         normalization=Normalization(tuple(json.loads(meta["mean"])), tuple(json.loads(meta["std"]))),
         image_size=int(meta["image_size"]),
         channels=int(meta["channels"]),
+        cam_layer=CAM_LAYERS.get(name),
         **common,
     )
 

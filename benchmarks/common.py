@@ -1,0 +1,37 @@
+"""Shared by the benchmark scripts: the ResNet-18-sized model and interleaved timing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+from transformers import ResNetConfig, ResNetForImageClassification
+
+
+def resnet18_sized() -> torch.nn.Module:
+    """ResNet-18's shape (basic blocks 2-2-2-2, widths 64-512, 1000 classes, 11.7 M parameters), random weights."""
+    torch.manual_seed(0)
+    config = ResNetConfig(
+        embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2], layer_type="basic", num_labels=1000
+    )
+    return ResNetForImageClassification(config).eval()
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def best_of(fns: dict[str, Callable[[], object]], repeats: int, warmup: bool = True) -> dict[str, float]:
+    """Each function's best time over ``repeats`` rounds. The functions run interleaved so that drifts in machine
+    speed hit them alike; the minimum is the least noisy estimate of each one's cost on a shared machine."""
+    if warmup:
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            times[key].append(timed(fn))
+    return {k: min(v) for k, v in times.items()}

@@ -1,0 +1,284 @@
+"""Class activation maps: Grad-CAM, Grad-CAM++, LayerCAM and Score-CAM, on one shared base.
+
+All maps are ``ReLU(Σ_k w_k ⊙ A_k)`` over the channels ``A_k`` of a convolutional layer; the methods differ
+only in the weights ``w``:
+
+* Grad-CAM (Selvaraju et al. 2017, https://arxiv.org/abs/1610.02391): ``w_k`` = spatial mean of the gradient.
+  On a layer that feeds global average pooling and a linear head, with ``gradient_of="logit"``, this is CAM
+  (Zhou et al. 2016) divided by ``h·w``. The original InterpretDL took the mean over channels instead of the
+  paper's sum: a positive scale, nothing else.
+* Grad-CAM++ (Chattopadhay et al. 2018, https://arxiv.org/abs/1710.11063): ``w_k = Σ_ij α_kij ReLU(g_kij)`` with
+  the closed form ``α = g² / (2g² + Σ_ab A_kab · g³)`` that the paper derives for an exponential of the class
+  score; hence the class logit is differentiated by default.
+* LayerCAM (Jiang et al. 2021, https://ieeexplore.ieee.org/document/9462463): element-wise ``w = ReLU(g)``.
+* Score-CAM (Wang et al. 2020, https://arxiv.org/abs/1910.01279): ``w_k`` = the softmax probability of the
+  target class for the input masked by channel ``k`` (upsampled bilinearly, min-max normalised to [0, 1]; a
+  constant channel gives an all-zero mask). No gradient: one forward for the activations, then the masked
+  inputs in batches of ``batch_size`` with no graph built, so memory depends on ``batch_size``, not on the
+  number of channels (the original ran one forward per channel).
+
+Maps are returned at the layer's resolution, ``[N, h, w]``, as the seed's Grad-CAM does (the original
+Score-CAM returned the input resolution; the maps differ only by the bilinear upsampling that the
+visualisation applies). Layers are named as in ``named_modules()`` (PyTorch) or ``named_sublayers()``
+(Paddle); an unknown name raises an error that lists the closest valid ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..adapters import ModelAdapter, check_batch_size, check_objective, chunks
+from ..data import resolve_labels
+from ..viz import heatmap_overlay, save_image, save_paths, show
+from .base import Interpreter
+
+_EPS = 1e-7
+
+
+def _feature_map(activations: Any, layer: str) -> None:
+    if activations.ndim != 4:
+        raise ValueError(
+            f"layer {layer!r} outputs shape {tuple(activations.shape)}; CAM methods need a convolutional feature map "
+            "(N, C, H, W). Pick a convolutional layer or block."
+        )
+
+
+def grad_cam_weights(xp: Any, activations: Any, gradients: Any) -> Any:
+    """Grad-CAM: the spatial mean of the gradients, one weight per channel."""
+    return xp.mean(gradients, axis=(2, 3), keepdims=True)
+
+
+def grad_cam_plus_plus_weights(xp: Any, activations: Any, gradients: Any) -> Any:
+    """Grad-CAM++: ``Σ_ij α_kij ReLU(g_kij)`` with ``α = g² / (2g² + Σ_ab A_kab g³)`` (0 where ``g = 0``)."""
+    g2 = gradients * gradients
+    denominator = 2 * g2 + xp.sum(activations, axis=(2, 3), keepdims=True) * g2 * gradients
+    alpha = xp.where(gradients != 0, g2 / xp.where(denominator != 0, denominator, _EPS), 0.0)
+    return xp.sum(alpha * xp.maximum(gradients, 0.0), axis=(2, 3), keepdims=True)
+
+
+def layer_cam_weights(xp: Any, activations: Any, gradients: Any) -> Any:
+    """LayerCAM: the positive part of each gradient, element-wise."""
+    return xp.maximum(gradients, 0.0)
+
+
+def combine(xp: Any, activations: Any, weights: Any) -> Any:
+    """``ReLU(Σ_k w_k ⊙ A_k)`` → ``[N, h, w]``."""
+    return xp.maximum(xp.sum(weights * activations, axis=1), 0.0)
+
+
+def gradient_cam(
+    adapter: ModelAdapter,
+    x: Any,
+    targets: np.ndarray | None,
+    layer: str,
+    channel_weights=grad_cam_weights,
+    objective: str = "probability",
+    batch_size: int = 16,
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """A gradient-weighted CAM of ``layer`` for each input: ``(maps [N, h, w], targets, probabilities [N, K])``.
+
+    One forward and one backward that stops at ``layer``, per chunk of ``batch_size`` images; with
+    ``targets=None`` the predicted class of that same forward is explained.
+    """
+    check_objective(objective)
+    adapter.find_layers(layer)
+    xp, x = adapter.xp, adapter.asarray(x)
+    maps, used, logits = [], [], []
+    with adapter.evaluation():
+        for part in chunks(int(x.shape[0]), batch_size):
+            result = adapter.layer_gradient(x[part], layer, None if targets is None else targets[part], objective)
+            _feature_map(result.activations, layer)
+            maps.append(combine(xp, result.activations, channel_weights(xp, result.activations, result.gradients)))
+            used.append(result.targets)
+            logits.append(adapter.to_numpy(result.logits))
+    return xp.concat(maps, axis=0), np.concatenate(used), _softmax(np.concatenate(logits))
+
+
+def score_cam(
+    adapter: ModelAdapter,
+    x: Any,
+    targets: np.ndarray | None,
+    layer: str,
+    batch_size: int = 16,
+    progress: bool | None = None,
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Score-CAM of ``layer`` for each input: ``(maps [N, h, w], targets, probabilities [N, K])``."""
+    from tqdm.auto import tqdm
+
+    adapter.find_layers(layer)
+    xp, x = adapter.xp, adapter.asarray(x)
+    n, height, width = int(x.shape[0]), int(x.shape[-2]), int(x.shape[-1])
+    activations, logits = [], []
+    with adapter.evaluation():
+        for part in chunks(n, batch_size):
+            captured, part_logits = adapter.capture_activations(x[part], [layer])
+            activations.append(captured[layer])
+            logits.append(adapter.to_numpy(part_logits))
+        acts = xp.concat(activations, axis=0)
+        _feature_map(acts, layer)
+        probabilities = _softmax(np.concatenate(logits))
+        if targets is None:
+            targets = probabilities.argmax(axis=1)
+        adapter.check_targets(targets, probabilities.shape[1])
+        channels = int(acts.shape[1])
+        scores = np.empty((n, channels), dtype=np.float32)
+        bar = tqdm(
+            total=n * channels, desc="Score-CAM", disable=None if progress is None else not progress, leave=False
+        )
+        for part in chunks(n * channels, batch_size):
+            flat = np.arange(part.start, part.stop)
+            images, ks = flat // channels, flat % channels
+            masks = adapter.resize(acts[images, ks], height, width)  # [b, H, W]
+            flat_masks = xp.reshape(masks, (masks.shape[0], -1))
+            low = xp.min(flat_masks, axis=1)[:, None, None]
+            span = xp.max(flat_masks, axis=1)[:, None, None] - low
+            masks = xp.where(span > 0, (masks - low) / xp.where(span > 0, span, 1.0), 0.0)
+            probs = adapter.to_numpy(adapter.predict(x[images] * masks[:, None], batch_size, output="probability"))
+            scores[images, ks] = probs[np.arange(len(images)), targets[images]]
+            bar.update(len(images))
+        bar.close()
+    weights = xp.reshape(adapter.asarray(scores), (n, channels, 1, 1))
+    return combine(xp, acts, weights), np.asarray(targets), probabilities
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class IntermediateLayerInterpreter(Interpreter):
+    """Sub-abstract interpreter that reads intermediate layers' outputs, no gradients (seed 1.1.4)."""
+
+    def _build_predict_fn(
+        self, rebuild: bool = False, target_layer: str | None = None, target_layer_pattern: str | None = None
+    ):
+        """``predict_fn(data) -> (list of the layers' outputs as ndarrays, probabilities, predicted labels)``.
+
+        ``target_layer`` (an exact name) and ``target_layer_pattern`` (a regex, ``re.match``) exclude each other.
+        Built afresh on every call (``rebuild`` is accepted for compatibility): nothing is cached.
+        """
+        adapter = self.adapter
+        layers = adapter.find_layers(target_layer, target_layer_pattern)
+
+        def predict_fn(data: Any):
+            with adapter.evaluation():
+                outputs, logits = adapter.capture_activations(data, layers)
+            probas = _softmax(adapter.to_numpy(logits))
+            return [adapter.to_numpy(outputs[name]) for name in layers], probas, probas.argmax(axis=1)
+
+        self.predict_fn = predict_fn
+        return predict_fn
+
+
+class _CAMInterpreter(Interpreter):
+    """What every CAM interpreter does around its math: inputs, targets, the picture."""
+
+    def _finish(
+        self,
+        batch,
+        maps: Any,
+        targets: np.ndarray,
+        probabilities: np.ndarray,
+        labels_given: bool,
+        visual: bool,
+        save_path: Any,
+    ) -> np.ndarray:
+        self.labels = targets
+        if labels_given:
+            self.predicted_label = probabilities.argmax(axis=1)
+        else:
+            self.predicted_label = targets
+        self.predicted_proba = probabilities[np.arange(len(targets)), self.predicted_label]
+        explanation = self.adapter.to_numpy(maps)
+        paths = save_paths(save_path, len(batch))
+        if visual or any(p is not None for p in paths):
+            for image, cam, path in zip(batch.images, explanation, paths, strict=True):
+                picture = heatmap_overlay(image, cam)
+                if visual:
+                    show(picture)
+                if path is not None:
+                    save_image(path, picture)
+        return explanation
+
+    @staticmethod
+    def _labels(label: Any, labels: Any) -> Any:
+        if label is not None and labels is not None:
+            raise ValueError("give label or labels, not both.")
+        return labels if label is None else label
+
+
+class _GradientCAMInterpreter(_CAMInterpreter):
+    channel_weights = staticmethod(grad_cam_weights)
+    default_objective = "probability"
+
+    def interpret(
+        self,
+        inputs: Any,
+        target_layer_name: str,
+        label: Any = None,
+        resize_to: int | None = 224,
+        crop_to: int | None = None,
+        visual: bool = True,
+        save_path: Any = None,
+        labels: Any = None,
+        gradient_of: str | None = None,
+        batch_size: int = 16,
+    ) -> np.ndarray:
+        """Returns the maps at the layer's resolution, ``np.ndarray`` of shape ``[N, h, w]``.
+
+        ``label`` (the seed's name) or ``labels``: one class per image; ``None`` explains the predicted class.
+        Beyond the seed: ``gradient_of`` (``probability``, ``logit`` or ``loss``) and ``batch_size``.
+        """
+        objective = check_objective(gradient_of or self.default_objective)
+        batch_size = check_batch_size(batch_size)
+        batch = self._load_images(inputs, resize_to, crop_to)
+        targets = resolve_labels(self._labels(label, labels), len(batch))
+        maps, used, probabilities = gradient_cam(
+            self.adapter, batch.data, targets, target_layer_name, self.channel_weights, objective, batch_size
+        )
+        return self._finish(batch, maps, used, probabilities, targets is not None, visual, save_path)
+
+
+class GradCAMInterpreter(_GradientCAMInterpreter):
+    """Grad-CAM (seed 1.3.1); CAM when the layer feeds global average pooling and a linear head."""
+
+
+class GradCAMPlusPlusInterpreter(_GradientCAMInterpreter):
+    """Grad-CAM++ (Chattopadhay et al. 2018): positive gradients weighted per position; logit by default."""
+
+    channel_weights = staticmethod(grad_cam_plus_plus_weights)
+    default_objective = "logit"
+
+
+class LayerCAMInterpreter(_GradientCAMInterpreter):
+    """LayerCAM (Jiang et al. 2021): activations weighted element-wise by their positive gradients."""
+
+    channel_weights = staticmethod(layer_cam_weights)
+    default_objective = "logit"
+
+
+class ScoreCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
+    """Score-CAM (seed 1.3.2), with the masked inputs batched."""
+
+    def interpret(
+        self,
+        inputs: Any,
+        target_layer_name: str,
+        labels: Any = None,
+        resize_to: int | None = 224,
+        crop_to: int | None = None,
+        visual: bool = True,
+        save_path: Any = None,
+        batch_size: int = 32,
+        label: Any = None,
+    ) -> np.ndarray:
+        """Returns the maps at the layer's resolution, ``np.ndarray`` of shape ``[N, h, w]``."""
+        batch_size = check_batch_size(batch_size)
+        batch = self._load_images(inputs, resize_to, crop_to)
+        targets = resolve_labels(self._labels(label, labels), len(batch))
+        maps, used, probabilities = score_cam(
+            self.adapter, batch.data, targets, target_layer_name, batch_size, self.progress
+        )
+        return self._finish(batch, maps, used, probabilities, targets is not None, visual, save_path)
