@@ -9,6 +9,8 @@ from . import adapters, data, interpreters, viz, zoo
 from .adapters import adapt
 from .data import Normalization
 from .interpreters import (
+    ConsensusInterpreter,
+    GLIMECVInterpreter,
     GradCAMInterpreter,
     GradCAMPlusPlusInterpreter,
     GradShapCVInterpreter,
@@ -18,6 +20,11 @@ from .interpreters import (
     Interpreter,
     IntGradCVInterpreter,
     LayerCAMInterpreter,
+    LIMECVInterpreter,
+    LIMENLPInterpreter,
+    NormLIMECVInterpreter,
+    NormLIMENLPInterpreter,
+    OcclusionInterpreter,
     ScoreCAMInterpreter,
     SmoothGradInterpreter,
     SmoothGradInterpreterV2,
@@ -29,6 +36,13 @@ __version__ = "0.1.0"
 SmoothGradCVInterpreter = SmoothGradInterpreter
 
 __all__ = [
+    "ConsensusInterpreter",
+    "GLIMECVInterpreter",
+    "LIMECVInterpreter",
+    "LIMENLPInterpreter",
+    "NormLIMECVInterpreter",
+    "NormLIMENLPInterpreter",
+    "OcclusionInterpreter",
     "GradCAMInterpreter",
     "GradCAMPlusPlusInterpreter",
     "GradShapCVInterpreter",

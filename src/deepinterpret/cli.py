@@ -206,6 +206,8 @@ METHOD_OPTIONS = {
     "batch_size": "batch_size",
     "seed": "random_seed",
     "quadrature": "method",
+    "window": "sliding_window_shapes",
+    "stride": "strides",
 }
 
 
@@ -244,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     options = explain.add_argument_group("method options (each method takes some; see `deepinterpret list`)")
     options.add_argument("--layer", help="layer to explain (CAM methods; zoo models have a default)")
     options.add_argument("--steps", type=int, help="integration steps (intgrad)")
+    options.add_argument("--window", type=int, help="occlusion window side in pixels (all channels)")
+    options.add_argument("--stride", type=int, help="occlusion stride in pixels")
     options.add_argument("--quadrature", help="integration rule (intgrad): riemann_trapezoid, gausslegendre, ...")
     options.add_argument("--n-samples", type=int, help="noisy samples (smoothgrad, gradshap)")
     options.add_argument("--noise-amount", type=float, help="noise std as a fraction of the input range")

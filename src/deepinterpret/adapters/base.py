@@ -185,6 +185,26 @@ class ModelAdapter:
         logits = self.xp.concat(parts, axis=0)
         return softmax(self.xp, logits) if output == "probability" else logits
 
+    def _forward_inputs_nograd(self, inputs: tuple | dict) -> Any:
+        raise TypeError(f"{type(self.model).__name__} cannot take token inputs.")
+
+    def predict_inputs(self, inputs: tuple | dict, batch_size: int = 64, output: str = "probability") -> np.ndarray:
+        """Model outputs for several named or positional input arrays (e.g. ``input_ids``, ``attention_mask``)
+        that share the batch axis, in chunks, without a graph; NumPy ``[N, classes]``. Integer arrays go to the
+        model as int64 tensors, float arrays as float32."""
+        if output not in ("logit", "probability"):
+            raise ValueError(f"output must be 'logit' or 'probability'; got {output!r}.")
+        arrays = inputs if isinstance(inputs, dict) else dict(enumerate(inputs))
+        total = int(next(iter(arrays.values())).shape[0])
+        parts = []
+        for part in chunks(total, batch_size):
+            chunk = {k: np.asarray(v)[part] for k, v in arrays.items()}
+            parts.append(
+                self.to_numpy(self._forward_inputs_nograd(chunk if isinstance(inputs, dict) else tuple(chunk.values())))
+            )
+        logits = np.concatenate(parts).astype(np.float32)
+        return softmax(np, logits) if output == "probability" else logits
+
     def input_gradient(self, x: Any, targets: Any, objective: str = "probability") -> GradientResult:
         """Gradient of ``objective`` of class ``targets[i]`` for sample ``i`` w.r.t. ``x`` (one model batch).
 

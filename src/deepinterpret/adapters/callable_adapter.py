@@ -9,11 +9,15 @@ from typing import Any
 import numpy as np
 from array_api_compat import numpy as numpy_xp
 
-from .base import Device, ModelAdapter, logits_of
+from .base import Device, ModelAdapter, logits_of, softmax
 
 
 class CallableAdapter(ModelAdapter):
-    """Wraps ``f(batch: np.ndarray) -> scores (N, K)``. It gives predictions but no gradients."""
+    """Wraps ``f(batch: np.ndarray) -> scores (N, K)``. It gives predictions but no gradients.
+
+    Scores whose rows are already probability distributions (non-negative, summing to 1) are taken as
+    probabilities — the convention of LIME's ``classifier_fn`` — and are not passed through a softmax again.
+    """
 
     framework = "callable"
     differentiable = False
@@ -38,6 +42,15 @@ class CallableAdapter(ModelAdapter):
     def evaluation(self):
         yield self
 
+    def predict(self, x: Any, batch_size: int = 64, output: str = "logit") -> np.ndarray:
+        return _as_output(super().predict(x, batch_size, output="logit"), output)
+
+    def predict_inputs(self, inputs, batch_size: int = 64, output: str = "probability") -> np.ndarray:
+        return _as_output(super().predict_inputs(inputs, batch_size, output="logit"), output)
+
+    def _forward_inputs_nograd(self, inputs: tuple | dict) -> np.ndarray:
+        return np.asarray(logits_of(self.model(**inputs) if isinstance(inputs, dict) else self.model(*inputs)))
+
     def _forward_nograd(self, x: np.ndarray) -> np.ndarray:
         scores = np.asarray(logits_of(self.model(x)), dtype=np.float32)
         if scores.ndim != 2 or scores.shape[0] != x.shape[0]:
@@ -46,3 +59,10 @@ class CallableAdapter(ModelAdapter):
                 f"it returned shape {scores.shape}."
             )
         return scores
+
+
+def _as_output(scores: np.ndarray, output: str) -> np.ndarray:
+    if output not in ("logit", "probability"):
+        raise ValueError(f"output must be 'logit' or 'probability'; got {output!r}.")
+    is_distribution = bool(np.all(scores >= 0) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-4))
+    return softmax(np, scores) if output == "probability" and not is_distribution else scores

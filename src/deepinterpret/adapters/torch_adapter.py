@@ -156,6 +156,18 @@ class TorchAdapter(ModelAdapter):
             return torch.softmax(logits, dim=-1).gather(1, index)[:, 0]
         return -torch.log_softmax(logits, dim=-1).gather(1, index)[:, 0]
 
+    def _forward_inputs_nograd(self, inputs: tuple | dict) -> torch.Tensor:
+        def tensor(a: np.ndarray) -> torch.Tensor:
+            dtype = torch.int64 if np.issubdtype(a.dtype, np.integer) else torch.float32
+            return torch.as_tensor(a, dtype=dtype, device=self.torch_device)
+
+        with torch.no_grad():
+            if isinstance(inputs, dict):
+                output = self.model(**{k: tensor(v) for k, v in inputs.items()})
+            else:
+                output = self.model(*[tensor(v) for v in inputs])
+            return logits_of(output).float()
+
     def _input_gradient_batch(self, x: torch.Tensor, targets: np.ndarray, objective: str) -> GradientResult:
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():

@@ -10,12 +10,29 @@ from .cam import (
     gradient_cam,
     score_cam,
 )
+from .consensus import ConsensusInterpreter
 from .gradient_shap import GradShapCVInterpreter, gradient_shap
 from .integrated_gradients import QUADRATURES, IntGradCVInterpreter, integrated_gradients, quadrature
+from .lime import (
+    GLIMECVInterpreter,
+    LIMECVInterpreter,
+    LIMENLPInterpreter,
+    NormLIMECVInterpreter,
+    NormLIMENLPInterpreter,
+)
+from .occlusion import OcclusionInterpreter, occlusion
 from .smoothgrad import SmoothGradInterpreter, SmoothGradInterpreterV2, smooth_grad
 
 __all__ = [
     "QUADRATURES",
+    "ConsensusInterpreter",
+    "GLIMECVInterpreter",
+    "LIMECVInterpreter",
+    "LIMENLPInterpreter",
+    "NormLIMECVInterpreter",
+    "NormLIMENLPInterpreter",
+    "OcclusionInterpreter",
+    "occlusion",
     "GradCAMInterpreter",
     "GradCAMPlusPlusInterpreter",
     "IntermediateLayerInterpreter",

@@ -9,6 +9,7 @@ from typing import Any
 from .cam import GradCAMInterpreter, GradCAMPlusPlusInterpreter, LayerCAMInterpreter, ScoreCAMInterpreter
 from .gradient_shap import GradShapCVInterpreter
 from .integrated_gradients import IntGradCVInterpreter
+from .occlusion import OcclusionInterpreter
 from .smoothgrad import SmoothGradInterpreter
 
 
@@ -45,6 +46,13 @@ IMAGE_METHODS: dict[str, MethodSpec] = {
             "GradientSHAP: expected gradients with noise",
             ("n_samples", "noise_amount", "gradient_of", "batch_size", "random_seed"),
             dict(n_samples=32, random_seed=0),
+        ),
+        MethodSpec(
+            "occlusion",
+            OcclusionInterpreter,
+            "Occlusion: score drop when a window is masked",
+            ("sliding_window_shapes", "strides", "batch_size"),
+            dict(sliding_window_shapes=4, strides=2),
         ),
         MethodSpec(
             "gradcam",
