@@ -30,6 +30,7 @@ lint: setup
 bench: setup
 	$(PY) benchmarks/bench_gradients.py
 	$(PY) benchmarks/bench_cam.py
+	$(PY) benchmarks/bench_perturbation.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

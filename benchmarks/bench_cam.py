@@ -42,7 +42,7 @@ def raw_forwards(model, x, total, batch_size):
         model(x)
         for start in range(0, total, batch_size):
             n = min(batch_size, total - start)
-            model(x.expand(n, *x.shape[1:]))
+            model(x.expand(n, *x.shape[1:]).contiguous())  # a real batch, as the method feeds
 
 
 def score_cam_per_channel(model, x, target):

@@ -176,6 +176,12 @@ def test_explain_with_zoo_models(tmp_path, digit_files, capsys):
         == 0
     )
     assert _explain(tmp_path, digit_files[0], "--method", "gradshap", "--model", "digits-vit", "--n-samples", "4") == 0
+    assert _explain(tmp_path, *digit_files, "--method", "gradcam") == 0
+    assert np.load(tmp_path / "digit7_gradcam.npy").shape == (8, 8)  # layer resolution of "features"
+    assert _explain(tmp_path, digit_files[0], "--method", "scorecam", "--layer", "features.6") == 0
+    assert np.load(tmp_path / "digit3_scorecam.npy").shape == (16, 16)
+    assert _explain(tmp_path, digit_files[0], "--method", "occlusion", "--window", "4", "--stride", "2") == 0
+    assert np.load(tmp_path / "digit3_occlusion.npy").shape == (1, 32, 32)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
@@ -301,6 +307,9 @@ def test_explain_hugging_face_folder(tmp_path, digit_files):
         (["explain", "{digit}", "--method", "intgrad", "--label", "12"], "label 12 is out of range"),
         (["explain", "{digit}", "--method", "smoothgrad", "--n-samples", "0"], "n_samples must be a positive"),
         (["explain", "{digit}", "--method", "intgrad", "--quadrature", "simpson"], "method must be one of"),
+        (["explain", "{digit}", "--method", "smoothgrad", "--layer", "features"], "does not take --layer"),
+        (["explain", "{digit}", "--method", "gradcam", "--layer", "feature"], "no layer named 'feature'"),
+        (["explain", "{digit}", "--method", "occlusion", "--window", "40"], "does not fit"),
     ],
 )
 def test_bad_input_exit_status_2_and_one_line(args, message, digit_files, tmp_path, capsys):
