@@ -179,7 +179,33 @@ def normlime_weights(explanations: list[dict], clusters: np.ndarray, g_name: str
 # -- the classes ------------------------------------------------------------------------------
 
 
-class LIMECVInterpreter(Interpreter):
+class _LIMEBase(Interpreter):
+    """What LIME for images and for text share: the seed, the last results, choosing and fitting the classes."""
+
+    def __init__(self, model: Any, device: str | None = None, random_seed: int | None = None, **kwargs: Any):
+        super().__init__(model, device, **kwargs)
+        self.random_seed = random_seed
+        self.lime_results: dict[str, Any] = {}
+
+    def _fit_classes(self, masks: np.ndarray, probabilities: np.ndarray, classes: Any, top_k: int, fit):
+        """``(classes, {class: coefficients}, {class: R²})``; ``classes=None`` takes the ``top_k`` most probable
+        for the unperturbed input (row 0). ``fit(masks, scores, kernel weights, class) -> (coef, R²)``."""
+        original = probabilities[0]
+        if classes is None:
+            classes = np.argsort(original)[::-1][: check_positive_int(top_k, "top_k")]
+        else:
+            classes = np.atleast_1d(np.asarray(classes, dtype=np.int64))
+            self.adapter.check_targets(classes, len(original))
+        weights = kernel_weights(masks)
+        coefficients, r2 = {}, {}
+        for label in classes.tolist():
+            coefficients[label], r2[label] = fit(masks, probabilities[:, label], weights, label)
+        self.predicted_label = np.array([int(np.argmax(original))])
+        self.predicted_proba = np.array([float(original.max())])
+        return classes.tolist(), coefficients, r2
+
+
+class LIMECVInterpreter(_LIMEBase):
     """LIME for images (seed 1.2.4). ``random_seed`` (constructor, as the seed, or per call) fixes the masks.
 
     Beyond the seed: ``segmentation`` (``quickshift``/``slic``) and ``segmentation_kwargs``, or ``segments`` given
@@ -187,27 +213,23 @@ class LIMECVInterpreter(Interpreter):
     R² scores and weights of the last call.
     """
 
-    def __init__(self, model: Any, device: str | None = None, random_seed: int | None = None, **kwargs: Any):
-        super().__init__(model, device, **kwargs)
-        self.random_seed = random_seed
-        self.lime_results: dict[str, Any] = {}
-
     def _explain(
         self,
         data: Any,
         interpret_class: Any,
         top_k: int,
-        num_samples: int,
-        batch_size: int,
-        resize_to: int | None,
-        crop_to: int | None,
-        segments: np.ndarray | None,
-        segmentation: str,
-        segmentation_kwargs: dict | None,
-        hide_color: float | None,
-        random_seed: int | None,
-        surrogate,
+        fit,
+        num_samples: int = 1000,
+        batch_size: int = 50,
+        resize_to: int | None = 224,
+        crop_to: int | None = None,
+        segments: np.ndarray | None = None,
+        segmentation: str = "quickshift",
+        segmentation_kwargs: dict | None = None,
+        hide_color: float | None = None,
+        random_seed: int | None = None,
     ) -> dict[int, list[tuple[int, float]]]:
+        """LIME on one image; ``fit(masks, scores, weights, class, image, segments) -> (coef, R²)``."""
         batch = self._load_images(data, resize_to, crop_to)
         if len(batch) != 1:
             raise ValueError(f"LIME explains one image at a time; got {len(batch)}.")
@@ -218,42 +240,30 @@ class LIMECVInterpreter(Interpreter):
         if segments.shape != image.shape[:2]:
             raise ValueError(f"segments of shape {segments.shape} do not match the image's {image.shape[:2]}.")
         segments = np.unique(segments, return_inverse=True)[1].reshape(segments.shape)
-        hidden = (
-            None
-            if hide_color is None
-            else float((hide_color / self.normalization.scale - self.normalization.mean[0]) / self.normalization.std[0])
-        )
+        norm = self.normalization
+        hidden = None if hide_color is None else float((hide_color / norm.scale - norm.mean[0]) / norm.std[0])
+        seed = self.random_seed if random_seed is None else random_seed
         masks, probabilities = lime_image(
-            self.adapter,
-            batch.data[0],
-            segments,
-            num_samples,
-            batch_size,
-            hidden,
-            self.random_seed if random_seed is None else random_seed,
-            self.progress,
+            self.adapter, batch.data[0], segments, num_samples, batch_size, hidden, seed, self.progress
         )
-        original = probabilities[0]
-        if interpret_class is None:
-            classes = np.argsort(original)[::-1][: check_positive_int(top_k, "top_k")]
-        else:
-            classes = np.atleast_1d(np.asarray(interpret_class, dtype=np.int64))
-            self.adapter.check_targets(classes, len(original))
-        weights = kernel_weights(masks)
-        results, r2 = {}, {}
-        for label in classes.tolist():
-            coef, r2[label] = surrogate(masks, probabilities[:, label], weights, label, image, segments)
-            order = np.argsort(-np.abs(coef), kind="stable")
-            results[label] = [(int(i), float(coef[i])) for i in order]
+        classes, coefficients, r2 = self._fit_classes(
+            masks,
+            probabilities,
+            interpret_class,
+            top_k,
+            lambda m, y, w, label: fit(m, y, w, label, image, segments),
+        )
+        results = {}
+        for label in classes:
+            order = np.argsort(-np.abs(coefficients[label]), kind="stable")
+            results[label] = [(int(i), float(coefficients[label][i])) for i in order]
         self.lime_results = dict(
             input=image,
             segmentation=segments,
-            probability={c: float(original[c]) for c in classes.tolist()},
             r2_scores=r2,
             lime_weights=results,
+            probability={c: float(probabilities[0, c]) for c in classes},
         )
-        self.predicted_label = np.array([int(np.argmax(original))])
-        self.predicted_proba = np.array([float(original.max())])
         return results
 
     def interpret(
@@ -284,16 +294,16 @@ class LIMECVInterpreter(Interpreter):
             data,
             interpret_class,
             top_k,
-            num_samples,
-            batch_size,
-            resize_to,
-            crop_to,
-            segments,
-            segmentation,
-            segmentation_kwargs,
-            hide_color,
-            random_seed,
             surrogate,
+            num_samples=num_samples,
+            batch_size=batch_size,
+            resize_to=resize_to,
+            crop_to=crop_to,
+            segments=segments,
+            segmentation=segmentation,
+            segmentation_kwargs=segmentation_kwargs,
+            hide_color=hide_color,
+            random_seed=random_seed,
         )
         self._visualize_superpixels(results, visual, save_path)
         return results
@@ -395,16 +405,14 @@ class GLIMECVInterpreter(LIMECVInterpreter):
             data,
             interpret_class,
             top_k,
-            num_samples,
-            batch_size,
-            resize_to,
-            crop_to,
-            segments,
-            segmentation,
-            None,
-            None,
-            random_seed,
             surrogate,
+            num_samples=num_samples,
+            batch_size=batch_size,
+            resize_to=resize_to,
+            crop_to=crop_to,
+            segments=segments,
+            segmentation=segmentation,
+            random_seed=random_seed,
         )
         self._visualize_superpixels(results, visual, save_path)
         return results
@@ -517,15 +525,10 @@ def lime_text(
     return masks, probabilities
 
 
-class LIMENLPInterpreter(Interpreter):
+class LIMENLPInterpreter(_LIMEBase):
     """LIME for text (seed 1.2.4): token positions masked with ``unk_id``. Works with a Hugging Face tokenizer
     (special tokens are never masked; ``unk_id`` defaults to the tokenizer's) or with the seed's
     ``text_to_input_fn``. Returns ``{class: [(position, weight), ...]}`` in position order, as the original."""
-
-    def __init__(self, model: Any, device: str | None = None, random_seed: int | None = None, **kwargs: Any):
-        super().__init__(model, device, **kwargs)
-        self.random_seed = random_seed
-        self.lime_results: dict[str, Any] = {}
 
     def interpret(
         self,
@@ -557,26 +560,23 @@ class LIMENLPInterpreter(Interpreter):
             check_batch_size(batch_size),
             self.random_seed if random_seed is None else random_seed,
         )
-        original = probabilities[0]
-        classes = (
-            np.array([int(np.argmax(original))])
-            if classes_to_interpret is None
-            else np.atleast_1d(np.asarray(classes_to_interpret, dtype=np.int64))
+        classes, coefficients, r2 = self._fit_classes(
+            masks,
+            probabilities,
+            classes_to_interpret,
+            1,
+            lambda m, y, w, label: fit_surrogate(m, y, w)[::2],
         )
-        self.adapter.check_targets(classes, len(original))
-        weights = kernel_weights(masks)
-        results, r2 = {}, {}
-        for label in classes.tolist():
-            coef, _, r2[label] = fit_surrogate(masks, probabilities[:, label], weights)
-            results[label] = [(int(p), float(w)) for p, w in zip(positions, coef, strict=True)]
+        results = {
+            label: [(int(p), float(w)) for p, w in zip(positions, coefficients[label], strict=True)]
+            for label in classes
+        }
         self.lime_results = dict(
-            probability={c: float(original[c]) for c in classes.tolist()},
+            probability={c: float(probabilities[0, c]) for c in classes},
             r2_scores=r2,
             lime_weights=results,
             tokens=tokens,
         )
-        self.predicted_label = np.array([int(np.argmax(original))])
-        self.predicted_proba = np.array([float(original.max())])
         return results
 
 
