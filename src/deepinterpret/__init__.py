@@ -5,9 +5,23 @@ sg = it.SmoothGradInterpreter(model, device="cpu")
 gradients = sg.interpret("cat.jpg", visual=False)
 """
 
-from . import adapters, data, interpreters, viz, zoo
+from . import adapters, data, evaluators, interpreters, viz, zoo
 from .adapters import adapt
 from .data import Normalization
+from .evaluators import (
+    DeletionInsertion,
+    Infidelity,
+    InfidelityNLP,
+    InterpreterEvaluator,
+    LocalFidelity,
+    ModelRandomization,
+    Monotonicity,
+    Perturbation,
+    PerturbationNLP,
+    PointGame,
+    PointGameSegmentation,
+    SensitivityMax,
+)
 from .interpreters import (
     ConsensusInterpreter,
     GLIMECVInterpreter,
@@ -36,6 +50,19 @@ __version__ = "0.1.0"
 SmoothGradCVInterpreter = SmoothGradInterpreter
 
 __all__ = [
+    "DeletionInsertion",
+    "Infidelity",
+    "InfidelityNLP",
+    "InterpreterEvaluator",
+    "LocalFidelity",
+    "ModelRandomization",
+    "Monotonicity",
+    "Perturbation",
+    "PerturbationNLP",
+    "PointGame",
+    "PointGameSegmentation",
+    "SensitivityMax",
+    "evaluators",
     "ConsensusInterpreter",
     "GLIMECVInterpreter",
     "LIMECVInterpreter",

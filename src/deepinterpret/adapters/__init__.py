@@ -15,6 +15,7 @@ from .base import (
     Device,
     GradientResult,
     ModelAdapter,
+    bilinear_matrix,
     check_batch_size,
     check_objective,
     check_positive_int,
@@ -26,6 +27,7 @@ from .base import (
 )
 
 __all__ = [
+    "bilinear_matrix",
     "OBJECTIVES",
     "Device",
     "GradientResult",

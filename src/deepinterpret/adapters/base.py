@@ -264,6 +264,15 @@ class ModelAdapter:
         """The layer called ``name`` (a dotted path), or ``None``."""
         return None
 
+    def parametrized_layers(self) -> list[str]:
+        """Names of the layers that hold parameters of their own, in definition order."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) has no layers.")
+
+    def randomized_copy(self, layers: Sequence[str], seed: int) -> Any:
+        """A deep copy of the model whose ``layers`` have their own parameters redrawn from N(0, σ²), σ each
+        parameter's standard deviation (Adebayo et al. 2018). The model itself is not touched."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) cannot be randomised.")
+
     def capture_activations(self, x: Any, layers: Sequence[str]) -> tuple[dict[str, Any], Any]:
         """``({layer: output}, logits)`` for one model batch, without building a graph."""
         raise TypeError(f"a plain callable ({type(self.model).__name__}) has no layers to capture.")

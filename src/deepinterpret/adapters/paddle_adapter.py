@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from copy import deepcopy
 from typing import Any
 
 import numpy as np
@@ -136,6 +137,19 @@ class PaddleAdapter(ModelAdapter):
         for part in name.split(".") if name else [None]:
             layer = layer._sub_layers.get(part) if part is not None and layer is not None else None
         return layer
+
+    def parametrized_layers(self) -> list[str]:
+        return [n for n, m in self.model.named_sublayers() if m.parameters(include_sublayers=False)]
+
+    def randomized_copy(self, layers, seed: int) -> paddle.nn.Layer:
+        copy = deepcopy(self.model)
+        rng = np.random.default_rng(seed)
+        sublayers = dict(copy.named_sublayers())
+        for name in layers:
+            for param in sublayers[name].parameters(include_sublayers=False):
+                std = float(param.std()) if param.size > 1 else 0.0
+                param.set_value(rng.normal(0.0, std or 0.02, size=tuple(param.shape)).astype(np.float32))
+        return copy
 
     @contextlib.contextmanager
     def _hooked(self, layers: list[str]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from copy import deepcopy
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,20 @@ class TorchAdapter(ModelAdapter):
             return self.model.get_submodule(name) if name else None
         except AttributeError:
             return None
+
+    def parametrized_layers(self) -> list[str]:
+        return [n for n, m in self.model.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
+
+    def randomized_copy(self, layers, seed: int) -> torch.nn.Module:
+        copy = deepcopy(self.model)
+        rng = np.random.default_rng(seed)
+        with torch.no_grad():
+            for name in layers:
+                for param in copy.get_submodule(name).parameters(recurse=False):
+                    std = float(param.std()) if param.numel() > 1 else 0.0
+                    draw = rng.normal(0.0, std or 0.02, size=tuple(param.shape)).astype(np.float32)
+                    param.copy_(torch.from_numpy(draw))
+        return copy
 
     @contextlib.contextmanager
     def _hooked(self, layers: list[str]):

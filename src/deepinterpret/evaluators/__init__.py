@@ -1,0 +1,25 @@
+"""Evaluators: how far an explanation can be trusted (faithfulness, robustness, localisation, sanity)."""
+
+from .base import InterpreterEvaluator, explanation_map
+from .fidelity import Infidelity, LocalFidelity, Monotonicity, SensitivityMax, infidelity_score
+from .localization import PointGame, PointGameSegmentation
+from .perturbation import DeletionInsertion, Perturbation
+from .sanity import ModelRandomization
+from .text import InfidelityNLP, PerturbationNLP
+
+__all__ = [
+    "DeletionInsertion",
+    "Infidelity",
+    "InfidelityNLP",
+    "InterpreterEvaluator",
+    "LocalFidelity",
+    "ModelRandomization",
+    "Monotonicity",
+    "Perturbation",
+    "PerturbationNLP",
+    "PointGame",
+    "PointGameSegmentation",
+    "SensitivityMax",
+    "explanation_map",
+    "infidelity_score",
+]

@@ -1,0 +1,253 @@
+"""Infidelity and SensitivityMax (Yeh et al. 2019, https://arxiv.org/abs/1901.09392), LocalFidelity (faithfulness
+correlation, Bhatt et al. 2020, https://arxiv.org/abs/2005.00631) and Monotonicity (monotonicity correlation,
+Nguyen & Martínez 2020, https://arxiv.org/abs/2007.07584).
+
+* Infidelity: ``mean_I (β·Iᵀφ − (f(x) − f(x − I)))²`` with the optimal scale ``β = E[Iᵀφ·Δf] / E[(Iᵀφ)²]`` (the
+  official code's normalisation, as the seed); ``f`` is the target logit. The seed's perturbations are grey
+  squares: ``I = x − x_square`` over squares of a few sizes at a stride (skipped where they overrun the border).
+  Results are cached by the exact image, explanation-independent part only.
+* SensitivityMax: ``max_δ ‖Φ(x + δ) − Φ(x)‖ / ‖Φ(x)‖`` over ``n_perturb_samples`` draws of δ uniform in
+  ``[−r, r]`` (Captum's definition and default radius 0.02).
+* LocalFidelity: the Pearson correlation, over random subsets S of patches (or superpixels), between the summed
+  attribution of S and the drop of the class probability when S is removed (``fill``: grey as the seed's
+  evaluators, ``black``, ``mean`` or a pixel value).
+* Monotonicity: the Spearman correlation between each patch's attribution and the probability drop when that
+  patch alone is greyed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..adapters import check_batch_size, check_positive_int, chunks, resolve_seed
+from .base import InterpreterEvaluator, explanation_map
+
+
+def infidelity_score(attribution_dots: np.ndarray, output_drops: np.ndarray, normalize: bool = True) -> float:
+    """``mean((β·a − b)²)`` for ``a = Iᵀφ`` and ``b = f(x) − f(x − I)``; ``β = Σab / Σa²`` when normalising."""
+    a, b = np.asarray(attribution_dots, np.float64), np.asarray(output_drops, np.float64)
+    beta = 1.0
+    if normalize:
+        denominator = float(np.sum(a * a))
+        beta = float(np.sum(a * b)) / denominator if denominator > 0 else 0.0
+    return float(np.mean((beta * a - b) ** 2))
+
+
+def output_drops(
+    evaluator: InterpreterEvaluator, x: np.ndarray, perturbations: np.ndarray, target: int, batch_size: int, output: str
+) -> np.ndarray:
+    """``f(x) − f(x − I)`` for each perturbation ``I`` (batched, no graph)."""
+    adapter = evaluator._require_model()
+    with adapter.evaluation():
+        reference = adapter.to_numpy(adapter.predict(x, 1, output))[0, target]
+        values = []
+        for part in chunks(len(perturbations), batch_size):
+            values.append(adapter.to_numpy(adapter.predict(x - perturbations[part], batch_size, output))[:, target])
+    return reference - np.concatenate(values)
+
+
+def square_perturbations(x: np.ndarray, fill: np.ndarray, sizes: tuple[int, ...], stride: int) -> np.ndarray:
+    """``I = x − x_with_a_grey_square`` for every square of the given sizes at ``stride`` (inside the image)."""
+    _, channels, height, width = x.shape
+    found = []
+    for size in sizes:
+        for top in range(0, height - size + 1, stride):
+            for left in range(0, width - size + 1, stride):
+                perturbation = np.zeros(x.shape[1:], np.float32)
+                region = (slice(None), slice(top, top + size), slice(left, left + size))
+                perturbation[region] = x[0][region] - np.broadcast_to(fill, (channels, size, size))
+                found.append(perturbation)
+    if not found:
+        raise ValueError(f"no square of sizes {sizes} fits an image of {height}x{width}.")
+    return np.stack(found)
+
+
+def _attribution_volume(explanation: Any, x: np.ndarray) -> np.ndarray:
+    """The explanation broadcast over the input's channels ``[C, H, W]`` (pixel attributions kept per channel)."""
+    array = np.asarray(explanation, np.float64) if not isinstance(explanation, dict) else None
+    if array is not None:
+        while array.ndim > 3 and array.shape[0] == 1:
+            array = array[0]
+        if array.shape == x.shape[1:]:
+            return array
+    return np.broadcast_to(explanation_map(explanation, x.shape[2], x.shape[3]) / x.shape[1], x.shape[1:])
+
+
+class Infidelity(InterpreterEvaluator):
+    """Infidelity (seed 2.4). ``evaluate`` returns the score (lower is better); ``results`` keeps the details."""
+
+    def __init__(self, model: Any, device: str | None = None, **kwargs: Any):
+        super().__init__(model, device, **kwargs)
+        self.results: dict[str, Any] = {}
+        self._cache: dict[bytes, tuple[np.ndarray, np.ndarray, int]] = {}
+
+    def _build_predict_fn(self, rebuild: bool = False, output: str = "logit"):
+        """Logits, as the official implementation."""
+        return super()._build_predict_fn(rebuild, output)
+
+    def evaluate(
+        self,
+        img_path: Any,
+        explanation: Any,
+        recompute: bool = False,
+        batch_size: int = 50,
+        resize_to: int | None = 224,
+        crop_to: int | None = None,
+        square_sizes: tuple[int, ...] | None = None,
+        stride: int | None = None,
+        label: int | None = None,
+    ) -> float:
+        """Grey squares of ``square_sizes`` (default ≈ side/7, /3.5, /1.75: 32, 64, 128 at 224) every ``stride``
+        pixels (default side/28: 8 at 224). The model's part is cached per exact image and settings."""
+        batch = self._load(img_path, resize_to, crop_to)
+        x = batch.data
+        side = min(x.shape[2:])
+        sizes = tuple(square_sizes or (max(1, round(side / 7)), max(1, round(side / 3.5)), max(1, round(side / 1.75))))
+        stride = stride or max(1, round(side / 28))
+        if label is None:
+            label = int(self._build_predict_fn()(x).argmax())
+        key = x.tobytes() + repr((sizes, stride, label)).encode()
+        if recompute or key not in self._cache:
+            perturbations = square_perturbations(x, self._fill_value(), sizes, stride)
+            drops = output_drops(self, x, perturbations, label, check_batch_size(batch_size), "logit")
+            self._cache = {key: (perturbations, drops, label)}  # the last image only: memory stays bounded
+        perturbations, drops, label = self._cache[key]
+        phi = _attribution_volume(explanation, x)
+        dots = np.einsum("nchw,chw->n", perturbations, phi)
+        score = infidelity_score(dots, drops)
+        self.results = dict(Is=perturbations, proba_diff=drops, predict={"label": label}, explanation=phi, infid=score)
+        return score
+
+
+class SensitivityMax(InterpreterEvaluator):
+    """Max-sensitivity of an explanation method to small input perturbations (lower is better)."""
+
+    def evaluate(
+        self,
+        img_path: Any,
+        interpreter: Any,
+        interpret_kwargs: dict | None = None,
+        perturb_radius: float = 0.02,
+        n_perturb_samples: int = 10,
+        random_seed: int | None = None,
+        resize_to: int | None = 224,
+        crop_to: int | None = None,
+        perturbations: np.ndarray | None = None,
+    ) -> float:
+        """``interpreter``: an interpreter instance (its ``interpret`` is called with ``interpret_kwargs``, the
+        label fixed to the one explained at ``x``) or a function ``inputs -> explanations``. ``perturbations``
+        (``[n, C, H, W]``) replace the uniform draws when given."""
+        batch = self._load(img_path, resize_to, crop_to)
+        x = batch.data
+        kwargs = dict(interpret_kwargs or {})
+
+        def explain(inputs: np.ndarray) -> np.ndarray:
+            if callable(interpreter) and not hasattr(interpreter, "interpret"):
+                return np.asarray(interpreter(inputs), np.float64)
+            return np.asarray(interpreter.interpret(inputs, visual=False, **kwargs), np.float64)
+
+        reference = explain(x)
+        if hasattr(interpreter, "labels") and interpreter.labels is not None and "labels" not in kwargs:
+            kwargs["labels"] = int(np.asarray(interpreter.labels)[0])
+        if perturbations is None:
+            n = check_positive_int(n_perturb_samples, "n_perturb_samples")
+            rng = np.random.default_rng(resolve_seed(random_seed))
+            perturbations = rng.uniform(-perturb_radius, perturb_radius, size=(n, *x.shape[1:])).astype(np.float32)
+        norm = np.linalg.norm(reference.ravel()) or 1.0
+        worst = 0.0
+        for delta in perturbations:
+            changed = explain(x + delta[None])
+            worst = max(worst, float(np.linalg.norm((changed - reference).ravel()) / norm))
+        return worst
+
+
+def _patch_units(height: int, width: int, patch: int) -> np.ndarray:
+    rows, cols = np.arange(height) // patch, np.arange(width) // patch
+    return rows[:, None] * (cols.max() + 1) + cols[None, :]
+
+
+class _UnitEvaluator(InterpreterEvaluator):
+    """Evaluators over units (patches, or the superpixels of a LIME explanation) greyed as wholes."""
+
+    def _units(self, explanation: Any, height: int, width: int, patch: int | None) -> np.ndarray:
+        if isinstance(explanation, dict):
+            return np.asarray(explanation["segmentation"])
+        return _patch_units(height, width, patch or max(1, round(min(height, width) / 8)))
+
+    def _greyed_scores(
+        self, x: np.ndarray, units: np.ndarray, subsets: np.ndarray, target: int, batch_size: int, fill: Any = "grey"
+    ) -> np.ndarray:
+        """Probability of ``target`` with the units of each row of ``subsets`` (boolean ``[n, U]``) removed."""
+        adapter = self._require_model()
+        fill = self._fill_value(fill, x)
+        scores = []
+        with adapter.evaluation():
+            for part in chunks(len(subsets), batch_size):
+                masks = subsets[part][:, units][:, None]  # [b, 1, H, W]
+                samples = np.where(masks, fill[None], x).astype(np.float32)
+                scores.append(adapter.to_numpy(adapter.predict(samples, batch_size, "probability"))[:, target])
+        return np.concatenate(scores)
+
+    def _prepare(self, img_path, explanation, resize_to, crop_to, patch, label):
+        batch = self._load(img_path, resize_to, crop_to)
+        x = batch.data
+        height, width = x.shape[2:]
+        if label is None:
+            label = int(self._build_predict_fn()(x).argmax())
+        units = self._units(explanation, height, width, patch)
+        values = explanation_map(explanation, height, width, label)
+        count = int(units.max()) + 1
+        unit_values = np.bincount(units.ravel(), values.ravel(), minlength=count)
+        reference = float(self._build_predict_fn()(x)[0, label])
+        return x, units, unit_values, label, reference
+
+
+class LocalFidelity(_UnitEvaluator):
+    """Faithfulness correlation (higher is better): ``{'local_fidelity', 'attribution_sums', 'drops'}``."""
+
+    def evaluate(
+        self,
+        img_path: Any,
+        explanation: Any,
+        n_samples: int = 100,
+        subset_fraction: float = 0.25,
+        patch: int | None = None,
+        batch_size: int = 50,
+        random_seed: int | None = 0,
+        resize_to: int | None = 224,
+        crop_to: int | None = None,
+        label: int | None = None,
+        fill: Any = "grey",
+    ) -> dict:
+        x, units, unit_values, label, reference = self._prepare(img_path, explanation, resize_to, crop_to, patch, label)
+        rng = np.random.default_rng(resolve_seed(random_seed))
+        subsets = rng.random((check_positive_int(n_samples, "n_samples"), len(unit_values))) < subset_fraction
+        drops = reference - self._greyed_scores(x, units, subsets, label, check_batch_size(batch_size), fill)
+        sums = subsets.astype(np.float64) @ unit_values
+        rho = float(np.corrcoef(sums, drops)[0, 1]) if np.std(sums) > 0 and np.std(drops) > 0 else 0.0
+        return dict(local_fidelity=rho, attribution_sums=sums, drops=drops, label=label)
+
+
+class Monotonicity(_UnitEvaluator):
+    """Monotonicity correlation (higher is better): ``{'monotonicity', 'attributions', 'drops'}``."""
+
+    def evaluate(
+        self,
+        img_path: Any,
+        explanation: Any,
+        patch: int | None = None,
+        batch_size: int = 50,
+        resize_to: int | None = 224,
+        crop_to: int | None = None,
+        label: int | None = None,
+        fill: Any = "grey",
+    ) -> dict:
+        from scipy.stats import spearmanr
+
+        x, units, unit_values, label, reference = self._prepare(img_path, explanation, resize_to, crop_to, patch, label)
+        subsets = np.eye(len(unit_values), dtype=bool)
+        drops = reference - self._greyed_scores(x, units, subsets, label, check_batch_size(batch_size), fill)
+        rho = spearmanr(unit_values, drops).statistic if np.std(unit_values) > 0 and np.std(drops) > 0 else 0.0
+        return dict(monotonicity=float(rho), attributions=unit_values, drops=drops, label=label)
