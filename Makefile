@@ -31,6 +31,8 @@ bench: setup
 	$(PY) benchmarks/bench_gradients.py
 	$(PY) benchmarks/bench_cam.py
 	$(PY) benchmarks/bench_perturbation.py
+	$(PY) benchmarks/bench_evaluators.py
+	$(PY) benchmarks/evaluate_digits.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

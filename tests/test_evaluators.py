@@ -128,7 +128,7 @@ def test_infidelity_equals_captum_on_the_same_perturbations():
         normalize=True,
     )
     assert ours == pytest.approx(float(theirs), rel=1e-4)
-    drops = output_drops(it.Infidelity(model), x, perturbations, 2, 16, "logit")
+    drops, _ = output_drops(it.Infidelity(model), x, perturbations, 2, 16, "logit")
     dots = np.einsum("nchw,chw->n", perturbations, explanation)
     assert infidelity_score(dots, drops) == pytest.approx(ours, rel=1e-6)
 

@@ -36,16 +36,23 @@ def infidelity_score(attribution_dots: np.ndarray, output_drops: np.ndarray, nor
 
 
 def output_drops(
-    evaluator: InterpreterEvaluator, x: np.ndarray, perturbations: np.ndarray, target: int, batch_size: int, output: str
-) -> np.ndarray:
-    """``f(x) − f(x − I)`` for each perturbation ``I`` (batched, no graph)."""
+    evaluator: InterpreterEvaluator,
+    x: np.ndarray,
+    perturbations: np.ndarray,
+    target: int | None,
+    batch_size: int,
+    output: str,
+) -> tuple[np.ndarray, int]:
+    """``(f(x) − f(x − I) for each perturbation I, the class)``, batched, no graph; ``target=None`` takes the
+    prediction for ``x`` from the same forward that gives ``f(x)``."""
     adapter = evaluator._require_model()
     with adapter.evaluation():
-        reference = adapter.to_numpy(adapter.predict(x, 1, output))[0, target]
+        outputs = adapter.to_numpy(adapter.predict(x, 1, output))[0]
+        target = int(outputs.argmax()) if target is None else int(target)
         values = []
         for part in chunks(len(perturbations), batch_size):
             values.append(adapter.to_numpy(adapter.predict(x - perturbations[part], batch_size, output))[:, target])
-    return reference - np.concatenate(values)
+    return outputs[target] - np.concatenate(values), target
 
 
 def square_perturbations(x: np.ndarray, fill: np.ndarray, sizes: tuple[int, ...], stride: int) -> np.ndarray:
@@ -106,12 +113,10 @@ class Infidelity(InterpreterEvaluator):
         side = min(x.shape[2:])
         sizes = tuple(square_sizes or (max(1, round(side / 7)), max(1, round(side / 3.5)), max(1, round(side / 1.75))))
         stride = stride or max(1, round(side / 28))
-        if label is None:
-            label = int(self._build_predict_fn()(x).argmax())
         key = x.tobytes() + repr((sizes, stride, label)).encode()
         if recompute or key not in self._cache:
             perturbations = square_perturbations(x, self._fill_value(), sizes, stride)
-            drops = output_drops(self, x, perturbations, label, check_batch_size(batch_size), "logit")
+            drops, label = output_drops(self, x, perturbations, label, check_batch_size(batch_size), "logit")
             self._cache = {key: (perturbations, drops, label)}  # the last image only: memory stays bounded
         perturbations, drops, label = self._cache[key]
         phi = _attribution_volume(explanation, x)
@@ -176,32 +181,34 @@ class _UnitEvaluator(InterpreterEvaluator):
             return np.asarray(explanation["segmentation"])
         return _patch_units(height, width, patch or max(1, round(min(height, width) / 8)))
 
-    def _greyed_scores(
-        self, x: np.ndarray, units: np.ndarray, subsets: np.ndarray, target: int, batch_size: int, fill: Any = "grey"
-    ) -> np.ndarray:
-        """Probability of ``target`` with the units of each row of ``subsets`` (boolean ``[n, U]``) removed."""
-        adapter = self._require_model()
-        fill = self._fill_value(fill, x)
-        scores = []
-        with adapter.evaluation():
-            for part in chunks(len(subsets), batch_size):
-                masks = subsets[part][:, units][:, None]  # [b, 1, H, W]
-                samples = np.where(masks, fill[None], x).astype(np.float32)
-                scores.append(adapter.to_numpy(adapter.predict(samples, batch_size, "probability"))[:, target])
-        return np.concatenate(scores)
+    def _drops(
+        self, img_path, explanation, resize_to, crop_to, patch, label, subsets_for, batch_size: int, fill: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """``(subsets [n, U], unit attributions [U], probability drops [n], class)``.
 
-    def _prepare(self, img_path, explanation, resize_to, crop_to, patch, label):
-        batch = self._load(img_path, resize_to, crop_to)
-        x = batch.data
+        ``subsets_for(U)`` gives the boolean rows of units to remove. The unperturbed image rides as row 0 of
+        the same batched pass, which gives the class (when not given) and the reference probability.
+        """
+        x = self._load(img_path, resize_to, crop_to).data
         height, width = x.shape[2:]
-        if label is None:
-            label = int(self._build_predict_fn()(x).argmax())
+        if label is None and isinstance(explanation, dict):
+            label = int(next(iter(explanation["lime_weights"])))  # the class LIME explained
         units = self._units(explanation, height, width, patch)
         values = explanation_map(explanation, height, width, label)
-        count = int(units.max()) + 1
-        unit_values = np.bincount(units.ravel(), values.ravel(), minlength=count)
-        reference = float(self._build_predict_fn()(x)[0, label])
-        return x, units, unit_values, label, reference
+        unit_values = np.bincount(units.ravel(), values.ravel(), minlength=int(units.max()) + 1)
+        subsets = subsets_for(len(unit_values))
+        rows = np.vstack([np.zeros((1, len(unit_values)), dtype=bool), subsets])
+        adapter = self._require_model()
+        fill_value = self._fill_value(fill, x)
+        probabilities = []
+        with adapter.evaluation():
+            for part in chunks(len(rows), check_batch_size(batch_size)):
+                masks = rows[part][:, units][:, None]  # [b, 1, H, W]
+                samples = np.where(masks, fill_value[None], x).astype(np.float32)
+                probabilities.append(adapter.to_numpy(adapter.predict(samples, batch_size, "probability")))
+        probabilities = np.concatenate(probabilities)
+        label = int(probabilities[0].argmax()) if label is None else int(label)
+        return subsets, unit_values, probabilities[0, label] - probabilities[1:, label], label
 
 
 class LocalFidelity(_UnitEvaluator):
@@ -221,10 +228,19 @@ class LocalFidelity(_UnitEvaluator):
         label: int | None = None,
         fill: Any = "grey",
     ) -> dict:
-        x, units, unit_values, label, reference = self._prepare(img_path, explanation, resize_to, crop_to, patch, label)
         rng = np.random.default_rng(resolve_seed(random_seed))
-        subsets = rng.random((check_positive_int(n_samples, "n_samples"), len(unit_values))) < subset_fraction
-        drops = reference - self._greyed_scores(x, units, subsets, label, check_batch_size(batch_size), fill)
+        n = check_positive_int(n_samples, "n_samples")
+        subsets, unit_values, drops, label = self._drops(
+            img_path,
+            explanation,
+            resize_to,
+            crop_to,
+            patch,
+            label,
+            lambda count: rng.random((n, count)) < subset_fraction,
+            batch_size,
+            fill,
+        )
         sums = subsets.astype(np.float64) @ unit_values
         rho = float(np.corrcoef(sums, drops)[0, 1]) if np.std(sums) > 0 and np.std(drops) > 0 else 0.0
         return dict(local_fidelity=rho, attribution_sums=sums, drops=drops, label=label)
@@ -246,8 +262,16 @@ class Monotonicity(_UnitEvaluator):
     ) -> dict:
         from scipy.stats import spearmanr
 
-        x, units, unit_values, label, reference = self._prepare(img_path, explanation, resize_to, crop_to, patch, label)
-        subsets = np.eye(len(unit_values), dtype=bool)
-        drops = reference - self._greyed_scores(x, units, subsets, label, check_batch_size(batch_size), fill)
+        _, unit_values, drops, label = self._drops(
+            img_path,
+            explanation,
+            resize_to,
+            crop_to,
+            patch,
+            label,
+            lambda count: np.eye(count, dtype=bool),
+            batch_size,
+            fill,
+        )
         rho = spearmanr(unit_values, drops).statistic if np.std(unit_values) > 0 and np.std(drops) > 0 else 0.0
         return dict(monotonicity=float(rho), attributions=unit_values, drops=drops, label=label)

@@ -115,15 +115,16 @@ class _CurveEvaluator(InterpreterEvaluator):
         batch = self._load(img_path, resize_to, crop_to)
         height, width = batch.images.shape[1:3]
         target = label
-        if target is None:
-            target = int(self._build_predict_fn()(batch.data).argmax())
+        if target is None and isinstance(explanation, dict):
+            target = int(next(iter(explanation["lime_weights"])))  # the class LIME explained
+        # Otherwise the class comes from the first curve's unperturbed step: no extra forward.
         rank, units = ranking(explanation, height, width, target, absolute, patch)
         steps = limit_number_generated_samples or (units if isinstance(explanation, dict) else 20)
         steps = int(min(steps, units))
         batch_size = check_batch_size(batch_size or steps + 1)
         results: dict[str, Any] = {}
         for mode, score_key, prefix in self.enabled:
-            probas, samples, _ = perturbation_curve(
+            probas, samples, target = perturbation_curve(
                 self, batch.data, rank, units, steps, mode, target, batch_size, fill
             )
             results[score_key] = float(probas.mean())
