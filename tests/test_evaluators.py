@@ -50,7 +50,7 @@ def test_ig_and_gradcam_beat_random_on_200_held_out_digits(digits):
         assert wilcoxon(scores[name]["auc"], scores["random"]["auc"], alternative="greater").pvalue < 0.01
 
 
-def test_curves_flags_keys_and_explanation_kinds(digits):
+def test_curves_flags_keys_and_explanation_kinds(digits, tmp_path):
     entry, split = digits
     img = split.test_images[0][..., None]
     lime = it.LIMECVInterpreter(entry.model, normalization=entry.normalization, random_seed=0)
@@ -77,6 +77,37 @@ def test_curves_flags_keys_and_explanation_kinds(digits):
     )
     assert {"MoRF_score", "MoRF_probas", "MoRF_images", "LeRF_score", "LeRF_probas", "LeRF_images"} <= set(both)
     assert both["MoRF_score"] < both["LeRF_score"]
+    # The curves can be plotted and saved.
+    full = it.DeletionInsertion(entry.model, normalization=entry.normalization).evaluate(img, cam[0], resize_to=32)
+    figure = it.viz.perturbation_curves(full, tmp_path / "curves.png", title="Grad-CAM")
+    assert (tmp_path / "curves.png").stat().st_size > 1000 and len(figure.axes[0].lines) == 2
+    it.viz.perturbation_curves(both, tmp_path / "morf.png")
+    with pytest.raises(ValueError, match="no curve"):
+        it.viz.perturbation_curves({"label": 1})
+    # The other evaluators take the same kinds of explanation.
+    for explanation in (ig[0], cam[0], lime.lime_results):
+        settings = dict(resize_to=32, patch=4, batch_size=40)
+        assert np.isfinite(
+            it.LocalFidelity(entry.model, normalization=entry.normalization).evaluate(
+                img, explanation, n_samples=20, **settings
+            )["local_fidelity"]
+        )
+        assert np.isfinite(
+            it.Monotonicity(entry.model, normalization=entry.normalization).evaluate(img, explanation, **settings)[
+                "monotonicity"
+            ]
+        )
+        assert (
+            it.Infidelity(entry.model, normalization=entry.normalization).evaluate(
+                img, explanation, resize_to=32, stride=4
+            )
+            >= 0
+        )
+        assert (
+            0
+            <= it.PointGameSegmentation().evaluate(it.zoo.stroke_masks(split.test_images[0]), explanation)["auc_score"]
+            <= 1
+        )
     with pytest.raises(ValueError, match="at least one"):
         it.DeletionInsertion(entry.model, compute_deletion=False, compute_insertion=False)
     with pytest.raises(ValueError, match="at least one"):

@@ -1,7 +1,7 @@
 """Visualisation: heatmaps, overlays, PNG files, figures, HTML reports and notebook display."""
 
 from .images import grayscale_overlay, magnitude_map, resize_map, save_image, save_paths, show, to_unit
-from .report import ReportRow, comparison_figure, heatmap_overlay, html_report
+from .report import ReportRow, comparison_figure, heatmap_overlay, html_report, perturbation_curves
 
 __all__ = [
     "ReportRow",
@@ -10,6 +10,7 @@ __all__ = [
     "heatmap_overlay",
     "html_report",
     "magnitude_map",
+    "perturbation_curves",
     "resize_map",
     "save_image",
     "save_paths",

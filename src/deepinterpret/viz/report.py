@@ -109,3 +109,34 @@ def html_report(
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(page)
     return path
+
+
+_CURVES = (("del_probas", "deletion"), ("ins_probas", "insertion"), ("MoRF_probas", "MoRF"), ("LeRF_probas", "LeRF"))
+
+
+def perturbation_curves(
+    results: dict, path: str | os.PathLike | None = None, title: str | None = None, dpi: int = 100
+) -> Figure:
+    """Plot the curves in a ``DeletionInsertion`` / ``Perturbation`` result (probability of the class against the
+    fraction perturbed, score = area in the legend); saved as PNG when ``path`` is given. Returns the figure."""
+    found = [(key, name) for key, name in _CURVES if key in results]
+    if not found:
+        raise ValueError("no curve in these results: expected del_probas, ins_probas, MoRF_probas or LeRF_probas.")
+    figure = Figure(figsize=(4.5, 3.2), dpi=dpi)
+    FigureCanvasAgg(figure)
+    axis = figure.subplots()
+    for key, name in found:
+        probas = np.asarray(results[key])
+        axis.plot(np.linspace(0, 1, len(probas)), probas, marker=".", label=f"{name} (area {probas.mean():.3f})")
+    axis.set_xlabel("fraction of the input perturbed")
+    axis.set_ylabel(f"probability of class {results.get('label', '')}".strip())
+    axis.set_ylim(0, 1.02)
+    axis.legend(fontsize=8)
+    if title:
+        axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    if path is not None:
+        path = os.fspath(path)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        figure.savefig(path)
+    return figure
