@@ -29,6 +29,15 @@ class _TextEvaluator(InterpreterEvaluator):
             raise ValueError("the text has no tokens to evaluate.")
         return inputs, positions
 
+    def _prepare(self, raw_text: str, tokenizer: Any, max_seq_len: int, mask_id: int | None, label: int | None):
+        """``(inputs, token ids, maskable positions, mask id, probabilities of the text, class)``."""
+        inputs, positions = self._encode(raw_text, tokenizer, max_seq_len)
+        ids = inputs["input_ids"]
+        mask_id = tokenizer.pad_token_id if mask_id is None else mask_id
+        original = self._probabilities(inputs, ids, 1)[0]
+        label = int(original.argmax()) if label is None else int(label)
+        return inputs, ids, positions, mask_id, original, label
+
     @staticmethod
     def _scores(explanation: Any, length: int, label: int | None) -> np.ndarray:
         if isinstance(explanation, dict):
@@ -71,11 +80,9 @@ class PerturbationNLP(_TextEvaluator):
         mask_id: int | None = None,
         label: int | None = None,
     ) -> dict[str, Any]:
-        inputs, positions = self._encode(raw_text, tokenizer, max_seq_len)
-        ids = inputs["input_ids"]
-        mask_id = tokenizer.pad_token_id if mask_id is None else mask_id
-        original = self._probabilities(inputs, ids, 1)[0]
-        label = int(original.argmax()) if label is None else int(label)
+        inputs, ids, positions, mask_id, original, label = self._prepare(
+            raw_text, tokenizer, max_seq_len, mask_id, label
+        )
         scores = self._scores(explanation, ids.shape[1], label)[positions]
         results: dict[str, Any] = {"label": label}
         for curve in self.curves:
@@ -105,11 +112,9 @@ class InfidelityNLP(_TextEvaluator):
         mask_id: int | None = None,
         label: int | None = None,
     ) -> float:
-        inputs, positions = self._encode(raw_text, tokenizer, max_seq_len)
-        ids = inputs["input_ids"]
-        mask_id = tokenizer.pad_token_id if mask_id is None else mask_id
-        original = self._probabilities(inputs, ids, 1)[0]
-        label = int(original.argmax()) if label is None else int(label)
+        inputs, ids, positions, mask_id, original, label = self._prepare(
+            raw_text, tokenizer, max_seq_len, mask_id, label
+        )
         scores = self._scores(explanation, ids.shape[1], label)
         spans = [positions[i : i + span] for span in range(1, max_span + 1) for i in range(len(positions) - span + 1)]
         samples = np.repeat(ids, len(spans), axis=0)
