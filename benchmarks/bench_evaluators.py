@@ -17,7 +17,7 @@ from skimage import data
 import deepinterpret as it
 from common import best_of, resnet18_sized
 from deepinterpret.data import IMAGENET, load_images
-from deepinterpret.evaluators.fidelity import _patch_units
+from deepinterpret.evaluators.perturbation import patch_units
 
 
 def forwards_of(model, samples: np.ndarray, batch_size: int) -> None:
@@ -75,7 +75,7 @@ def main() -> None:
     )
 
     fill = di._fill_value()
-    units = _patch_units(224, 224, 28)
+    units = patch_units(224, 224, 28)
     subsets = np.random.default_rng(0).random((100, int(units.max()) + 1)) < 0.25
     samples = np.where(subsets[:, units][:, None], fill[None], x)
     fidelity = it.LocalFidelity(model)

@@ -24,6 +24,7 @@ from .base import (
     parse_device,
     resolve_seed,
     sample_rng,
+    softmax,
 )
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "parse_device",
     "resolve_seed",
     "sample_rng",
+    "softmax",
 ]
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..adapters import check_batch_size, check_positive_int, chunks, resolve_seed
 from .base import InterpreterEvaluator, explanation_map
+from .perturbation import patch_units
 
 
 def infidelity_score(attribution_dots: np.ndarray, output_drops: np.ndarray, normalize: bool = True) -> float:
@@ -168,18 +169,13 @@ class SensitivityMax(InterpreterEvaluator):
         return worst
 
 
-def _patch_units(height: int, width: int, patch: int) -> np.ndarray:
-    rows, cols = np.arange(height) // patch, np.arange(width) // patch
-    return rows[:, None] * (cols.max() + 1) + cols[None, :]
-
-
 class _UnitEvaluator(InterpreterEvaluator):
     """Evaluators over units (patches, or the superpixels of a LIME explanation) greyed as wholes."""
 
     def _units(self, explanation: Any, height: int, width: int, patch: int | None) -> np.ndarray:
         if isinstance(explanation, dict):
             return np.asarray(explanation["segmentation"])
-        return _patch_units(height, width, patch or max(1, round(min(height, width) / 8)))
+        return patch_units(height, width, patch or max(1, round(min(height, width) / 8)))
 
     def _drops(
         self, img_path, explanation, resize_to, crop_to, patch, label, subsets_for, batch_size: int, fill: Any

@@ -13,7 +13,7 @@ import numpy as np
 from array_api_compat import device as array_device
 from tqdm.auto import tqdm
 
-from ..adapters import ModelAdapter, adapt, check_objective, chunks
+from ..adapters import ModelAdapter, adapt, check_objective, chunks, softmax
 from ..data import ImageBatch, as_normalization, load_images, resolve_labels
 from ..viz import grayscale_overlay, magnitude_map, save_image, save_paths, show
 
@@ -196,9 +196,7 @@ class InputGradientInterpreter(Interpreter):
                     labels = adapter.to_numpy(adapter.predict(data)).argmax(axis=1)
                 targets = resolve_labels(labels, int(data.shape[0]))
                 result = adapter.input_gradient(data, targets, gradient_of)
-            logits = adapter.to_numpy(result.logits)
-            probas = np.exp(logits - logits.max(axis=1, keepdims=True))
-            probas /= probas.sum(axis=1, keepdims=True)
+            probas = softmax(np, adapter.to_numpy(result.logits))
             return adapter.to_numpy(result.gradients), targets, probas
 
         self.predict_fn = predict_fn

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, check_objective, chunks
+from ..adapters import ModelAdapter, check_batch_size, check_objective, chunks, softmax
 from ..data import resolve_labels
 from ..viz import heatmap_overlay, save_image, save_paths, show
 from .base import Interpreter
@@ -93,7 +93,7 @@ def gradient_cam(
             maps.append(combine(xp, result.activations, channel_weights(xp, result.activations, result.gradients)))
             used.append(result.targets)
             logits.append(adapter.to_numpy(result.logits))
-    return xp.concat(maps, axis=0), np.concatenate(used), _softmax(np.concatenate(logits))
+    return xp.concat(maps, axis=0), np.concatenate(used), softmax(np, np.concatenate(logits))
 
 
 def score_cam(
@@ -118,7 +118,7 @@ def score_cam(
             logits.append(adapter.to_numpy(part_logits))
         acts = xp.concat(activations, axis=0)
         _feature_map(acts, layer)
-        probabilities = _softmax(np.concatenate(logits))
+        probabilities = softmax(np, np.concatenate(logits))
         if targets is None:
             targets = probabilities.argmax(axis=1)
         adapter.check_targets(targets, probabilities.shape[1])
@@ -143,11 +143,6 @@ def score_cam(
     return combine(xp, acts, weights), np.asarray(targets), probabilities
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 class IntermediateLayerInterpreter(Interpreter):
     """Sub-abstract interpreter that reads intermediate layers' outputs, no gradients (seed 1.1.4)."""
 
@@ -165,7 +160,7 @@ class IntermediateLayerInterpreter(Interpreter):
         def predict_fn(data: Any):
             with adapter.evaluation():
                 outputs, logits = adapter.capture_activations(data, layers)
-            probas = _softmax(adapter.to_numpy(logits))
+            probas = softmax(np, adapter.to_numpy(logits))
             return [adapter.to_numpy(outputs[name]) for name in layers], probas, probas.argmax(axis=1)
 
         self.predict_fn = predict_fn
