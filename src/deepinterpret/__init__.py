@@ -23,7 +23,12 @@ from .evaluators import (
     SensitivityMax,
 )
 from .interpreters import (
+    BTCVInterpreter,
+    BTNLPInterpreter,
     ConsensusInterpreter,
+    GACVInterpreter,
+    GAInterpreter,
+    GANLPInterpreter,
     GLIMECVInterpreter,
     GradCAMInterpreter,
     GradCAMPlusPlusInterpreter,
@@ -39,9 +44,12 @@ from .interpreters import (
     NormLIMECVInterpreter,
     NormLIMENLPInterpreter,
     OcclusionInterpreter,
+    RolloutInterpreter,
     ScoreCAMInterpreter,
     SmoothGradInterpreter,
     SmoothGradInterpreterV2,
+    TAMInterpreter,
+    TransformerInterpreter,
 )
 
 __version__ = "0.1.0"
@@ -50,6 +58,14 @@ __version__ = "0.1.0"
 SmoothGradCVInterpreter = SmoothGradInterpreter
 
 __all__ = [
+    "BTCVInterpreter",
+    "BTNLPInterpreter",
+    "GACVInterpreter",
+    "GAInterpreter",
+    "GANLPInterpreter",
+    "RolloutInterpreter",
+    "TAMInterpreter",
+    "TransformerInterpreter",
     "DeletionInsertion",
     "Infidelity",
     "InfidelityNLP",

@@ -11,7 +11,9 @@ import sys
 from typing import Any
 
 from .base import (
+    HF_ATTENTIONS,
     OBJECTIVES,
+    AttentionResult,
     Device,
     GradientResult,
     ModelAdapter,
@@ -29,7 +31,9 @@ from .base import (
 
 __all__ = [
     "bilinear_matrix",
+    "HF_ATTENTIONS",
     "OBJECTIVES",
+    "AttentionResult",
     "Device",
     "GradientResult",
     "ModelAdapter",

@@ -125,6 +125,46 @@ class LayerGradientResult:
     targets: np.ndarray  # the classes explained (the predicted ones when none were given)
 
 
+# Where a transformer's attention probabilities come from: a list of layer names (the hooked outputs of those
+# layers, e.g. PaddleClas's ``blocks.N.attn.attn_drop``), or one of these for a Hugging Face model, read from
+# its ``output_attentions`` in eager attention (vision / text tower of a two-tower model such as CLIP).
+HF_ATTENTIONS = ("hf", "hf:vision", "hf:text")
+
+
+@dataclass
+class AttentionResult:
+    """What one transformer pass captured, in the adapter's namespace ``xp`` (no graph attached).
+
+    ``attentions[k]`` is the list of ``[B, heads, S, S]`` attention maps of source ``k``, first layer first;
+    ``gradients[k]`` the gradients of the objective w.r.t. them (``None`` for the layers not asked for);
+    ``inputs`` the inputs of the ``input_layers`` (the residual stream entering each block, ``[B, S, D]``);
+    ``values`` the outputs of the ``value_layers``.
+    """
+
+    attentions: list[list[Any]]
+    gradients: list[list[Any]]
+    inputs: list[Any]
+    values: list[Any]
+    objective: Any
+    logits: Any
+    targets: np.ndarray
+
+
+def wanted_gradients(gradient_layers: Any, sources: Sequence[Any], count) -> list[tuple[int, int]] | None:
+    """``[(source, layer index)]`` whose attention gradients are wanted. Each entry of ``gradient_layers`` is a list
+    of indices (negative ones count from the end) or a ``slice``; ``count(k)`` is the number of maps of source
+    ``k`` (``None`` when unknown before the pass, in which case ``None`` is returned if any gradient may be wanted).
+    """
+    pairs = []
+    for k, indices in enumerate(gradient_layers or ()):
+        total = count(k)
+        if total is None:
+            return None
+        picked = range(total)[indices] if isinstance(indices, slice) else [range(total)[i] for i in indices]
+        pairs.extend((k, i) for i in picked)
+    return pairs
+
+
 @dataclass
 class GradientResult:
     """What one gradient call returns, all in the adapter's namespace ``xp``.
@@ -284,6 +324,40 @@ class ModelAdapter:
             f"{type(self.model).__name__} is a plain callable and cannot give gradients; gradient methods need "
             "a torch.nn.Module or paddle.nn.Layer."
         )
+
+    # -- transformers ---------------------------------------------------------------------------
+    @property
+    def is_huggingface(self) -> bool:
+        """Whether the model is a Hugging Face ``PreTrainedModel`` (attention read from ``output_attentions``)."""
+        return False
+
+    def attention_pass(
+        self,
+        inputs: Any,
+        sources: Sequence[Sequence[str] | str],
+        targets: np.ndarray | None,
+        objective: str = "probability",
+        gradient_layers: Sequence[Sequence[int]] | None = None,
+        input_layers: Sequence[str] = (),
+        value_layers: Sequence[str] = (),
+        scale_layer: str | None = None,
+        scale: np.ndarray | None = None,
+    ) -> AttentionResult:
+        """One pass of a transformer over one model batch, capturing its attention maps.
+
+        ``inputs``: an image batch, or a dict / tuple of arrays (token ids, masks, pixel values). ``sources``: one
+        entry per attention stack, each a list of layer names or one of :data:`HF_ATTENTIONS`.
+        ``gradient_layers[k]``: the indices, within source ``k``, of the maps whose gradients are wanted (the
+        backward stops at the earliest of them; no parameter gets a gradient); ``None`` runs without a graph.
+        ``objective``: ``probability``, ``logit`` or ``loss`` of class ``targets[i]`` (``None``: the predicted
+        class), or ``"pairs"``: ``Σ_i logits_per_image[i, i]`` of a two-tower model. ``scale_layer`` / ``scale``:
+        the output of that layer (an embedding) is multiplied by ``scale[i]`` for sample ``i``.
+        """
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) has no attention to capture.")
+
+    def linear_weights(self, layers: Sequence[str]) -> list[Any]:
+        """The weight of each named linear layer as an ``xp`` array ``[in, out]`` (so that ``y = x @ W + b``)."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) has no layers.")
 
     # -- checks -------------------------------------------------------------------------------
     def check_targets(self, targets: np.ndarray, num_classes: int) -> None:

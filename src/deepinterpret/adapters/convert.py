@@ -58,7 +58,12 @@ def _assign(layer: paddle.nn.Layer, arrays: Mapping[str, np.ndarray], where: str
     """Set one Paddle layer from its PyTorch arrays (keys ``weight``, ``bias``, ``running_mean``, ``running_var``)."""
     kind = _kind(layer)
     if kind is None:
-        raise ValueError(f"{where}: no weight conversion for Paddle layer type {type(layer).__name__}.")
+        # A layer holding raw parameters of its own (a ViT's class token and position embedding): by name.
+        for name, param in layer.named_parameters(include_sublayers=False):
+            if name not in arrays:
+                raise ValueError(f"{where}: no PyTorch array for parameter {name!r} of {type(layer).__name__}.")
+            _set(param, arrays[name], f"{where}.{name}")
+        return
     weight = arrays["weight"]
     _set(layer.weight, weight.T if kind == "linear" else weight, where)
     if getattr(layer, "bias", None) is not None and "bias" in arrays:
@@ -101,6 +106,7 @@ def torch_to_paddle(torch_module, paddle_layer: paddle.nn.Layer) -> paddle.nn.La
         where = f"{t_name} -> {p_name}"
         if _TORCH_KINDS.get(type(t_mod).__name__) != _kind(p_mod):
             raise ValueError(f"cannot copy {type(t_mod).__name__} '{t_name}' into {type(p_mod).__name__} '{p_name}'.")
-        arrays = {k: v.detach().cpu().numpy() for k, v in t_mod.state_dict().items()}
+        # The module's own tensors only (a module with raw parameters may also hold submodules).
+        arrays = {k: v.detach().cpu().numpy() for k, v in t_mod.state_dict().items() if "." not in k}
         _assign(p_mod, arrays, where)
     return paddle_layer

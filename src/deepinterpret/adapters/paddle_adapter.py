@@ -12,7 +12,15 @@ import numpy as np
 import paddle
 from array_api_compat import numpy as numpy_xp
 
-from .base import Device, GradientResult, LayerGradientResult, ModelAdapter, logits_of
+from .base import (
+    AttentionResult,
+    Device,
+    GradientResult,
+    LayerGradientResult,
+    ModelAdapter,
+    logits_of,
+    wanted_gradients,
+)
 
 
 def paddle_place(device: Device, model: paddle.nn.Layer):
@@ -195,3 +203,115 @@ class PaddleAdapter(ModelAdapter):
             logits.numpy(),
             np.asarray(targets),
         )
+
+    # -- transformers ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _inputs_of(self, layers: list[str]):
+        """Forward pre-hooks that keep each named layer's first input; always removed."""
+        inputs: dict[str, paddle.Tensor] = {}
+        handles = []
+
+        def keep(name):
+            def hook(layer, args):
+                inputs[name] = args[0]
+
+            return hook
+
+        try:
+            for name in layers:
+                handles.append(self._layer(name).register_forward_pre_hook(keep(name)))
+            yield inputs
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    @contextlib.contextmanager
+    def _scaled(self, layer: str | None, scale: np.ndarray | None):
+        """A forward post hook that multiplies ``layer``'s output by ``scale[i]`` for sample ``i``; always removed."""
+        if layer is None:
+            yield
+            return
+        factors = np.asarray(scale, dtype=np.float32)
+
+        def hook(module, args, output):
+            return output * self._tensor(factors.reshape((-1,) + (1,) * (output.ndim - 1)))
+
+        handle = self._layer(layer).register_forward_post_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def _call(self, inputs: Any, requires_grad: bool = False) -> Any:
+        def tensor(a: Any) -> paddle.Tensor:
+            a = a.numpy() if isinstance(a, paddle.Tensor) else np.asarray(a)
+            if np.issubdtype(a.dtype, np.integer) or a.dtype == bool:
+                return self._tensor(a.astype(np.int64))
+            return self._tensor(a.astype(np.float32), stop_gradient=not requires_grad)
+
+        if isinstance(inputs, dict):
+            return self.model(**{k: tensor(v) for k, v in inputs.items()})
+        if isinstance(inputs, tuple):
+            return self.model(*[tensor(v) for v in inputs])
+        return self.model(tensor(self.asarray(inputs)))
+
+    def attention_pass(
+        self,
+        inputs,
+        sources,
+        targets,
+        objective="probability",
+        gradient_layers=None,
+        input_layers=(),
+        value_layers=(),
+        scale_layer=None,
+        scale=None,
+    ) -> AttentionResult:
+        if any(isinstance(source, str) for source in sources):
+            raise ValueError(
+                "Hugging Face attention outputs exist for PyTorch models only; name the Paddle model's attention "
+                "layers (e.g. '^blocks.[0-9]*.attn.attn_drop$')."
+            )
+        hooked = [name for source in sources for name in source]
+        with contextlib.ExitStack() as stack:
+            outputs = stack.enter_context(self._hooked(hooked + list(value_layers)))
+            block_inputs = stack.enter_context(self._inputs_of(list(input_layers)))
+            stack.enter_context(self._scaled(scale_layer, scale))
+            want = wanted_gradients(gradient_layers, sources, lambda k: len(sources[k]))
+            if not want:
+                stack.enter_context(paddle.no_grad())
+            output = self._call(inputs, requires_grad=bool(want))
+        maps = [[outputs[name] for name in source] for source in sources]
+        if objective == "pairs":
+            logits = output.logits_per_image.astype("float32")
+            value = paddle.diagonal(logits)
+            targets = np.arange(int(logits.shape[0]))
+        else:
+            logits = logits_of(output).astype("float32")
+            if targets is None:
+                targets = logits.numpy().argmax(-1)
+            value = self._objective(logits, targets, objective)
+        grads = [[None] * len(stack_maps) for stack_maps in maps]
+        if want:
+            tensors = [maps[k][i] for k, i in want]
+            found = paddle.grad([value.sum()], tensors, allow_unused=True)
+            for (k, i), tensor, grad in zip(want, tensors, found, strict=True):
+                grads[k][i] = np.zeros(tensor.shape, np.float32) if grad is None else grad.astype("float32").numpy()
+        return AttentionResult(
+            [[m.astype("float32").numpy() for m in stack_maps] for stack_maps in maps],
+            grads,
+            [block_inputs[n].astype("float32").numpy() for n in input_layers],
+            [outputs[n].astype("float32").numpy() for n in value_layers],
+            value.numpy(),
+            logits.numpy(),
+            np.asarray(targets),
+        )
+
+    def linear_weights(self, layers) -> list[np.ndarray]:
+        weights = []
+        for name in layers:
+            weight = getattr(self._layer(name), "weight", None)
+            if not isinstance(weight, paddle.Tensor) or weight.ndim != 2:
+                raise ValueError(f"layer {name!r} is not a linear layer with a 2-D weight.")
+            weights.append(weight.astype("float32").numpy())  # Paddle stores (in, out)
+        return weights

@@ -11,7 +11,15 @@ import numpy as np
 import torch
 from array_api_compat import torch as torch_xp
 
-from .base import Device, GradientResult, LayerGradientResult, ModelAdapter, logits_of
+from .base import (
+    AttentionResult,
+    Device,
+    GradientResult,
+    LayerGradientResult,
+    ModelAdapter,
+    logits_of,
+    wanted_gradients,
+)
 
 
 def torch_device(device: Device, model: torch.nn.Module) -> torch.device:
@@ -155,6 +163,169 @@ class TorchAdapter(ModelAdapter):
             logits.detach(),
             np.asarray(targets),
         )
+
+    # -- transformers ---------------------------------------------------------------------------
+    @property
+    def is_huggingface(self) -> bool:
+        return hasattr(self.model, "config") and hasattr(self.model, "set_attn_implementation")
+
+    @contextlib.contextmanager
+    def _eager_attention(self):
+        """A Hugging Face model computes attention probabilities only in its eager implementation (SDPA and flash
+        kernels never form them): switch to eager for the pass, put the user's choice back afterwards."""
+        current = getattr(self.model.config, "_attn_implementation", None)
+        if current in (None, "eager"):
+            yield
+            return
+        self.model.set_attn_implementation("eager")
+        try:
+            yield
+        finally:
+            self.model.set_attn_implementation(current)
+
+    @contextlib.contextmanager
+    def _inputs_of(self, layers: list[str]):
+        """Forward pre-hooks that keep each named layer's first input (positional or keyword); always removed."""
+        inputs: dict[str, torch.Tensor] = {}
+        handles = []
+
+        def keep(name):
+            def hook(module, args, kwargs):
+                first = args[0] if args else next(v for v in kwargs.values() if isinstance(v, torch.Tensor))
+                inputs[name] = first
+
+            return hook
+
+        try:
+            for name in layers:
+                handles.append(self._layer(name).register_forward_pre_hook(keep(name), with_kwargs=True))
+            yield inputs
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    @contextlib.contextmanager
+    def _scaled(self, layer: str | None, scale: np.ndarray | None):
+        """A forward hook that multiplies ``layer``'s output by ``scale[i]`` for sample ``i``; always removed."""
+        if layer is None:
+            yield
+            return
+        factors = torch.as_tensor(np.asarray(scale, dtype=np.float32), device=self.torch_device)
+
+        def hook(module, args, output):
+            return output * factors.reshape((-1,) + (1,) * (output.ndim - 1))
+
+        handle = self._layer(layer).register_forward_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def _model_input(self, value: Any) -> torch.Tensor:
+        if isinstance(value, torch.Tensor):
+            return value.to(self.torch_device) if not value.is_floating_point() else self.asarray(value)
+        value = np.asarray(value)
+        if np.issubdtype(value.dtype, np.integer) or value.dtype == bool:
+            return torch.as_tensor(value, dtype=torch.int64, device=self.torch_device)
+        return self.asarray(value)
+
+    def _call(self, inputs: Any, requires_grad: bool = False, **kwargs: Any) -> Any:
+        """The model on an image batch, or on a dict / tuple of input arrays (integers go in as int64)."""
+        if isinstance(inputs, dict):
+            tensors = {k: self._model_input(v) for k, v in inputs.items()}
+            floats = [v for v in tensors.values() if v.is_floating_point()]
+            for v in floats if requires_grad else ():
+                v.requires_grad_(True)
+            return self.model(**tensors, **kwargs)
+        if isinstance(inputs, tuple):
+            tensors = [self._model_input(v) for v in inputs]
+            for v in tensors if requires_grad else ():
+                if v.is_floating_point():
+                    v.requires_grad_(True)
+            return self.model(*tensors, **kwargs)
+        x = self.asarray(inputs)
+        return self.model(x.requires_grad_(True) if requires_grad else x, **kwargs)
+
+    @staticmethod
+    def _hf_attentions(output: Any, source: str) -> list[torch.Tensor]:
+        holder = {"hf": output, "hf:vision": getattr(output, "vision_model_output", None)}.get(
+            source, getattr(output, "text_model_output", None)
+        )
+        maps = getattr(holder, "attentions", None)
+        if not maps:
+            raise ValueError(
+                f"the model returned no attention maps for {source!r}: a Hugging Face model must accept "
+                "output_attentions=True (two-tower models: vision_model_output / text_model_output)."
+            )
+        return list(maps)
+
+    def attention_pass(
+        self,
+        inputs,
+        sources,
+        targets,
+        objective="probability",
+        gradient_layers=None,
+        input_layers=(),
+        value_layers=(),
+        scale_layer=None,
+        scale=None,
+    ) -> AttentionResult:
+        hf = any(isinstance(source, str) for source in sources)
+        hooked = [name for source in sources if not isinstance(source, str) for name in source]
+        with contextlib.ExitStack() as stack:
+            outputs = stack.enter_context(self._hooked(hooked + list(value_layers)))
+            block_inputs = stack.enter_context(self._inputs_of(list(input_layers)))
+            stack.enter_context(self._scaled(scale_layer, scale))
+            if hf:
+                stack.enter_context(self._eager_attention())
+            want = wanted_gradients(gradient_layers, sources, lambda k: len(sources[k]) if not hf else None)
+            graph = want is None or bool(want)
+            stack.enter_context(torch.enable_grad() if graph else torch.no_grad())
+            output = self._call(inputs, requires_grad=graph, **({"output_attentions": True} if hf else {}))
+            maps = [
+                self._hf_attentions(output, source) if isinstance(source, str) else [outputs[n] for n in source]
+                for source in sources
+            ]
+            if objective == "pairs":
+                logits = output.logits_per_image.float()
+                value = torch.diagonal(logits)
+                targets = np.arange(int(logits.shape[0]))
+            else:
+                logits = logits_of(output).float()
+                if targets is None:
+                    targets = logits.detach().argmax(-1).cpu().numpy()
+                value = self._objective(logits, targets, objective)
+            grads = [[None] * len(stack_maps) for stack_maps in maps]
+            want = wanted_gradients(gradient_layers, sources, lambda k: len(maps[k]))
+            if want:
+                tensors = [maps[k][i] for k, i in want]
+                if not all(t.requires_grad for t in tensors):
+                    raise ValueError(
+                        "the attention maps do not depend on anything differentiable (are all parameters frozen and "
+                        "the inputs integer token ids?); attention-gradient methods need a graph through them."
+                    )
+                found = torch.autograd.grad(value.sum(), tensors, allow_unused=True)
+                for (k, i), tensor, grad in zip(want, tensors, found, strict=True):
+                    grads[k][i] = (torch.zeros_like(tensor) if grad is None else grad).detach().float()
+        return AttentionResult(
+            [[m.detach().float() for m in stack_maps] for stack_maps in maps],
+            grads,
+            [block_inputs[n].detach().float() for n in input_layers],
+            [outputs[n].detach().float() for n in value_layers],
+            value.detach(),
+            logits.detach(),
+            np.asarray(targets),
+        )
+
+    def linear_weights(self, layers) -> list[torch.Tensor]:
+        weights = []
+        for name in layers:
+            weight = getattr(self._layer(name), "weight", None)
+            if not isinstance(weight, torch.Tensor) or weight.ndim != 2:
+                raise ValueError(f"layer {name!r} is not a linear layer with a 2-D weight.")
+            weights.append(weight.detach().float().T)  # torch stores (out, in)
+        return weights
 
     # -- passes -------------------------------------------------------------------------------
     def _forward_nograd(self, x: torch.Tensor) -> torch.Tensor:

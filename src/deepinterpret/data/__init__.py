@@ -2,5 +2,17 @@
 
 from .images import IMAGENET, UNIT, ImageBatch, Normalization, as_normalization, load_images
 from .targets import resolve_labels
+from .text import TextBatch, as_texts, encode_texts
 
-__all__ = ["IMAGENET", "UNIT", "ImageBatch", "Normalization", "as_normalization", "load_images", "resolve_labels"]
+__all__ = [
+    "IMAGENET",
+    "UNIT",
+    "ImageBatch",
+    "Normalization",
+    "as_normalization",
+    "load_images",
+    "resolve_labels",
+    "TextBatch",
+    "as_texts",
+    "encode_texts",
+]

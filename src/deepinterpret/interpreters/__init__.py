@@ -22,8 +22,26 @@ from .lime import (
 )
 from .occlusion import OcclusionInterpreter, occlusion
 from .smoothgrad import SmoothGradInterpreter, SmoothGradInterpreterV2, smooth_grad
+from .transformers import (
+    BTCVInterpreter,
+    BTNLPInterpreter,
+    GACVInterpreter,
+    GAInterpreter,
+    GANLPInterpreter,
+    RolloutInterpreter,
+    TAMInterpreter,
+    TransformerInterpreter,
+)
 
 __all__ = [
+    "BTCVInterpreter",
+    "BTNLPInterpreter",
+    "GACVInterpreter",
+    "GAInterpreter",
+    "GANLPInterpreter",
+    "RolloutInterpreter",
+    "TAMInterpreter",
+    "TransformerInterpreter",
     "QUADRATURES",
     "ConsensusInterpreter",
     "GLIMECVInterpreter",

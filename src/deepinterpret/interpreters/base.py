@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ..adapters import ModelAdapter, adapt, check_objective, chunks, softmax
 from ..data import ImageBatch, as_normalization, load_images, resolve_labels
-from ..viz import grayscale_overlay, magnitude_map, save_image, save_paths, show
+from ..viz import grayscale_overlay, heatmap_overlay, magnitude_map, save_image, save_paths, show
 
 # (image indices, sample indices) of one chunk -> host (NumPy) randomness for it; runs on a helper thread
 Draw = Callable[[np.ndarray, np.ndarray], Any]
@@ -164,6 +164,39 @@ class Interpreter:
             self.predicted_label = self.predicted_proba = None
         self.labels = targets
         return targets
+
+    def _finish_maps(
+        self,
+        batch: ImageBatch,
+        maps: Any,
+        targets: np.ndarray,
+        probabilities: np.ndarray,
+        labels_given: bool,
+        visual: bool,
+        save_path: Any,
+    ) -> np.ndarray:
+        """Record the classes explained and the predictions, draw each 2-D map as a heatmap over its image (shown
+        and/or saved), and return the maps as NumPy ``[N, h, w]``."""
+        self.labels = targets
+        self.predicted_label = probabilities.argmax(axis=1) if labels_given else targets
+        self.predicted_proba = probabilities[np.arange(len(targets)), self.predicted_label]
+        explanation = self.adapter.to_numpy(maps)
+        paths = save_paths(save_path, len(batch))
+        if visual or any(p is not None for p in paths):
+            for image, map2d, path in zip(batch.images, explanation, paths, strict=True):
+                picture = heatmap_overlay(image, map2d)
+                if visual:
+                    show(picture)
+                if path is not None:
+                    save_image(path, picture)
+        return explanation
+
+    @staticmethod
+    def _labels(label: Any, labels: Any) -> Any:
+        """The seed spells the argument ``label`` in some classes and ``labels`` in others: accept either."""
+        if label is not None and labels is not None:
+            raise ValueError("give label or labels, not both.")
+        return labels if label is None else label
 
     def _visualize_gradients(self, batch: ImageBatch, explanation: np.ndarray, visual: bool, save_path: Any) -> None:
         """The seed's picture for gradient methods: Σ_c |explanation| in green over the image."""

@@ -31,7 +31,6 @@ import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, chunks, softmax
 from ..data import resolve_labels
-from ..viz import heatmap_overlay, save_image, save_paths, show
 from .base import Interpreter
 
 _EPS = 1e-7
@@ -168,40 +167,9 @@ class IntermediateLayerInterpreter(Interpreter):
 
 
 class _CAMInterpreter(Interpreter):
-    """What every CAM interpreter does around its math: inputs, targets, the picture."""
+    """What every CAM interpreter does around its math (inputs, targets, the picture): the base's map handling."""
 
-    def _finish(
-        self,
-        batch,
-        maps: Any,
-        targets: np.ndarray,
-        probabilities: np.ndarray,
-        labels_given: bool,
-        visual: bool,
-        save_path: Any,
-    ) -> np.ndarray:
-        self.labels = targets
-        if labels_given:
-            self.predicted_label = probabilities.argmax(axis=1)
-        else:
-            self.predicted_label = targets
-        self.predicted_proba = probabilities[np.arange(len(targets)), self.predicted_label]
-        explanation = self.adapter.to_numpy(maps)
-        paths = save_paths(save_path, len(batch))
-        if visual or any(p is not None for p in paths):
-            for image, cam, path in zip(batch.images, explanation, paths, strict=True):
-                picture = heatmap_overlay(image, cam)
-                if visual:
-                    show(picture)
-                if path is not None:
-                    save_image(path, picture)
-        return explanation
-
-    @staticmethod
-    def _labels(label: Any, labels: Any) -> Any:
-        if label is not None and labels is not None:
-            raise ValueError("give label or labels, not both.")
-        return labels if label is None else label
+    _finish = Interpreter._finish_maps
 
 
 class _GradientCAMInterpreter(_CAMInterpreter):

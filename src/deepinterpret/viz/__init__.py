@@ -2,6 +2,7 @@
 
 from .images import grayscale_overlay, magnitude_map, resize_map, save_image, save_paths, show, to_unit
 from .report import ReportRow, comparison_figure, heatmap_overlay, html_report, perturbation_curves
+from .text import show_text, text_html, token_colour
 
 __all__ = [
     "ReportRow",
@@ -15,5 +16,8 @@ __all__ = [
     "save_image",
     "save_paths",
     "show",
+    "show_text",
+    "text_html",
+    "token_colour",
     "to_unit",
 ]
