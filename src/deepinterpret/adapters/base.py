@@ -287,18 +287,22 @@ class ModelAdapter:
                 f"no layer named {target_layer!r} in {type(self.model).__name__}; closest names: "
                 f"{', '.join(repr(n) for n in close)}."
             )
-        names = self.layer_names()
-        try:
-            pattern = re.compile(target_layer_pattern)
-        except re.error as err:
-            raise ValueError(f"target_layer_pattern {target_layer_pattern!r} is not a valid regex: {err}.") from None
-        found = [n for n in names if pattern.match(n)]
+        found = self.match_layers(target_layer_pattern)
         if not found:
+            names = self.layer_names()
             close = difflib.get_close_matches(target_layer_pattern, names, n=5, cutoff=0.3) or names[:5]
             raise ValueError(
                 f"no layer name matches {target_layer_pattern!r}; closest names: {', '.join(repr(n) for n in close)}."
             )
         return found
+
+    def match_layers(self, pattern: str) -> list[str]:
+        """The names of the layers that the regular expression ``pattern`` matches (``re.match``); may be empty."""
+        try:
+            compiled = re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"layer pattern {pattern!r} is not a valid regex: {err}.") from None
+        return [n for n in self.layer_names() if compiled.match(n)]
 
     def _layer(self, name: str) -> Any:
         """The layer called ``name`` (a dotted path), or ``None``."""

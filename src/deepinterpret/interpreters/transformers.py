@@ -58,12 +58,9 @@ _HF_PROJ = re.compile(r"\.(?:o_proj|out_proj|out_lin|attention\.output\.dense)$"
 def attention_source(adapter: ModelAdapter, pattern: str, tower: str = "hf") -> list[str] | str:
     """The layers whose outputs are the attention probabilities (``pattern``, a regex as in the seed), or, for a
     Hugging Face model with no such layers, ``tower`` (its ``output_attentions``)."""
-    try:
-        return adapter.find_layers(target_layer_pattern=pattern)
-    except ValueError:
-        if adapter.is_huggingface:
-            return tower
-        raise
+    if adapter.is_huggingface and not adapter.match_layers(pattern):
+        return tower
+    return adapter.find_layers(target_layer_pattern=pattern)
 
 
 def token_layout(
@@ -73,15 +70,10 @@ def token_layout(
     perception: the named layers (regexes), or, on a Hugging Face model, found from its layer names (the
     ``layer.N`` / ``layers.N`` blocks, their ``value``/``v_proj``/``v_lin`` and ``output.dense``/``o_proj``/
     ``out_proj``/``out_lin`` layers); the block input is the residual stream entering the block."""
-    try:
-        return (
-            adapter.find_layers(target_layer_pattern=input_name),
-            adapter.find_layers(target_layer_pattern=value_name),
-            adapter.find_layers(target_layer_pattern=proj_name),
-        )
-    except ValueError:
-        if not adapter.is_huggingface:
-            raise
+    patterns = (input_name, value_name, proj_name)
+    if not adapter.is_huggingface or all(adapter.match_layers(p) for p in patterns):
+        found = tuple(adapter.find_layers(target_layer_pattern=p) for p in patterns)
+        return found  # type: ignore[return-value]
     names = adapter.layer_names()
     blocks = [n for n in names if _HF_BLOCK.match(n) and n.startswith(tower)]
     values, projections = [], []
