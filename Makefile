@@ -32,6 +32,7 @@ bench: setup
 	$(PY) benchmarks/bench_cam.py
 	$(PY) benchmarks/bench_perturbation.py
 	$(PY) benchmarks/bench_evaluators.py
+	$(PY) benchmarks/bench_transformers.py
 	$(PY) benchmarks/evaluate_digits.py
 
 clean:

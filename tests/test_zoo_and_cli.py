@@ -132,9 +132,30 @@ def test_demo_writes_figure_and_report(tmp_path, capsys):
     checker.feed((tmp_path / "demo.html").read_text())
     assert checker.stack == []
     text = " ".join(checker.text)
-    for method in it.interpreters.registry.IMAGE_METHODS:
-        assert method in text
+    for spec in it.interpreters.registry.IMAGE_METHODS.values():
+        assert (spec.name in text) != spec.needs_attention  # a CNN: no attention methods
     assert "predicted" in text and "http" not in (tmp_path / "demo.html").read_text()
+
+
+def test_demo_on_the_vit_includes_the_attention_methods(tmp_path):
+    assert main(["demo", "--model", "digits-vit", "--out", str(tmp_path), "--count", "2", "--quiet"]) == 0
+    text = (tmp_path / "demo.html").read_text()
+    for spec in it.interpreters.registry.IMAGE_METHODS.values():
+        assert (spec.name in text) != spec.needs_layer  # a ViT: no convolutional layer for CAMs
+
+
+def test_explain_with_attention_methods(tmp_path, digit_files, capsys):
+    vit = ["--model", "digits-vit"]
+    assert _explain(tmp_path, *digit_files, "--method", "rollout", *vit) == 0
+    assert np.load(tmp_path / "digit3_rollout.npy").shape == (8, 8)
+    assert _explain(tmp_path, digit_files[0], "--method", "bt", *vit, "--start-layer", "0", "--steps", "4",
+                    "--ap-mode", "token", "--baselines", "black", "--label", "3") == 0  # fmt: skip
+    assert np.load(tmp_path / "digit3_bt.npy").shape == (8, 8)
+    capsys.readouterr()
+    assert _explain(tmp_path, digit_files[0], "--method", "rollout", *vit, "--label", "3") == 2
+    assert "class-agnostic" in capsys.readouterr().err
+    assert _explain(tmp_path, digit_files[0], "--method", "tam") == 2  # digits-cnn has no attention
+    assert "no layer name matches" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

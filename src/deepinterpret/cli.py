@@ -95,6 +95,8 @@ def run_demo(
     for spec in IMAGE_METHODS.values():
         if spec.needs_layer and entry.cam_layer is None:
             continue  # no convolutional feature map (e.g. a ViT)
+        if spec.needs_attention and not entry.attention:
+            continue  # no attention (a CNN)
         interpreter = spec.cls(entry.model, normalization=entry.normalization, progress=False if quiet else None)
         layer = {"target_layer_name": entry.cam_layer} if spec.needs_layer else {}
         start = time.perf_counter()
@@ -113,7 +115,11 @@ def run_demo(
     notes = [
         f"Model: zoo '{model_name}' (held-out accuracy {entry.test_accuracy:.2%}); {len(picks)} held-out digits; "
         "Gradient maps show the magnitude of each attribution (sum over channels of absolute values); "
-        f"CAM maps are computed at layer '{entry.cam_layer}' and upsampled.",
+        + (
+            f"CAM maps are computed at layer '{entry.cam_layer}' and upsampled."
+            if entry.cam_layer
+            else "attention maps (rollout, tam, ga, bt) are computed over the 8x8 patch grid and upsampled."
+        ),
         "Time per method: " + ", ".join(timings) + ".",
     ]
     report = html_report(rows, out_dir / "demo.html", "deepinterpret demo: why the model saw each digit", notes)
@@ -174,9 +180,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stems = [Path(p).stem for p in args.inputs]
     pictures = [str(out / f"{stem}_{spec.name}.png") for stem in stems]
+    if spec.takes_labels:
+        options["labels"] = args.label
+    elif args.label is not None:
+        raise UsageError(f"method {spec.name!r} is class-agnostic and takes no --label.")
     explanation = interpreter.interpret(
         list(args.inputs),
-        labels=args.label,
         resize_to=args.resize_to or resolved["resize_to"],
         crop_to=args.crop_to,
         visual=False,
@@ -208,6 +217,9 @@ METHOD_OPTIONS = {
     "quadrature": "method",
     "window": "sliding_window_shapes",
     "stride": "strides",
+    "start_layer": "start_layer",
+    "ap_mode": "ap_mode",
+    "baselines": "baselines",
 }
 
 
@@ -254,6 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument("--gradient-of", choices=["probability", "logit", "loss"])
     options.add_argument("--batch-size", type=int, help="samples per model pass")
     options.add_argument("--seed", type=int, help="random seed")
+    options.add_argument(
+        "--start-layer", type=int, help="first attention block used (ViT methods; negative: from the end)"
+    )
+    options.add_argument(
+        "--ap-mode", choices=["head", "token"], help="attentional perception of bt: head- or token-wise"
+    )
+    options.add_argument("--baselines", choices=["black"], help="start the integration (tam, bt) from a black image")
     explain.set_defaults(run=cmd_explain)
     return parser
 

@@ -11,6 +11,7 @@ from .gradient_shap import GradShapCVInterpreter
 from .integrated_gradients import IntGradCVInterpreter
 from .occlusion import OcclusionInterpreter
 from .smoothgrad import SmoothGradInterpreter
+from .transformers import BTCVInterpreter, GACVInterpreter, RolloutInterpreter, TAMInterpreter
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class MethodSpec:
     options: tuple[str, ...]  # interpret() keyword arguments that the CLI exposes
     demo: dict[str, Any] = field(default_factory=dict)  # settings for the quick demo
     needs_layer: bool = False  # takes target_layer_name (a convolutional layer)
+    needs_attention: bool = False  # a Vision Transformer method (attention maps)
+    takes_labels: bool = True  # explains a chosen class (Rollout is class-agnostic)
 
 
 IMAGE_METHODS: dict[str, MethodSpec] = {
@@ -81,6 +84,38 @@ IMAGE_METHODS: dict[str, MethodSpec] = {
             "Score-CAM: channels weighted by masked-input scores",
             ("batch_size",),
             needs_layer=True,
+        ),
+        MethodSpec(
+            "rollout",
+            RolloutInterpreter,
+            "Attention Rollout: attention maps multiplied through the blocks",
+            ("start_layer", "batch_size"),
+            needs_attention=True,
+            takes_labels=False,
+        ),
+        MethodSpec(
+            "tam",
+            TAMInterpreter,
+            "Transition Attention Maps: Markov chain x integrated attention gradient",
+            ("start_layer", "steps", "gradient_of", "batch_size", "baselines"),
+            dict(start_layer=0, steps=10, baselines="black"),
+            needs_attention=True,
+        ),
+        MethodSpec(
+            "ga",
+            GACVInterpreter,
+            "Generic Attention: attention x gradient, rolled out",
+            ("start_layer", "gradient_of", "batch_size"),
+            dict(start_layer=0),
+            needs_attention=True,
+        ),
+        MethodSpec(
+            "bt",
+            BTCVInterpreter,
+            "Bidirectional Transformer: perception x reasoning feedback",
+            ("ap_mode", "start_layer", "steps", "gradient_of", "batch_size", "baselines"),
+            dict(start_layer=0, steps=10, baselines="black"),
+            needs_attention=True,
         ),
     )
 }

@@ -450,6 +450,15 @@ class TransformerInterpreter(Interpreter):
         batch = encode_texts(raw_text, tokenizer, text_to_input_fn, max_seq_len)
         return batch, _Inputs(self.adapter, batch.inputs, scale_layer)
 
+    def _text_readout(self, batch: TextBatch, matrix: Any) -> np.ndarray:
+        """The row of ``[N, L, L]`` that explains the prediction: [CLS]'s, or, for a mean-pooled model
+        (``global_pool`` other than ``"token"``), the mean over the rows of the real tokens."""
+        matrix = self.adapter.to_numpy(matrix)
+        if str(getattr(self.model, "global_pool", "token") or "token") == "token":
+            return matrix[:, 0, :]
+        mask = batch.inputs.get("attention_mask", np.ones(matrix.shape[:2], np.int64)).astype(matrix.dtype)
+        return (matrix * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+
     def _finish_text(self, batch: TextBatch, weights: np.ndarray, targets, probabilities, visual: bool) -> np.ndarray:
         """Pad positions are set to 0; the picture (``visual``) is the tokens coloured by weight."""
         weights = np.asarray(weights, dtype=np.float32).copy()
@@ -670,8 +679,9 @@ class GANLPInterpreter(TransformerInterpreter):
         batch_size: int = 16,
         labels: Any = None,
     ) -> np.ndarray:
-        """Returns the class token's row of the relevance, ``np.ndarray [N, L]`` over the tokens (special tokens
-        included, padding 0). A Hugging Face model needs no ``attn_map_name``: its attention outputs are used."""
+        """Returns the class token's row of the relevance (for a mean-pooled model, ``global_pool != "token"``, the
+        mean of the real tokens' rows), ``np.ndarray [N, L]`` over the tokens (special tokens included, padding 0).
+        A Hugging Face model needs no ``attn_map_name``: its attention outputs are used."""
         objective = check_objective(gradient_of)
         batch, data = self._text_inputs(raw_text, tokenizer, text_to_input_fn, max_seq_len)
         targets = resolve_labels(self._labels(label, labels), len(batch))
@@ -680,7 +690,7 @@ class GANLPInterpreter(TransformerInterpreter):
             self.adapter, data, source, targets, "generic", start_layer, objective,
             batch_size=check_batch_size(batch_size), progress=self.progress,
         )  # fmt: skip
-        return self._finish_text(batch, self.adapter.to_numpy(relevance[:, 0, :]), used, probabilities, visual)
+        return self._finish_text(batch, self._text_readout(batch, relevance), used, probabilities, visual)
 
 
 class BTCVInterpreter(TransformerInterpreter):
@@ -749,7 +759,8 @@ class BTNLPInterpreter(TransformerInterpreter):
         batch_size: int = 16,
         labels: Any = None,
     ) -> np.ndarray:
-        """Returns ``R[:, 0, :] ⊙ G[:, 0, :]``, ``np.ndarray [N, L]`` over the tokens (padding 0)."""
+        """Returns ``(R ⊙ G)[:, 0, :]`` (a mean-pooled model: the mean of the real tokens' rows), ``np.ndarray
+        [N, L]`` over the tokens (padding 0); ``R`` and ``G`` are kept in ``self.ap`` / ``self.rf``."""
         ap_mode, objective = check_ap_mode(ap_mode), check_objective(gradient_of)
         embedding = _one_layer(self.adapter, embedding_name)
         batch, data = self._text_inputs(raw_text, tokenizer, text_to_input_fn, max_seq_len, embedding)
@@ -761,5 +772,5 @@ class BTNLPInterpreter(TransformerInterpreter):
             ap_mode, layout, key_mask=batch.inputs.get("attention_mask"), batch_size=check_batch_size(batch_size),
             progress=self.progress,
         )  # fmt: skip
-        self.ap, self.rf = self.adapter.to_numpy(relevance[:, 0, :]), self.adapter.to_numpy(feedback[:, 0, :])
-        return self._finish_text(batch, self.ap * self.rf, used, probabilities, visual)
+        self.ap, self.rf = self.adapter.to_numpy(relevance), self.adapter.to_numpy(feedback)
+        return self._finish_text(batch, self._text_readout(batch, self.ap * self.rf), used, probabilities, visual)

@@ -52,6 +52,7 @@ class ZooModel:
     channels: int | None = None
     tokenizer: Any = None  # text models
     cam_layer: str | None = None  # default target layer for CAM methods
+    attention: bool = False  # a transformer: the attention methods (Rollout, TAM, GA, BT) apply
     metadata: dict[str, str] = field(repr=False, default_factory=dict)
 
 
@@ -130,6 +131,7 @@ def load(name: str = DEFAULT_MODEL, framework: str = "torch") -> ZooModel:
         image_size=int(meta["image_size"]),
         channels=int(meta["channels"]),
         cam_layer=CAM_LAYERS.get(name),
+        attention=name == "digits-vit",
         **common,
     )
 

@@ -70,27 +70,46 @@ def build_torch(head_state: dict[str, Any] | None = None) -> tuple[Any, Any]:
             self.config.id2label = dict(enumerate(LABELS))
             self.config.label2id = {label: i for i, label in enumerate(LABELS)}
             self.classifier = torch.nn.Linear(self.config.hidden_size, 2)
+            self.global_pool = "avg"  # mean pooling: explainers read the mean over token rows, not [CLS]
+
+        def set_attn_implementation(self, implementation: str) -> None:
+            self.bert.set_attn_implementation(implementation)
 
         def get_input_embeddings(self) -> torch.nn.Module:
             return self.bert.get_input_embeddings()
 
-        def embed(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None):
+        def embed(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None, **kwargs):
             """Mean-pooled, L2-normalised sentence embeddings (the sentence-transformers recipe)."""
-            hidden = self.bert(
+            return self._encode(input_ids, attention_mask, token_type_ids, inputs_embeds)[0]
+
+        def _encode(self, input_ids, attention_mask, token_type_ids, inputs_embeds, output_attentions=False):
+            output = self.bert(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 token_type_ids=token_type_ids,
                 inputs_embeds=inputs_embeds,
-            ).last_hidden_state
+                output_attentions=output_attentions,
+            )
+            hidden = output.last_hidden_state
             if attention_mask is None:
                 attention_mask = torch.ones(hidden.shape[:2], device=hidden.device)
             mask = attention_mask[..., None].to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, dim=-1)
+            return torch.nn.functional.normalize(pooled, dim=-1), output.attentions
 
-        def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None, **kwargs):
-            logits = self.classifier(self.embed(input_ids, attention_mask, token_type_ids, inputs_embeds))
-            return SequenceClassifierOutput(logits=logits)
+        def forward(
+            self,
+            input_ids=None,
+            attention_mask=None,
+            token_type_ids=None,
+            inputs_embeds=None,
+            output_attentions=False,
+            **kwargs,
+        ):
+            embedding, attentions = self._encode(
+                input_ids, attention_mask, token_type_ids, inputs_embeds, output_attentions
+            )
+            return SequenceClassifierOutput(logits=self.classifier(embedding), attentions=attentions)
 
     from transformers.utils import logging as hf_logging
 
