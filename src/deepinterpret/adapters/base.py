@@ -166,6 +166,22 @@ def wanted_gradients(gradient_layers: Any, sources: Sequence[Any], count) -> lis
 
 
 @dataclass
+class EmbeddingResult:
+    """What one pass with a transformed embedding gave (``xp`` arrays, no graph).
+
+    ``embeddings``: the layer's own output ``e`` ``[B, L, D]``; ``gradients``: the gradient of each target's
+    objective w.r.t. the transformed output that the model ran on, ``[B, T, L, D]`` (``T`` targets per row);
+    ``objective``: ``[B, T]``; ``targets``: ``[B, T]`` classes.
+    """
+
+    embeddings: Any
+    gradients: Any
+    objective: Any
+    logits: Any
+    targets: np.ndarray
+
+
+@dataclass
 class GradientResult:
     """What one gradient call returns, all in the adapter's namespace ``xp``.
 
@@ -358,6 +374,37 @@ class ModelAdapter:
         the output of that layer (an embedding) is multiplied by ``scale[i]`` for sample ``i``.
         """
         raise TypeError(f"a plain callable ({type(self.model).__name__}) has no attention to capture.")
+
+    def input_embedding_layer(self) -> str | None:
+        """The name of the layer that embeds the input tokens, for a model that tells (Hugging Face
+        ``get_input_embeddings``; the encoder's copy when the table is shared with a decoder), else ``None``."""
+        return None
+
+    def embedding_pass(
+        self,
+        inputs: dict | tuple,
+        layer: str,
+        targets: np.ndarray | None,
+        objective: str = "probability",
+        alphas: np.ndarray | None = None,
+        baseline: Any = None,
+        noise: np.ndarray | None = None,
+        noise_amount: float = 0.0,
+        output: str | None = None,
+        positions: np.ndarray | None = None,
+    ) -> EmbeddingResult:
+        """One pass of a token model in which the output ``e`` of ``layer`` (an embedding) is replaced by
+        ``b + α (e + σ ε − b)`` (row-wise ``alphas``, default 1; ``baseline`` ``b`` ``[1 or B, L, D]``, default 0;
+        ``noise`` ``ε`` ``[B, L, D]`` with ``σ = noise_amount · (max e − min e)`` per row), and the gradients of
+        the objective w.r.t. that replacement. ``targets`` ``[B]`` or ``[B, T]`` (several targets share the
+        forward: one backward each); ``None`` explains the predicted class. ``output`` names the model output to
+        read (e.g. ``start_logits``), ``positions`` ``[B, T]`` the token whose scores are read when it is
+        ``[B, L, K]`` (token classification). Only the first call of ``layer`` in a forward is replaced."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) has no embedding layer.")
+
+    def layer_output(self, inputs: dict | tuple, layer: str) -> Any:
+        """The output of ``layer`` for token ``inputs``; the forward stops right there (no graph)."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) has no layers.")
 
     def linear_weights(self, layers: Sequence[str]) -> list[Any]:
         """The weight of each named linear layer as an ``xp`` array ``[in, out]`` (so that ``y = x @ W + b``)."""

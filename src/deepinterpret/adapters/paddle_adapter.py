@@ -15,6 +15,7 @@ from array_api_compat import numpy as numpy_xp
 from .base import (
     AttentionResult,
     Device,
+    EmbeddingResult,
     GradientResult,
     LayerGradientResult,
     ModelAdapter,
@@ -315,3 +316,95 @@ class PaddleAdapter(ModelAdapter):
                 raise ValueError(f"layer {name!r} is not a linear layer with a 2-D weight.")
             weights.append(weight.astype("float32").numpy())  # Paddle stores (in, out)
         return weights
+
+    # -- token models: the embedding ----------------------------------------------------------------
+    def layer_output(self, inputs, layer: str) -> np.ndarray:
+        kept = {}
+
+        class _Stop(Exception):
+            pass
+
+        def hook(module, args, output):
+            kept["out"] = output[0] if isinstance(output, (tuple, list)) else output
+            raise _Stop
+
+        handle = self._layer(layer).register_forward_post_hook(hook)
+        try:
+            with paddle.no_grad():
+                self._call(inputs)
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        if "out" not in kept:
+            raise ValueError(f"layer {layer!r} was not called in the forward pass.")
+        return kept["out"].astype("float32").numpy()
+
+    def embedding_pass(
+        self,
+        inputs,
+        layer,
+        targets,
+        objective="probability",
+        alphas=None,
+        baseline=None,
+        noise=None,
+        noise_amount=0.0,
+        output=None,
+        positions=None,
+    ) -> EmbeddingResult:
+        kept = {}
+
+        def hook(module, args, out):
+            if "point" in kept:
+                return None
+            e = (out[0] if isinstance(out, (tuple, list)) else out).detach().astype("float32")
+            kept["e"] = e
+            point = e
+            if noise is not None:
+                spread = (e.amax(axis=(1, 2)) - e.amin(axis=(1, 2))).reshape((-1, 1, 1))
+                point = point + noise_amount * spread * self._tensor(np.asarray(noise, np.float32))
+            if alphas is not None:
+                factors = self._tensor(np.asarray(alphas, np.float32).reshape(-1, 1, 1))
+                base = self._tensor(np.asarray(baseline, np.float32)) if baseline is not None else 0.0
+                point = base + factors * (point - base)
+            point = point.detach()
+            point.stop_gradient = False
+            kept["point"] = point
+            return point if not isinstance(out, (tuple, list)) else (point, *out[1:])
+
+        handle = self._layer(layer).register_forward_post_hook(hook)
+        try:
+            result = self._call(inputs)
+        finally:
+            handle.remove()
+        if "point" not in kept:
+            raise ValueError(f"layer {layer!r} was not called in the forward pass.")
+        logits = (getattr(result, output) if output else logits_of(result)).astype("float32")
+        scores_np = logits.numpy()
+        if positions is not None:
+            scores_np = scores_np[np.arange(len(scores_np))[:, None], np.asarray(positions)]
+        elif targets is None or np.ndim(targets) >= 1:
+            scores_np = scores_np[:, None, :]
+        if targets is None:
+            targets = scores_np.argmax(-1)
+        targets = np.asarray(targets).reshape(len(targets), -1)
+        self.check_targets(targets, int(scores_np.shape[-1]))
+        if positions is not None:
+            rows = self._tensor(np.repeat(np.arange(len(targets))[:, None], targets.shape[1], 1).astype(np.int64))
+            scores = logits[rows, self._tensor(np.asarray(positions, np.int64))]
+        else:
+            scores = logits.unsqueeze(1).expand((-1, targets.shape[1], -1))
+        index = self._tensor(targets.astype(np.int64)[..., None])
+        if objective == "logit":
+            value = paddle.take_along_axis(scores, index, axis=-1)[..., 0]
+        elif objective == "probability":
+            value = paddle.take_along_axis(paddle.nn.functional.softmax(scores, axis=-1), index, axis=-1)[..., 0]
+        else:
+            value = -paddle.take_along_axis(paddle.nn.functional.log_softmax(scores, axis=-1), index, axis=-1)[..., 0]
+        columns = targets.shape[1]
+        grads = [
+            paddle.grad([value[:, t].sum()], [kept["point"]], retain_graph=t < columns - 1)[0].numpy()
+            for t in range(columns)
+        ]
+        return EmbeddingResult(kept["e"].numpy(), np.stack(grads, axis=1), value.numpy(), logits.numpy(), targets)

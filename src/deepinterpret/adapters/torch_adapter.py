@@ -14,6 +14,7 @@ from array_api_compat import torch as torch_xp
 from .base import (
     AttentionResult,
     Device,
+    EmbeddingResult,
     GradientResult,
     LayerGradientResult,
     ModelAdapter,
@@ -317,6 +318,116 @@ class TorchAdapter(ModelAdapter):
             logits.detach(),
             np.asarray(targets),
         )
+
+    # -- token models: the embedding ----------------------------------------------------------------
+    def input_embedding_layer(self) -> str | None:
+        getter = getattr(self.model, "get_input_embeddings", None)
+        embedding = getter() if callable(getter) else None
+        if embedding is None:
+            return None
+        weight = getattr(embedding, "weight", None)
+        sharing = [
+            name
+            for name, module in self.model.named_modules()
+            if module is embedding or (weight is not None and getattr(module, "weight", None) is weight)
+        ]
+        # A table shared by an encoder and a decoder (BART): the encoder's copy is the one the input goes through.
+        encoder = [name for name in sharing if "encoder" in name.split(".")]
+        return (encoder or sharing or [None])[0]
+
+    def layer_output(self, inputs, layer: str) -> torch.Tensor:
+        kept = {}
+
+        class _Stop(Exception):
+            pass
+
+        def hook(module, args, output):
+            kept["out"] = output[0] if isinstance(output, (tuple, list)) else output
+            raise _Stop
+
+        handle = self._layer(layer).register_forward_hook(hook)
+        try:
+            with torch.no_grad():
+                self._call(inputs)
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        if "out" not in kept:
+            raise ValueError(f"layer {layer!r} was not called in the forward pass.")
+        return kept["out"].detach().float()
+
+    def _select_objective(self, output, targets, objective, output_name, positions):
+        """``[B, T]`` objective values (and the logits read) of ``targets`` ``[B, T]``."""
+        logits = (getattr(output, output_name) if output_name else logits_of(output)).float()
+        if positions is not None:
+            rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
+            scores = logits[rows, torch.as_tensor(positions, device=logits.device)]  # [B, T, K]
+        else:
+            scores = logits[:, None, :].expand(-1, targets.shape[1], -1)
+        self.check_targets(np.asarray(targets), int(scores.shape[-1]))
+        index = self.targets(targets)[..., None]
+        if objective == "logit":
+            return scores.gather(-1, index)[..., 0], logits
+        if objective == "probability":
+            return torch.softmax(scores, dim=-1).gather(-1, index)[..., 0], logits
+        return -torch.log_softmax(scores, dim=-1).gather(-1, index)[..., 0], logits
+
+    def embedding_pass(
+        self,
+        inputs,
+        layer,
+        targets,
+        objective="probability",
+        alphas=None,
+        baseline=None,
+        noise=None,
+        noise_amount=0.0,
+        output=None,
+        positions=None,
+    ) -> EmbeddingResult:
+        kept = {}
+
+        def hook(module, args, out):
+            if "point" in kept:  # a table called again in the same forward (e.g. by a decoder): left alone
+                return None
+            e = (out[0] if isinstance(out, (tuple, list)) else out).detach().float()
+            kept["e"] = e
+            point = e
+            if noise is not None:
+                spread = (e.amax(dim=(1, 2)) - e.amin(dim=(1, 2))).reshape(-1, 1, 1)
+                point = point + noise_amount * spread * torch.as_tensor(noise, device=e.device, dtype=e.dtype)
+            if alphas is not None:
+                factors = torch.as_tensor(np.asarray(alphas, np.float32), device=e.device).reshape(-1, 1, 1)
+                base = 0.0 if baseline is None else self.asarray(baseline)
+                point = base + factors * (point - base)
+            point = point.detach().requires_grad_(True)
+            kept["point"] = point
+            return point if not isinstance(out, (tuple, list)) else (point, *out[1:])
+
+        handle = self._layer(layer).register_forward_hook(hook)
+        try:
+            with torch.enable_grad():
+                result = self._call(inputs)
+                if "point" not in kept:
+                    raise ValueError(f"layer {layer!r} was not called in the forward pass.")
+                if targets is None:
+                    scores = (getattr(result, output) if output else logits_of(result)).detach()
+                    if positions is not None:
+                        scores = scores[torch.arange(scores.shape[0])[:, None], torch.as_tensor(positions)]
+                        targets = scores.argmax(-1).cpu().numpy()
+                    else:
+                        targets = scores.argmax(-1).cpu().numpy()[:, None]
+                targets = np.asarray(targets).reshape(len(targets), -1)
+                value, logits = self._select_objective(result, targets, objective, output, positions)
+                columns = value.shape[1]
+                grads = [
+                    torch.autograd.grad(value[:, t].sum(), kept["point"], retain_graph=t < columns - 1)[0]
+                    for t in range(columns)
+                ]
+        finally:
+            handle.remove()
+        return EmbeddingResult(kept["e"], torch.stack(grads, dim=1), value.detach(), logits.detach(), targets)
 
     def linear_weights(self, layers) -> list[torch.Tensor]:
         weights = []

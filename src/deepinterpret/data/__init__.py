@@ -2,7 +2,7 @@
 
 from .images import IMAGENET, UNIT, ImageBatch, Normalization, as_normalization, load_images
 from .targets import resolve_labels
-from .text import TextBatch, as_texts, encode_texts
+from .text import TextBatch, as_texts, encode_texts, encode_with, marker_words, merge_words
 
 __all__ = [
     "IMAGENET",
@@ -15,4 +15,7 @@ __all__ = [
     "TextBatch",
     "as_texts",
     "encode_texts",
+    "encode_with",
+    "marker_words",
+    "merge_words",
 ]

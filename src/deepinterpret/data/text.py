@@ -25,6 +25,9 @@ class TextBatch:
     tokens: list[list[str]]
     lengths: np.ndarray
     special: list[np.ndarray]
+    word_ids: list[list[int | None]] | None = None  # per real token: the word it belongs to (None: special)
+    words: list[list[str]] | None = None  # per text: the words, as they appear in the text
+    positions: list[np.ndarray] | None = None  # per text: the real tokens' positions in the padded row
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -60,18 +63,7 @@ def encode_texts(
         raise ValueError("give exactly one of tokenizer and text_to_input_fn.")
     texts = as_texts(raw_text)
     if tokenizer is not None:
-        encoded = tokenizer(texts, truncation=True, max_length=max_seq_len, padding=True, return_tensors="np")
-        inputs = {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items() if k in MODEL_INPUT_KEYS}
-        mask = inputs.get("attention_mask", np.ones_like(inputs["input_ids"]))
-        lengths = mask.sum(axis=1).astype(np.int64)
-        special_ids = set(getattr(tokenizer, "all_special_ids", []))
-        tokens, special = [], []
-        for row, real in zip(inputs["input_ids"], mask, strict=True):
-            # Padding may be on either side: keep the positions the mask marks as real.
-            ids = row[real > 0].tolist()
-            tokens.append(tokenizer.convert_ids_to_tokens(ids))
-            special.append(np.array([i in special_ids for i in ids], dtype=bool))
-        return TextBatch(texts, inputs, tokens, lengths, special)
+        return encode_with(tokenizer, texts, None, max_seq_len)
     rows = []
     for text in texts:
         produced = text_to_input_fn(text)
@@ -84,3 +76,93 @@ def encode_texts(
         inputs["attention_mask"] = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
     tokens = [[str(t) for t in r["input_ids"].tolist()] for r in rows]
     return TextBatch(texts, inputs, tokens, lengths, [np.zeros(len(t), dtype=bool) for t in tokens])
+
+
+def encode_with(tokenizer: Any, texts: list[str], pairs: list[str] | None = None, max_seq_len: int = 128) -> TextBatch:
+    """Tokenise ``texts`` (and the second segments ``pairs``) with a Hugging Face tokenizer, padded to the longest;
+    words are read from the fast tokenizer's ``word_ids`` and offsets, or from sub-word markers (``##`` for
+    WordPiece, ``Ġ`` / ``▁`` for BPE / SentencePiece) with a slow one."""
+    fast = bool(getattr(tokenizer, "is_fast", False))
+    args = (texts,) if pairs is None else (texts, pairs)
+    encoded = tokenizer(
+        *args, truncation=True, max_length=max_seq_len, padding=True, return_tensors="np",
+        return_offsets_mapping=fast,
+    )  # fmt: skip
+    inputs = {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items() if k in MODEL_INPUT_KEYS}
+    mask = inputs.get("attention_mask", np.ones_like(inputs["input_ids"]))
+    special_ids = set(getattr(tokenizer, "all_special_ids", []))
+    tokens, special, word_ids, words, positions = [], [], [], [], []
+    for i, (row, real) in enumerate(zip(inputs["input_ids"], mask, strict=True)):
+        where = np.flatnonzero(real > 0)  # padding may be on either side
+        ids = row[where].tolist()
+        pieces = tokenizer.convert_ids_to_tokens(ids)
+        is_special = np.array([t in special_ids for t in ids], dtype=bool)
+        if fast:
+            raw_ids = encoded.word_ids(i)
+            sequence = encoded.sequence_ids(i)
+            offsets = np.asarray(encoded["offset_mapping"][i])
+            ids_of_word: list[int | None] = []
+            spans: dict[tuple[int, int], list[int]] = {}
+            for position in where:
+                key = None if raw_ids[position] is None else (sequence[position] or 0, raw_ids[position])
+                if key is not None:
+                    spans.setdefault(key, []).append(int(position))
+                ids_of_word.append(None if key is None else list(spans).index(key))
+            source = [texts[i]] if pairs is None else [texts[i], pairs[i]]
+            text_words = [
+                source[key[0]][offsets[p[0]][0] : offsets[p[-1]][1]].strip()
+                or pieces[int(np.searchsorted(where, p[0]))]
+                for key, p in spans.items()
+            ]
+        else:
+            ids_of_word, text_words = marker_words(pieces, is_special)
+        tokens.append(pieces)
+        special.append(is_special)
+        word_ids.append(ids_of_word)
+        words.append(text_words)
+        positions.append(where)
+    return TextBatch(
+        list(texts), inputs, tokens, mask.sum(axis=1).astype(np.int64), special, word_ids, words, positions
+    )
+
+
+def marker_words(pieces: list[str], special: np.ndarray) -> tuple[list[int | None], list[str]]:
+    """Words from sub-word markers: ``##x`` continues a WordPiece word; ``Ġx`` / ``▁x`` starts a BPE /
+    SentencePiece word (other pieces continue it); special tokens belong to no word."""
+    bpe = any(p.startswith(("Ġ", "▁")) for p in pieces)
+    ids: list[int | None] = []
+    words: list[str] = []
+    previous_special = True
+    for piece, is_special in zip(pieces, special, strict=True):
+        if is_special:
+            ids.append(None)
+            previous_special = True
+            continue
+        if bpe:
+            starts = piece.startswith(("Ġ", "▁")) or previous_special
+            text = piece.lstrip("Ġ▁")
+        else:
+            starts = not piece.startswith("##") or previous_special
+            text = piece[2:] if piece.startswith("##") else piece
+        if starts or not words:
+            words.append(text)
+        else:
+            words[-1] += text
+        ids.append(len(words) - 1)
+        previous_special = False
+    return ids, words
+
+
+def merge_words(
+    weights: np.ndarray, word_ids: list[int | None], words: list[str], how: str = "sum"
+) -> list[tuple[str, float]]:
+    """Token weights (one per real token) → ``[(word, weight)]``: the tokens of a word combined by ``how``
+    (``sum``, ``mean``, ``max`` by magnitude); special tokens dropped."""
+    if how not in ("sum", "mean", "max"):
+        raise ValueError(f"merge must be 'sum', 'mean' or 'max'; got {how!r}.")
+    groups: list[list[float]] = [[] for _ in words]
+    for weight, word in zip(np.asarray(weights, dtype=np.float64).tolist(), word_ids, strict=True):
+        if word is not None:
+            groups[word].append(weight)
+    combine = {"sum": sum, "mean": lambda g: sum(g) / len(g), "max": lambda g: max(g, key=abs)}[how]
+    return [(word, float(combine(group)) if group else 0.0) for word, group in zip(words, groups, strict=True)]
