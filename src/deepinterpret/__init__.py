@@ -5,7 +5,7 @@ sg = it.SmoothGradInterpreter(model, device="cpu")
 gradients = sg.interpret("cat.jpg", visual=False)
 """
 
-from . import adapters, data, evaluators, interpreters, viz, zoo
+from . import adapters, data, evaluators, explainers, interpreters, viz, zoo
 from .adapters import adapt
 from .data import Normalization
 from .evaluators import (
@@ -22,6 +22,15 @@ from .evaluators import (
     PointGameSegmentation,
     SensitivityMax,
 )
+from .explainers import (
+    ImageClassificationExplainer,
+    MultiLabelClassificationExplainer,
+    PairwiseSequenceClassificationExplainer,
+    QuestionAnsweringExplainer,
+    SequenceClassificationExplainer,
+    TokenClassificationExplainer,
+    ZeroShotClassificationExplainer,
+)
 from .interpreters import (
     BTCVInterpreter,
     BTNLPInterpreter,
@@ -33,11 +42,13 @@ from .interpreters import (
     GradCAMInterpreter,
     GradCAMPlusPlusInterpreter,
     GradShapCVInterpreter,
+    GradShapNLPInterpreter,
     InputGradientInterpreter,
     InputOutputInterpreter,
     IntermediateLayerInterpreter,
     Interpreter,
     IntGradCVInterpreter,
+    IntGradNLPInterpreter,
     LayerCAMInterpreter,
     LIMECVInterpreter,
     LIMENLPInterpreter,
@@ -48,6 +59,7 @@ from .interpreters import (
     ScoreCAMInterpreter,
     SmoothGradInterpreter,
     SmoothGradInterpreterV2,
+    SmoothGradNLPInterpreter,
     TAMInterpreter,
     TransformerInterpreter,
 )
@@ -58,6 +70,17 @@ __version__ = "0.1.0"
 SmoothGradCVInterpreter = SmoothGradInterpreter
 
 __all__ = [
+    "ImageClassificationExplainer",
+    "MultiLabelClassificationExplainer",
+    "PairwiseSequenceClassificationExplainer",
+    "QuestionAnsweringExplainer",
+    "SequenceClassificationExplainer",
+    "TokenClassificationExplainer",
+    "ZeroShotClassificationExplainer",
+    "explainers",
+    "GradShapNLPInterpreter",
+    "IntGradNLPInterpreter",
+    "SmoothGradNLPInterpreter",
     "BTCVInterpreter",
     "BTNLPInterpreter",
     "GACVInterpreter",

@@ -241,13 +241,16 @@ class ModelAdapter:
         logits = self.xp.concat(parts, axis=0)
         return softmax(self.xp, logits) if output == "probability" else logits
 
-    def _forward_inputs_nograd(self, inputs: tuple | dict) -> Any:
+    def _forward_inputs_nograd(self, inputs: tuple | dict, field: str | None = None) -> Any:
         raise TypeError(f"{type(self.model).__name__} cannot take token inputs.")
 
-    def predict_inputs(self, inputs: tuple | dict, batch_size: int = 64, output: str = "probability") -> np.ndarray:
+    def predict_inputs(
+        self, inputs: tuple | dict, batch_size: int = 64, output: str = "probability", field: str | None = None
+    ) -> np.ndarray:
         """Model outputs for several named or positional input arrays (e.g. ``input_ids``, ``attention_mask``)
-        that share the batch axis, in chunks, without a graph; NumPy ``[N, classes]``. Integer arrays go to the
-        model as int64 tensors, float arrays as float32."""
+        that share the batch axis, in chunks, without a graph; NumPy ``[N, classes]`` (``[N, L, classes]`` for a
+        token classifier). Integer arrays go to the model as int64 tensors, float arrays as float32. ``field``
+        names the output to read (e.g. ``start_logits``); by default the logits."""
         if output not in ("logit", "probability"):
             raise ValueError(f"output must be 'logit' or 'probability'; got {output!r}.")
         arrays = inputs if isinstance(inputs, dict) else dict(enumerate(inputs))
@@ -256,7 +259,9 @@ class ModelAdapter:
         for part in chunks(total, batch_size):
             chunk = {k: np.asarray(v)[part] for k, v in arrays.items()}
             parts.append(
-                self.to_numpy(self._forward_inputs_nograd(chunk if isinstance(inputs, dict) else tuple(chunk.values())))
+                self.to_numpy(
+                    self._forward_inputs_nograd(chunk if isinstance(inputs, dict) else tuple(chunk.values()), field)
+                )
             )
         logits = np.concatenate(parts).astype(np.float32)
         return softmax(np, logits) if output == "probability" else logits

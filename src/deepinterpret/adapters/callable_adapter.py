@@ -48,7 +48,7 @@ class CallableAdapter(ModelAdapter):
     def predict_inputs(self, inputs, batch_size: int = 64, output: str = "probability") -> np.ndarray:
         return _as_output(super().predict_inputs(inputs, batch_size, output="logit"), output)
 
-    def _forward_inputs_nograd(self, inputs: tuple | dict) -> np.ndarray:
+    def _forward_inputs_nograd(self, inputs: tuple | dict, field: str | None = None) -> np.ndarray:
         return np.asarray(logits_of(self.model(**inputs) if isinstance(inputs, dict) else self.model(*inputs)))
 
     def _forward_nograd(self, x: np.ndarray) -> np.ndarray:

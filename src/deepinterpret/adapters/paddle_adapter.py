@@ -97,7 +97,7 @@ class PaddleAdapter(ModelAdapter):
         with paddle.no_grad():
             return logits_of(self.model(self._tensor(x))).astype("float32").numpy()
 
-    def _forward_inputs_nograd(self, inputs: tuple | dict) -> np.ndarray:
+    def _forward_inputs_nograd(self, inputs: tuple | dict, field: str | None = None) -> np.ndarray:
         def tensor(a: np.ndarray) -> paddle.Tensor:
             return self._tensor(a.astype(np.int64) if np.issubdtype(a.dtype, np.integer) else a.astype(np.float32))
 
@@ -106,7 +106,7 @@ class PaddleAdapter(ModelAdapter):
                 output = self.model(**{k: tensor(v) for k, v in inputs.items()})
             else:
                 output = self.model(*[tensor(v) for v in inputs])
-            return logits_of(output).astype("float32").numpy()
+            return (getattr(output, field) if field else logits_of(output)).astype("float32").numpy()
 
     def _input_gradient_batch(self, x: np.ndarray, targets: np.ndarray, objective: str) -> GradientResult:
         if not self.translated:

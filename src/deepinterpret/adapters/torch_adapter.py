@@ -387,11 +387,14 @@ class TorchAdapter(ModelAdapter):
         positions=None,
     ) -> EmbeddingResult:
         kept = {}
+        rows = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs[0])
 
         def hook(module, args, out):
             if "point" in kept:  # a table called again in the same forward (e.g. by a decoder): left alone
                 return None
             e = (out[0] if isinstance(out, (tuple, list)) else out).detach().float()
+            if e.shape[0] == 1 and rows > 1:  # shared by the batch (position embeddings): one copy per row
+                e = e.expand(rows, *e.shape[1:]).contiguous()
             kept["e"] = e
             point = e
             if noise is not None:
@@ -453,7 +456,7 @@ class TorchAdapter(ModelAdapter):
             return torch.softmax(logits, dim=-1).gather(1, index)[:, 0]
         return -torch.log_softmax(logits, dim=-1).gather(1, index)[:, 0]
 
-    def _forward_inputs_nograd(self, inputs: tuple | dict) -> torch.Tensor:
+    def _forward_inputs_nograd(self, inputs: tuple | dict, field: str | None = None) -> torch.Tensor:
         def tensor(a: np.ndarray) -> torch.Tensor:
             dtype = torch.int64 if np.issubdtype(a.dtype, np.integer) else torch.float32
             return torch.as_tensor(a, dtype=dtype, device=self.torch_device)
@@ -463,7 +466,7 @@ class TorchAdapter(ModelAdapter):
                 output = self.model(**{k: tensor(v) for k, v in inputs.items()})
             else:
                 output = self.model(*[tensor(v) for v in inputs])
-            return logits_of(output).float()
+            return (getattr(output, field) if field else logits_of(output)).float()
 
     def _input_gradient_batch(self, x: torch.Tensor, targets: np.ndarray, objective: str) -> GradientResult:
         x = x.detach().requires_grad_(True)

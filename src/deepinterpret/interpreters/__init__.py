@@ -22,6 +22,7 @@ from .lime import (
 )
 from .occlusion import OcclusionInterpreter, occlusion
 from .smoothgrad import SmoothGradInterpreter, SmoothGradInterpreterV2, smooth_grad
+from .text_gradients import GradShapNLPInterpreter, IntGradNLPInterpreter, SmoothGradNLPInterpreter
 from .transformers import (
     BTCVInterpreter,
     BTNLPInterpreter,
@@ -34,6 +35,9 @@ from .transformers import (
 )
 
 __all__ = [
+    "GradShapNLPInterpreter",
+    "IntGradNLPInterpreter",
+    "SmoothGradNLPInterpreter",
     "BTCVInterpreter",
     "BTNLPInterpreter",
     "GACVInterpreter",

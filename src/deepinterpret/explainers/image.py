@@ -1,0 +1,138 @@
+"""The image explainer of transformers-interpret: Integrated Gradients (or SmoothGrad / GradientSHAP) on a Hugging
+Face image classifier, and its four pictures (``heatmap``, ``overlay``, ``masked_image``, ``alpha_scaling``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ..data import Normalization
+from ..interpreters import GradShapCVInterpreter, IntGradCVInterpreter, SmoothGradInterpreter
+from ..viz import resize_map, save_image, show
+
+IMAGE_ATTRIBUTIONS = {
+    "integrated_gradients": IntGradCVInterpreter,
+    "smoothgrad": SmoothGradInterpreter,
+    "gradient_shap": GradShapCVInterpreter,
+}
+VISUALIZATIONS = ("heatmap", "overlay", "masked_image", "alpha_scaling")
+SIGNS = ("all", "positive", "negative", "absolute")
+
+
+def _processor_settings(feature_extractor: Any) -> tuple[Normalization | None, int | None]:
+    """Mean, std and size from a Hugging Face image processor (``image_mean``, ``image_std``, ``size``)."""
+    if feature_extractor is None:
+        return None, None
+    mean, std = getattr(feature_extractor, "image_mean", None), getattr(feature_extractor, "image_std", None)
+    normalization = Normalization(tuple(mean), tuple(std)) if mean is not None and std is not None else None
+    size = getattr(feature_extractor, "size", None)
+    if isinstance(size, dict):
+        size = size.get("shortest_edge") or size.get("height")
+    return normalization, (int(size) if size else None)
+
+
+class ImageClassificationExplainer:
+    """``explainer(image)`` → attributions ``[1, C, H, W]``; ``explainer.visualize(method=...)`` → a picture."""
+
+    def __init__(
+        self,
+        model: Any,
+        feature_extractor: Any = None,
+        attribution_type: str = "integrated_gradients",
+        custom_labels: list[str] | None = None,
+        normalization: Any = None,
+        image_size: int | None = None,
+        device: str | None = None,
+    ):
+        if attribution_type not in IMAGE_ATTRIBUTIONS:
+            raise ValueError(f"attribution_type must be one of {list(IMAGE_ATTRIBUTIONS)}; got {attribution_type!r}.")
+        processor_normalization, processor_size = _processor_settings(feature_extractor)
+        self.model = model
+        self.attribution_type = attribution_type
+        self.image_size = image_size or processor_size or 224
+        self.interpreter = IMAGE_ATTRIBUTIONS[attribution_type](
+            model, device=device, normalization=normalization or processor_normalization
+        )
+        config = getattr(model, "config", None)
+        labels = custom_labels or [v for _, v in sorted((getattr(config, "id2label", None) or {}).items())]
+        self.id2label = dict(enumerate(labels))
+        self.label2id = {v: k for k, v in self.id2label.items()}
+
+    def __call__(
+        self,
+        image: Any,
+        index: int | None = None,
+        class_name: str | None = None,
+        n_steps: int = 50,
+        internal_batch_size: int = 16,
+        **options: Any,
+    ) -> np.ndarray:
+        if class_name is not None:
+            if class_name not in self.label2id:
+                raise ValueError(f"unknown class_name {class_name!r}; the model's labels: {list(self.label2id)[:10]}.")
+            index = self.label2id[class_name]
+        amount = {"steps": n_steps} if self.attribution_type == "integrated_gradients" else {"n_samples": n_steps}
+        self.attributions = self.interpreter.interpret(
+            image, labels=index, resize_to=self.image_size, crop_to=self.image_size, visual=False,
+            batch_size=internal_batch_size, **amount, **options,
+        )  # fmt: skip
+        self.image = self.interpreter._load_images(image, self.image_size, self.image_size).images[0]
+        probabilities = self.interpreter.predict_proba(image, self.image_size, self.image_size)
+        self.predicted_index = int(probabilities[0].argmax())
+        self.predicted_class_name = self.id2label.get(self.predicted_index, str(self.predicted_index))
+        self.selected_index = int(self.interpreter.labels[0])
+        return self.attributions
+
+    def visualize(
+        self,
+        save_path: str | os.PathLike | None = None,
+        method: str = "overlay",
+        sign: str = "all",
+        outlier_threshold: float = 0.1,
+        side_by_side: bool = False,
+        use_pyplot: bool = False,
+    ) -> np.ndarray:
+        """The picture as a uint8 RGB array, also written as PNG to ``save_path`` and shown in notebooks.
+        ``outlier_threshold``: the fraction of the largest attribution magnitudes clipped before scaling."""
+        del use_pyplot  # always an array / PNG here: no window is ever opened
+        if method not in VISUALIZATIONS:
+            raise ValueError(f"method must be one of {VISUALIZATIONS}; got {method!r}.")
+        if sign not in SIGNS:
+            raise ValueError(f"sign must be one of {SIGNS}; got {sign!r}.")
+        if not 0 <= outlier_threshold < 1:
+            raise ValueError(f"outlier_threshold must be in [0, 1); got {outlier_threshold}.")
+        image = np.asarray(self.image)
+        image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+        summed = np.asarray(self.attributions[0], dtype=np.float64).sum(axis=0)
+        summed = resize_map(summed.astype(np.float32), image.shape[0], image.shape[1]).astype(np.float64)
+        values = {"all": summed, "positive": np.maximum(summed, 0), "negative": np.maximum(-summed, 0)}.get(
+            sign, np.abs(summed)
+        )
+        scale = np.percentile(np.abs(values), 100 * (1 - outlier_threshold)) if values.any() else 0.0
+        unit = np.clip(values / scale, -1, 1) if scale > 0 else np.zeros_like(values)
+        picture = self._draw(image.astype(np.float64), unit, method, sign)
+        if side_by_side:
+            picture = np.concatenate([image, np.full((image.shape[0], 4, 3), 255, np.uint8), picture], axis=1)
+        if save_path is not None:
+            path = os.fspath(save_path)
+            save_image(path if os.path.splitext(path)[1] else path + ".png", picture)
+        show(picture)
+        return picture
+
+    @staticmethod
+    def _draw(image: np.ndarray, unit: np.ndarray, method: str, sign: str) -> np.ndarray:
+        magnitude = np.abs(unit)[..., None]
+        colour = np.where((unit >= 0)[..., None], np.array([0.0, 160.0, 60.0]), np.array([220.0, 40.0, 40.0]))
+        heat = 255 - magnitude * (255 - colour)  # white -> green (for) / red (against)
+        if method == "heatmap":
+            out = heat
+        elif method == "overlay":
+            grey = image.mean(axis=-1, keepdims=True).repeat(3, axis=-1)
+            out = 0.5 * grey + 0.5 * heat
+        elif method == "masked_image":
+            out = image * magnitude
+        else:  # alpha_scaling: the image fades to white where attributions are small
+            out = magnitude * image + (1 - magnitude) * 255
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)

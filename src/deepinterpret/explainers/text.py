@@ -1,0 +1,480 @@
+"""Two-line explainers for Hugging Face text models, with transformers-interpret's API and outputs:
+
+    explainer = SequenceClassificationExplainer(model, tokenizer)
+    word_attributions = explainer("I love you, I like you")      # [(token, score), ...]
+    explainer.visualize("viz.html")
+
+Attributions are layer Integrated Gradients on the word embeddings by default, from a reference of ``[PAD]``
+tokens that keeps the special tokens (so those get exactly 0), summed over the embedding dimensions and divided
+by their L2 norm, as transformers-interpret computes them. Beyond it: ``method=`` picks ``"intgrad"``,
+``"smoothgrad"``, ``"gradshap"``, ``"lime"`` or ``"generic_attention"``; a list of texts is explained in batches;
+the per-label explainers (multi-label, token classification) read every label from each forward pass (one
+backward per label) instead of starting over, and zero-shot labels go through the model together.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from typing import Any
+
+import numpy as np
+
+from ..adapters import adapt, softmax
+from ..data import TextBatch, as_texts, encode_with, merge_words
+from ..interpreters.lime import fit_surrogate, kernel_weights, lime_text
+from ..interpreters.text_gradients import embedding_attributions, find_embedding, reference_inputs
+from ..interpreters.transformers import _Inputs, attention_relevance
+from ..viz import show_text, text_html, token_colour
+
+TEXT_METHODS = ("intgrad", "smoothgrad", "gradshap", "lime", "generic_attention")
+
+
+class BaseExplainer:
+    """What every text explainer shares: the model's adapter, the tokenizer, the attribution method and the HTML."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        attribution_type: str = "lig",
+        custom_labels: list[str] | None = None,
+        method: str = "intgrad",
+        device: str | None = None,
+        max_seq_len: int = 512,
+        merge_subwords: str | None = None,
+        random_seed: int | None = 0,
+        **options: Any,
+    ):
+        if attribution_type != "lig":
+            raise ValueError(f"attribution_type must be 'lig' (layer integrated gradients); got {attribution_type!r}.")
+        if method not in TEXT_METHODS:
+            raise ValueError(f"method must be one of {TEXT_METHODS}; got {method!r}.")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.adapter = adapt(model, device)
+        self.attribution_type = attribution_type
+        self.method = method
+        self.max_seq_len = max_seq_len
+        self.merge_subwords = merge_subwords
+        self.random_seed = random_seed
+        self.options = options  # passed to the method (e.g. n_samples, noise_amount, num_samples, start_layer)
+        config = getattr(model, "config", None)
+        id2label = dict(getattr(config, "id2label", None) or {})
+        if custom_labels is not None:
+            if len(custom_labels) != len(id2label or custom_labels):
+                raise ValueError(f"custom_labels has {len(custom_labels)} names for {len(id2label)} model outputs.")
+            id2label = dict(enumerate(custom_labels))
+        self.id2label = {int(k): str(v) for k, v in id2label.items()}
+        self.label2id = {v: k for k, v in self.id2label.items()}
+        self.batch: TextBatch | None = None
+        self.records: list[dict[str, Any]] = []
+
+    # -- the attribution ---------------------------------------------------------------------------------------
+    def _layer(self, embedding_type: int) -> str:
+        if embedding_type == 0:
+            return find_embedding(self.adapter, None)
+        if embedding_type == 1:
+            names = [n for n in self.adapter.layer_names() if n.endswith(("position_embeddings", "embed_positions"))]
+            if not names:
+                raise ValueError("this model has no position embedding layer; use embedding_type=0.")
+            return names[0]
+        raise ValueError(
+            f"embedding_type must be 0 (word embeddings) or 1 (position embeddings); got {embedding_type}."
+        )
+
+    def _scores(
+        self,
+        batch: TextBatch,
+        targets: np.ndarray,
+        embedding_type: int = 0,
+        n_steps: int | None = None,
+        internal_batch_size: int | None = None,
+        objective: str = "logit",
+        output: str | None = None,
+        positions: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores [N, T, L] normalised per (text, target), logits)`` for targets ``[N, T]``."""
+        steps = 50 if n_steps is None else n_steps
+        batch_size = internal_batch_size or max(steps, 16)
+        if self.method in ("intgrad", "smoothgrad", "gradshap"):
+            pad = getattr(self.tokenizer, "pad_token_id", None)
+            reference = reference_inputs(batch, 0 if pad is None else int(pad)) if embedding_type == 0 else None
+            result = embedding_attributions(
+                self.adapter, batch.inputs, self._layer(embedding_type), targets, self.method, objective,
+                steps=steps, n_samples=self.options.get("n_samples", 20),
+                noise_amount=self.options.get("noise_amount", 0.1), baseline_inputs=reference,
+                random_seed=self.random_seed, batch_size=batch_size, output=output, positions=positions,
+                progress=False,
+            )  # fmt: skip
+            self.convergence_delta = result["delta"]
+            scores, logits = result["tokens"], result["logits"]
+        elif self.method == "lime":
+            scores, logits = self._lime(batch, targets, batch_size, output, positions)
+        else:
+            scores, logits = self._generic_attention(batch, targets, objective, batch_size)
+        mask = batch.inputs.get("attention_mask", np.ones(batch.inputs["input_ids"].shape, np.int64))
+        scores = np.where(mask[:, None, :] > 0, scores, 0.0)
+        norms = np.linalg.norm(scores, axis=-1, keepdims=True)
+        return scores / np.where(norms > 0, norms, 1.0), logits
+
+    def _lime(self, batch, targets, batch_size, output, positions):
+        if output is not None or positions is not None:
+            raise ValueError("method='lime' explains sequence classification outputs only.")
+        unk = getattr(self.tokenizer, "unk_token_id", 0) or 0
+        num_samples = self.options.get("num_samples", 500)
+        scores = np.zeros((len(batch), targets.shape[1], batch.inputs["input_ids"].shape[1]), np.float32)
+        logits = []
+        for i in range(len(batch)):
+            length = int(batch.lengths[i])
+            inputs = {k: v[i : i + 1, : batch.positions[i].max() + 1] for k, v in batch.inputs.items()}
+            maskable = [int(p) for p, s in zip(batch.positions[i], batch.special[i], strict=True) if not s]
+            masks, probabilities = lime_text(
+                self.adapter, inputs, "input_ids", maskable, unk, num_samples, batch_size, self.random_seed
+            )
+            weights = kernel_weights(masks)
+            for t, target in enumerate(targets[i]):
+                coefficients, _, _ = fit_surrogate(masks, probabilities[:, target], weights)
+                scores[i, t, maskable] = coefficients
+            logits.append(np.log(np.clip(probabilities[:1], 1e-12, None)))  # the first sample is the full text
+            del length
+        return scores, np.concatenate(logits)
+
+    def _generic_attention(self, batch, targets, objective, batch_size):
+        if not self.adapter.is_huggingface:
+            raise ValueError("method='generic_attention' needs a Hugging Face model (its attention outputs).")
+        source = "hf"
+        columns = []
+        for t in range(targets.shape[1]):
+            relevance, _, _, probabilities = attention_relevance(
+                self.adapter, _Inputs(self.adapter, batch.inputs), source, targets[:, t], "generic",
+                self.options.get("start_layer", 0), objective, batch_size=batch_size,
+            )  # fmt: skip
+            matrix = self.adapter.to_numpy(relevance)
+            if str(getattr(self.model, "global_pool", "token") or "token") == "token":
+                columns.append(matrix[:, 0, :])
+            else:  # mean pooling: the mean of the real tokens' rows
+                mask = batch.inputs.get("attention_mask", np.ones(matrix.shape[:2], np.int64)).astype(matrix.dtype)
+                columns.append((matrix * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True))
+        return np.stack(columns, axis=1), np.log(np.clip(probabilities, 1e-12, None))
+
+    # -- outputs -------------------------------------------------------------------------------------------------
+    def _word_list(self, batch: TextBatch, i: int, scores: np.ndarray, keep: np.ndarray | None = None):
+        """``[(token, score)]`` over text ``i``'s real tokens (``keep``: a mask over them), or merged words."""
+        where = batch.positions[i]
+        tokens = batch.tokens[i]
+        weights = scores[where]
+        if self.merge_subwords:
+            ids = batch.word_ids[i]
+            if keep is not None:
+                ids = [w if k else None for w, k in zip(ids, keep, strict=True)]
+            return merge_words(weights, ids, batch.words[i], self.merge_subwords)
+        pairs = list(zip(tokens, weights.astype(float).tolist(), strict=True))
+        return pairs if keep is None else [p for p, k in zip(pairs, keep, strict=True) if k]
+
+    def _label_name(self, index: int) -> str:
+        return self.id2label.get(int(index), str(int(index)))
+
+    def visualize(self, html_filepath: str | os.PathLike | None = None, true_class: str | None = None) -> str:
+        """An HTML table (true label, predicted label and probability, attribution label, attribution score, the
+        words coloured green for and red against), self-contained; written to ``html_filepath`` when given and
+        shown inline in notebooks. Returns the HTML."""
+        if not self.records:
+            raise ValueError("nothing to visualise yet: call the explainer on a text first.")
+        rows = []
+        for record in self.records:
+            words, weights = zip(*record["words"], strict=True) if record["words"] else ((), ())
+            rows.append(
+                "<tr>"
+                + "".join(
+                    f"<td>{html.escape(str(v))}</td>"
+                    for v in (
+                        true_class or record.get("true", ""),
+                        f"{record['predicted']} ({record['probability']:.2f})",
+                        record["label"],
+                        f"{sum(weights):.2f}",
+                    )
+                )
+                + f"<td>{text_html(words, weights)}</td></tr>"
+            )
+        legend = "".join(
+            f'<span style="background:{token_colour(v, 1.0)};padding:1px 6px;margin-right:4px">{name}</span>'
+            for name, v in (("negative", -0.8), ("neutral", 0.0), ("positive", 0.8))
+        )
+        table = (
+            '<!DOCTYPE html><html><head><meta charset="utf-8"><title>deepinterpret</title></head><body>'
+            '<div style="font-family:sans-serif"><p>Legend: ' + legend + "</p>"
+            '<table style="border-collapse:collapse" border="1" cellpadding="4"><tr><th>True Label</th>'
+            "<th>Predicted Label</th><th>Attribution Label</th><th>Attribution Score</th><th>Word Importance</th>"
+            "</tr>" + "".join(rows) + "</table></div></body></html>"
+        )
+        if html_filepath is not None:
+            path = os.fspath(html_filepath)
+            if not path.endswith(".html"):
+                path += ".html"
+            folder = os.path.dirname(path)
+            if folder:
+                os.makedirs(folder, exist_ok=True)
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(table)
+        show_text(table)
+        return table
+
+
+class SequenceClassificationExplainer(BaseExplainer):
+    """Explains a sequence classifier's prediction (or the class ``index`` / ``class_name``) token by token."""
+
+    def _encode(self, text: Any, pairs: Any = None) -> TextBatch:
+        texts = as_texts(text)
+        return encode_with(self.tokenizer, texts, None if pairs is None else as_texts(pairs), self.max_seq_len)
+
+    def _explain(
+        self,
+        batch: TextBatch,
+        index: int | None,
+        class_name: str | None,
+        embedding_type: int,
+        internal_batch_size: int | None,
+        n_steps: int | None,
+        flip_sign: bool = False,
+    ):
+        if index is not None and class_name is not None:
+            raise ValueError("give index or class_name, not both.")
+        if class_name is not None:
+            if class_name not in self.label2id:
+                raise ValueError(f"unknown class_name {class_name!r}; the model's labels: {list(self.label2id)}.")
+            index = self.label2id[class_name]
+        with self.adapter.evaluation():
+            logits = self.adapter.predict_inputs(batch.inputs, output="logit")
+        single = logits.shape[1] == 1
+        probabilities = 1 / (1 + np.exp(-logits)) if single else softmax(np, logits)
+        predicted = np.zeros(len(batch), np.int64) if single else logits.argmax(axis=1)
+        targets = np.full(len(batch), index if index is not None else -1, np.int64)
+        targets = np.where(targets < 0, predicted, targets)[:, None]
+        scores, _ = self._scores(batch, targets, embedding_type, n_steps, internal_batch_size)
+        if flip_sign:
+            scores = -scores
+        self.batch, self.attributions = batch, scores[:, 0]
+        self.predicted_class_indexes = predicted
+        self.selected_index = int(targets[0, 0])
+        self.predicted_class_index = int(predicted[0])
+        self.predicted_class_name = self._label_name(predicted[0])
+        self.pred_probs = float(probabilities[0, 0] if single else probabilities[0, predicted[0]])
+        results = [self._word_list(batch, i, scores[i, 0]) for i in range(len(batch))]
+        self.records = [
+            dict(
+                words=results[i],
+                predicted=self._label_name(predicted[i]),
+                probability=float(probabilities[i, 0] if single else probabilities[i, predicted[i]]),
+                label=self._label_name(targets[i, 0]),
+            )
+            for i in range(len(batch))
+        ]
+        self.word_attributions = results[0] if len(batch) == 1 else results
+        return self.word_attributions
+
+    def __call__(
+        self,
+        text: str | list[str],
+        index: int | None = None,
+        class_name: str | None = None,
+        embedding_type: int = 0,
+        internal_batch_size: int | None = None,
+        n_steps: int | None = None,
+    ):
+        """``[(token, score)]`` for one text (a list of them for a list of texts)."""
+        return self._explain(self._encode(text), index, class_name, embedding_type, internal_batch_size, n_steps)
+
+
+class PairwiseSequenceClassificationExplainer(SequenceClassificationExplainer):
+    """Explains a model that reads two texts separated by the tokenizer's separator (NLI, cross-encoders). For a
+    one-output model the attributions push the score up; ``flip_sign=True`` explains a score near 0."""
+
+    def __call__(
+        self,
+        text1: str | list[str],
+        text2: str | list[str],
+        index: int | None = None,
+        class_name: str | None = None,
+        embedding_type: int = 0,
+        internal_batch_size: int | None = None,
+        n_steps: int | None = None,
+        flip_sign: bool = False,
+    ):
+        batch = self._encode(text1, text2)
+        return self._explain(batch, index, class_name, embedding_type, internal_batch_size, n_steps, flip_sign)
+
+
+class MultiLabelClassificationExplainer(SequenceClassificationExplainer):
+    """Attributions for every label of the model's config: ``{label: [(token, score)]}``. All labels are read from
+    each forward pass (one backward per label); the objective is each label's logit (independent sigmoids)."""
+
+    def __call__(
+        self,
+        text: str,
+        embedding_type: int = 0,
+        internal_batch_size: int | None = None,
+        n_steps: int | None = None,
+    ) -> dict[str, list[tuple[str, float]]]:
+        batch = self._encode(text)
+        with self.adapter.evaluation():
+            logits = self.adapter.predict_inputs(batch.inputs, output="logit")
+        labels = np.arange(logits.shape[1])
+        scores, _ = self._scores(batch, labels[None, :], embedding_type, n_steps, internal_batch_size)
+        probabilities = 1 / (1 + np.exp(-logits[0]))
+        self.batch, self.attributions = batch, scores[0]
+        self.predicted_class_index = int(logits[0].argmax())
+        self.predicted_class_name = self._label_name(self.predicted_class_index)
+        self.labels = [self._label_name(k) for k in labels]
+        self.word_attributions = {name: self._word_list(batch, 0, scores[0, k]) for k, name in enumerate(self.labels)}
+        self.records = [
+            dict(
+                words=self.word_attributions[name],
+                predicted=name,
+                probability=float(probabilities[k]),
+                label=name,
+            )
+            for k, name in enumerate(self.labels)
+        ]
+        return self.word_attributions
+
+
+class ZeroShotClassificationExplainer(SequenceClassificationExplainer):
+    """Zero-shot classification with an NLI model: each label becomes the hypothesis ``hypothesis_template`` and the
+    entailment logit is explained; ``predicted_label`` scores highest. All labels' pairs go through the model
+    together. Returns ``{label: [(token, score)]}`` over the text's tokens (special tokens included)."""
+
+    def _entailment_index(self) -> int:
+        for name, index in self.label2id.items():
+            if name.lower().startswith("entail"):
+                return index
+        raise ValueError(f"the model's labels {list(self.label2id)} have no 'entailment' label: not an NLI model.")
+
+    def __call__(
+        self,
+        text: str,
+        labels: list[str],
+        embedding_type: int = 0,
+        hypothesis_template: str = "this text is about {} .",
+        include_hypothesis: bool = False,
+        internal_batch_size: int | None = None,
+        n_steps: int | None = None,
+    ) -> dict[str, list[tuple[str, float]]]:
+        labels = as_texts(labels)
+        if not isinstance(text, str):
+            raise TypeError("ZeroShotClassificationExplainer explains one text at a time.")
+        entail = self._entailment_index()
+        batch = self._encode([text] * len(labels), [hypothesis_template.format(label) for label in labels])
+        targets = np.full((len(labels), 1), entail, np.int64)
+        scores, logits = self._scores(batch, targets, embedding_type, n_steps, internal_batch_size)
+        entailment = logits[:, entail]
+        self.batch, self.attributions = batch, scores[:, 0]
+        self.label_probabilities = dict(zip(labels, softmax(np, entailment[None])[0].tolist(), strict=True))
+        self.predicted_label = labels[int(entailment.argmax())]
+        self.labels = labels
+        self.word_attributions = {}
+        for i, label in enumerate(labels):
+            keep = None
+            if not include_hypothesis:
+                keep = self._first_segment(batch, i)
+            self.word_attributions[label] = self._word_list(batch, i, scores[i, 0], keep)
+        self.records = [
+            dict(
+                words=self.word_attributions[label],
+                predicted=self.predicted_label,
+                probability=self.label_probabilities[label],
+                label=label,
+            )
+            for label in labels
+        ]
+        return self.word_attributions
+
+    @staticmethod
+    def _first_segment(batch: TextBatch, i: int) -> np.ndarray:
+        """Real tokens up to the first separator after the text (the premise, with [CLS] and its [SEP])."""
+        special = batch.special[i]
+        seps = np.flatnonzero(special[1:]) + 1
+        end = int(seps[0]) if len(seps) else len(special) - 1
+        keep = np.zeros(len(special), bool)
+        keep[: end + 1] = True
+        return keep
+
+
+class QuestionAnsweringExplainer(BaseExplainer):
+    """Explains an extractive QA model's answer: attributions for the predicted start and end positions."""
+
+    def __call__(
+        self,
+        question: str,
+        text: str,
+        embedding_type: int = 0,
+        internal_batch_size: int | None = None,
+        n_steps: int | None = None,
+    ) -> dict[str, list[tuple[str, float]]]:
+        batch = encode_with(self.tokenizer, as_texts(question), as_texts(text), self.max_seq_len)
+        with self.adapter.evaluation():
+            start = self.adapter.predict_inputs(batch.inputs, output="logit", field="start_logits")
+            end = self.adapter.predict_inputs(batch.inputs, output="logit", field="end_logits")
+        start_index = int(start[0].argmax())
+        end_index = start_index + int(end[0, start_index:].argmax())
+        self.predicted_answer = self.tokenizer.decode(batch.inputs["input_ids"][0, start_index : end_index + 1])
+        self.start_index, self.end_index = start_index, end_index
+        self.batch = batch
+        self.word_attributions = {}
+        for key, output, index in (("start", "start_logits", start_index), ("end", "end_logits", end_index)):
+            scores, _ = self._scores(
+                batch, np.array([[index]]), embedding_type, n_steps, internal_batch_size, output=output
+            )
+            self.word_attributions[key] = self._word_list(batch, 0, scores[0, 0])
+        tokens = batch.tokens[0]
+        self.records = [
+            dict(words=self.word_attributions[key], predicted=tokens[np.searchsorted(batch.positions[0], index)],
+                 probability=float(softmax(np, values[0])[index]), label=f"{key} position")
+            for key, values, index in (("start", start, start_index), ("end", end, end_index))
+        ]  # fmt: skip
+        return self.word_attributions
+
+
+class TokenClassificationExplainer(BaseExplainer):
+    """Explains a token classifier (NER): for each token kept, ``{token: {"label", "attribution_scores"}}``. Every
+    kept token's label is read from the same forward passes (one backward each)."""
+
+    def __call__(
+        self,
+        text: str,
+        embedding_type: int = 0,
+        ignored_indexes: list[int] | None = None,
+        ignored_labels: list[str] | None = None,
+        internal_batch_size: int | None = None,
+        n_steps: int | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        batch = encode_with(self.tokenizer, as_texts(text), None, self.max_seq_len)
+        with self.adapter.evaluation():
+            logits = self.adapter.predict_inputs(batch.inputs, output="logit")[0]  # [L, K]
+        predicted = logits.argmax(-1)
+        ignored_indexes, ignored_labels = set(ignored_indexes or []), set(ignored_labels or [])
+        selected = [
+            int(p)
+            for p, special in zip(batch.positions[0], batch.special[0], strict=True)
+            if not special and int(p) not in ignored_indexes and self._label_name(predicted[p]) not in ignored_labels
+        ]
+        self.batch = batch
+        self.predicted_labels = [self._label_name(k) for k in predicted[batch.positions[0]]]
+        self.word_attributions = {}
+        self.records = []
+        if not selected:
+            return self.word_attributions
+        positions = np.array([selected])
+        scores, _ = self._scores(
+            batch, predicted[positions], embedding_type, n_steps, internal_batch_size, positions=positions
+        )
+        tokens = batch.tokens[0]
+        for t, position in enumerate(selected):
+            token = tokens[int(np.searchsorted(batch.positions[0], position))]
+            key = token if token not in self.word_attributions else f"{token}_{position}"
+            label = self._label_name(predicted[position])
+            words = self._word_list(batch, 0, scores[0, t])
+            self.word_attributions[key] = {"label": label, "attribution_scores": words}
+            probability = float(softmax(np, logits[position])[predicted[position]])
+            self.records.append(dict(words=words, predicted=label, probability=probability, label=f"{key}"))
+        return self.word_attributions
