@@ -399,8 +399,8 @@ class ModelAdapter:
         positions: np.ndarray | None = None,
     ) -> EmbeddingResult:
         """One pass of a token model in which the output ``e`` of ``layer`` (an embedding) is replaced by
-        ``b + α (e + σ ε − b)`` (row-wise ``alphas``, default 1; ``baseline`` ``b`` ``[1 or B, L, D]``, default 0;
-        ``noise`` ``ε`` ``[B, L, D]`` with ``σ = noise_amount · (max e − min e)`` per row), and the gradients of
+        ``b + α (e + n − b)`` (row-wise ``alphas``, default 1; ``baseline`` ``b`` ``[1 or B, L, D]``, default 0;
+        ``noise`` ``n`` ``[B, L, D]``, added as given), and the gradients of
         the objective w.r.t. that replacement. ``targets`` ``[B]`` or ``[B, T]`` (several targets share the
         forward: one backward each); ``None`` explains the predicted class. ``output`` names the model output to
         read (e.g. ``start_logits``), ``positions`` ``[B, T]`` the token whose scores are read when it is

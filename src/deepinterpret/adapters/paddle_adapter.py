@@ -362,8 +362,7 @@ class PaddleAdapter(ModelAdapter):
             kept["e"] = e
             point = e
             if noise is not None:
-                spread = (e.amax(axis=(1, 2)) - e.amin(axis=(1, 2))).reshape((-1, 1, 1))
-                point = point + noise_amount * spread * self._tensor(np.asarray(noise, np.float32))
+                point = point + self._tensor(self.asarray(noise))
             if alphas is not None:
                 factors = self._tensor(np.asarray(alphas, np.float32).reshape(-1, 1, 1))
                 base = self._tensor(np.asarray(baseline, np.float32)) if baseline is not None else 0.0

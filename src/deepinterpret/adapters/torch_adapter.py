@@ -398,8 +398,7 @@ class TorchAdapter(ModelAdapter):
             kept["e"] = e
             point = e
             if noise is not None:
-                spread = (e.amax(dim=(1, 2)) - e.amin(dim=(1, 2))).reshape(-1, 1, 1)
-                point = point + noise_amount * spread * torch.as_tensor(noise, device=e.device, dtype=e.dtype)
+                point = point + self.asarray(noise)
             if alphas is not None:
                 factors = torch.as_tensor(np.asarray(alphas, np.float32), device=e.device).reshape(-1, 1, 1)
                 base = 0.0 if baseline is None else self.asarray(baseline)

@@ -146,6 +146,15 @@ def embedding_attributions(
                 values[:, :, k1] = np.concatenate([adapter.to_numpy(r.objective) for r in first])
         else:
             pairs = [(i, s) for i in range(n) for s in range(per)]
+        # Noise only on the real tokens, scaled by each text's own spread: padding changes nothing.
+        real = rows_of.get("attention_mask", np.ones(rows_of["input_ids"].shape, np.int64)) > 0
+        sigma = None
+        if method != "intgrad":
+            mask = adapter.asarray(real[:, :, None].astype(np.float32))
+            big = float(np.finfo(np.float32).max)
+            flat_max = xp.max(xp.reshape(xp.where(mask > 0, e, -big), (n, -1)), axis=1)
+            flat_min = xp.min(xp.reshape(xp.where(mask > 0, e, big), (n, -1)), axis=1)
+            sigma = adapter.to_numpy(noise_amount * (flat_max - flat_min))
         bar = tqdm(total=len(pairs), desc=method, disable=None if progress is None else not progress, leave=False)
         shape = tuple(int(d) for d in e.shape[1:])
         for part in chunks(len(pairs), batch_size):
@@ -156,8 +165,7 @@ def embedding_attributions(
             if method == "intgrad":
                 extra = {"alphas": alphas[sample], "baseline": b[index]}
             else:
-                extra = {"noise": draw_noise(seed, list(zip(index.tolist(), sample.tolist(), strict=True)), shape),
-                         "noise_amount": noise_amount}  # fmt: skip
+                extra = {"noise": _noise(adapter, seed, index, sample, real, sigma, shape)}
                 if method == "gradshap":
                     extra["alphas"] = np.array([sample_alpha(seed, i, s) for i, s in zip(index, sample, strict=True)])
                     extra["baseline"] = b[index]
@@ -170,7 +178,7 @@ def embedding_attributions(
                 factor = adapter.asarray(weights[sample].astype(np.float32))
                 grads = grads * xp.reshape(factor, (-1, 1, 1, 1))
             elif method == "gradshap":
-                noisy = e[index] + _noise_term(adapter, e[index], extra["noise"], noise_amount)
+                noisy = e[index] + extra["noise"]
                 grads = grads * (noisy - b[index])[:, None]
             for image in np.unique(index):
                 lo, hi = np.searchsorted(index, image), np.searchsorted(index, image, side="right")
@@ -205,11 +213,22 @@ def sample_alpha(seed: int, text: int, sample: int) -> float:
     return float(np.random.default_rng([seed, text, sample, 1]).random())
 
 
-def _noise_term(adapter: ModelAdapter, e: Any, noise: np.ndarray, noise_amount: float) -> Any:
-    xp = adapter.xp
-    flat = xp.reshape(e, (e.shape[0], -1))
-    spread = xp.reshape(xp.max(flat, axis=1) - xp.min(flat, axis=1), (-1, 1, 1))
-    return noise_amount * spread * adapter.asarray(noise)
+def _noise(
+    adapter: ModelAdapter,
+    seed: int,
+    index: np.ndarray,
+    sample: np.ndarray,
+    real: np.ndarray,
+    sigma: np.ndarray,
+    shape: tuple[int, ...],
+) -> Any:
+    """``σ_i ε`` on text ``i``'s real tokens (0 on padding), ``ε`` keyed by ``(seed, text, sample)`` and drawn for
+    the real tokens only, so that neither padding nor ``batch_size`` changes it."""
+    out = np.zeros((len(index), *shape), dtype=np.float32)
+    for row, (i, s) in enumerate(zip(index.tolist(), sample.tolist(), strict=True)):
+        where = np.flatnonzero(real[i])
+        out[row, where] = sigma[i] * draw_noise(seed, [(i, s)], (len(where), *shape[1:]))[0]
+    return adapter.asarray(out)
 
 
 # -- the seed's classes ---------------------------------------------------------------------------------------
