@@ -128,7 +128,8 @@ def main() -> None:
         "BT token-wise": lambda: raw_steps(model, x, t_targets, steps, bs, -1, capture_values=True),
     }
     print(
-        f"ViT-Small-sized, {args.images} images at 224x224, steps={steps}, batch_size={bs}, threads={torch.get_num_threads()}"
+        f"ViT-Small-sized, {args.images} images at 224x224, steps={steps}, batch_size={bs}, "
+        f"threads={torch.get_num_threads()}"
     )
     print(f"{'method':<20}{'ours (s)':>10}{'raw (s)':>10}{'ratio':>8}")
     for name in ours:

@@ -93,10 +93,14 @@ class BaseExplainer:
         objective: str = "logit",
         output: str | None = None,
         positions: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(scores [N, T, L] normalised per (text, target), logits)`` for targets ``[N, T]``."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(scores [N, T, L] normalised per (text, target), logits, targets [N, T])`` for targets ``[N, T]``
+        (``None``: each text's predicted class, read off the first pass of the gradient methods)."""
         steps = 50 if n_steps is None else n_steps
         batch_size = internal_batch_size or max(steps, 16)
+        if targets is None and self.method in ("lime", "generic_attention"):
+            with self.adapter.evaluation():
+                targets = self.adapter.predict_inputs(batch.inputs, output="logit").argmax(axis=1)[:, None]
         if self.method in ("intgrad", "smoothgrad", "gradshap"):
             pad = getattr(self.tokenizer, "pad_token_id", None)
             reference = reference_inputs(batch, 0 if pad is None else int(pad)) if embedding_type == 0 else None
@@ -108,7 +112,7 @@ class BaseExplainer:
                 progress=False,
             )  # fmt: skip
             self.convergence_delta = result["delta"]
-            scores, logits = result["tokens"], result["logits"]
+            scores, logits, targets = result["tokens"], result["logits"], result["targets"]
         elif self.method == "lime":
             scores, logits = self._lime(batch, targets, batch_size, output, positions)
         else:
@@ -116,7 +120,7 @@ class BaseExplainer:
         mask = batch.inputs.get("attention_mask", np.ones(batch.inputs["input_ids"].shape, np.int64))
         scores = np.where(mask[:, None, :] > 0, scores, 0.0)
         norms = np.linalg.norm(scores, axis=-1, keepdims=True)
-        return scores / np.where(norms > 0, norms, 1.0), logits
+        return scores / np.where(norms > 0, norms, 1.0), logits, np.asarray(targets).reshape(len(batch), -1)
 
     def _lime(self, batch, targets, batch_size, output, positions):
         if output is not None or positions is not None:
@@ -244,14 +248,12 @@ class SequenceClassificationExplainer(BaseExplainer):
             if class_name not in self.label2id:
                 raise ValueError(f"unknown class_name {class_name!r}; the model's labels: {list(self.label2id)}.")
             index = self.label2id[class_name]
-        with self.adapter.evaluation():
-            logits = self.adapter.predict_inputs(batch.inputs, output="logit")
+        # The prediction comes from the explanation's own first pass (the text itself): no extra forward.
+        targets = None if index is None else np.full((len(batch), 1), index, np.int64)
+        scores, logits, targets = self._scores(batch, targets, embedding_type, n_steps, internal_batch_size)
         single = logits.shape[1] == 1
         probabilities = 1 / (1 + np.exp(-logits)) if single else softmax(np, logits)
         predicted = np.zeros(len(batch), np.int64) if single else logits.argmax(axis=1)
-        targets = np.full(len(batch), index if index is not None else -1, np.int64)
-        targets = np.where(targets < 0, predicted, targets)[:, None]
-        scores, _ = self._scores(batch, targets, embedding_type, n_steps, internal_batch_size)
         if flip_sign:
             scores = -scores
         self.batch, self.attributions = batch, scores[:, 0]
@@ -320,7 +322,7 @@ class MultiLabelClassificationExplainer(SequenceClassificationExplainer):
         with self.adapter.evaluation():
             logits = self.adapter.predict_inputs(batch.inputs, output="logit")
         labels = np.arange(logits.shape[1])
-        scores, _ = self._scores(batch, labels[None, :], embedding_type, n_steps, internal_batch_size)
+        scores, _, _ = self._scores(batch, labels[None, :], embedding_type, n_steps, internal_batch_size)
         probabilities = 1 / (1 + np.exp(-logits[0]))
         self.batch, self.attributions = batch, scores[0]
         self.predicted_class_index = int(logits[0].argmax())
@@ -366,7 +368,7 @@ class ZeroShotClassificationExplainer(SequenceClassificationExplainer):
         entail = self._entailment_index()
         batch = self._encode([text] * len(labels), [hypothesis_template.format(label) for label in labels])
         targets = np.full((len(labels), 1), entail, np.int64)
-        scores, logits = self._scores(batch, targets, embedding_type, n_steps, internal_batch_size)
+        scores, logits, _ = self._scores(batch, targets, embedding_type, n_steps, internal_batch_size)
         entailment = logits[:, entail]
         self.batch, self.attributions = batch, scores[:, 0]
         self.label_probabilities = dict(zip(labels, softmax(np, entailment[None])[0].tolist(), strict=True))
@@ -422,7 +424,7 @@ class QuestionAnsweringExplainer(BaseExplainer):
         self.batch = batch
         self.word_attributions = {}
         for key, output, index in (("start", "start_logits", start_index), ("end", "end_logits", end_index)):
-            scores, _ = self._scores(
+            scores, _, _ = self._scores(
                 batch, np.array([[index]]), embedding_type, n_steps, internal_batch_size, output=output
             )
             self.word_attributions[key] = self._word_list(batch, 0, scores[0, 0])
@@ -465,7 +467,7 @@ class TokenClassificationExplainer(BaseExplainer):
         if not selected:
             return self.word_attributions
         positions = np.array([selected])
-        scores, _ = self._scores(
+        scores, _, _ = self._scores(
             batch, predicted[positions], embedding_type, n_steps, internal_batch_size, positions=positions
         )
         tokens = batch.tokens[0]
