@@ -24,7 +24,7 @@ from ..adapters import adapt, softmax
 from ..data import TextBatch, as_texts, encode_with, merge_words
 from ..interpreters.lime import fit_surrogate, kernel_weights, lime_text
 from ..interpreters.text_gradients import embedding_attributions, find_embedding, reference_inputs
-from ..interpreters.transformers import _Inputs, attention_relevance
+from ..interpreters.transformers import ModelInputs, attention_relevance
 from ..viz import show_text, text_html, token_colour
 
 TEXT_METHODS = ("intgrad", "smoothgrad", "gradshap", "lime", "generic_attention")
@@ -130,7 +130,6 @@ class BaseExplainer:
         scores = np.zeros((len(batch), targets.shape[1], batch.inputs["input_ids"].shape[1]), np.float32)
         logits = []
         for i in range(len(batch)):
-            length = int(batch.lengths[i])
             inputs = {k: v[i : i + 1, : batch.positions[i].max() + 1] for k, v in batch.inputs.items()}
             maskable = [int(p) for p, s in zip(batch.positions[i], batch.special[i], strict=True) if not s]
             masks, probabilities = lime_text(
@@ -141,7 +140,6 @@ class BaseExplainer:
                 coefficients, _, _ = fit_surrogate(masks, probabilities[:, target], weights)
                 scores[i, t, maskable] = coefficients
             logits.append(np.log(np.clip(probabilities[:1], 1e-12, None)))  # the first sample is the full text
-            del length
         return scores, np.concatenate(logits)
 
     def _generic_attention(self, batch, targets, objective, batch_size):
@@ -151,7 +149,7 @@ class BaseExplainer:
         columns = []
         for t in range(targets.shape[1]):
             relevance, _, _, probabilities = attention_relevance(
-                self.adapter, _Inputs(self.adapter, batch.inputs), source, targets[:, t], "generic",
+                self.adapter, ModelInputs(self.adapter, batch.inputs), source, targets[:, t], "generic",
                 self.options.get("start_layer", 0), objective, batch_size=batch_size,
             )  # fmt: skip
             matrix = self.adapter.to_numpy(relevance)

@@ -216,7 +216,7 @@ def class_readout(xp: Any, relevance: Any, prefix: int, pooling: str = "token") 
 
 
 @dataclass
-class _Inputs:
+class ModelInputs:
     """An image batch (``xp`` array) or a text batch (dict of ``[N, L]`` arrays), with row selection and the
     α-scaling of the integrated-gradient steps (the image itself, or the embedding output for text)."""
 
@@ -252,7 +252,7 @@ def _stack_rows(xp: Any, parts: list[Any]) -> Any:
 
 def attention_relevance(
     adapter: ModelAdapter,
-    inputs: _Inputs,
+    inputs: ModelInputs,
     source: list[str] | str,
     targets: np.ndarray | None,
     method: str,
@@ -409,7 +409,9 @@ class TransformerInterpreter(Interpreter):
     # -- shared by the image and text classes ---------------------------------------------------------------------
     def _image_inputs(self, inputs: Any, resize_to: Any, crop_to: Any, baselines: Any = None):
         batch = self._load_images(inputs, resize_to, crop_to)
-        return batch, _Inputs(self.adapter, self.adapter.asarray(batch.data), baseline=self._baseline(batch, baselines))
+        return batch, ModelInputs(
+            self.adapter, self.adapter.asarray(batch.data), baseline=self._baseline(batch, baselines)
+        )
 
     def _baseline(self, batch, baselines: Any) -> Any:
         """The start of the integrated-gradient path: ``None`` (zeros of the model input, as the papers and the
@@ -448,7 +450,7 @@ class TransformerInterpreter(Interpreter):
 
     def _text_inputs(self, raw_text, tokenizer, text_to_input_fn, max_seq_len, scale_layer=None):
         batch = encode_texts(raw_text, tokenizer, text_to_input_fn, max_seq_len)
-        return batch, _Inputs(self.adapter, batch.inputs, scale_layer)
+        return batch, ModelInputs(self.adapter, batch.inputs, scale_layer)
 
     def _text_readout(self, batch: TextBatch, matrix: Any) -> np.ndarray:
         """The row of ``[N, L, L]`` that explains the prediction: [CLS]'s, or, for a mean-pooled model
