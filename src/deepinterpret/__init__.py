@@ -52,6 +52,7 @@ from .interpreters import (
     LayerCAMInterpreter,
     LIMECVInterpreter,
     LIMENLPInterpreter,
+    LRPCVInterpreter,
     NormLIMECVInterpreter,
     NormLIMENLPInterpreter,
     OcclusionInterpreter,
@@ -70,6 +71,7 @@ __version__ = "0.1.0"
 SmoothGradCVInterpreter = SmoothGradInterpreter
 
 __all__ = [
+    "LRPCVInterpreter",
     "ImageClassificationExplainer",
     "MultiLabelClassificationExplainer",
     "PairwiseSequenceClassificationExplainer",

@@ -407,3 +407,149 @@ class PaddleAdapter(ModelAdapter):
             for t in range(columns)
         ]
         return EmbeddingResult(kept["e"].numpy(), np.stack(grads, axis=1), value.numpy(), logits.numpy(), targets)
+
+    # -- LRP (the mechanism is adapters/lrp.py) -------------------------------------------------------
+    def lrp_kinds(self) -> dict[str, str]:
+        """``{leaf layer: kind}`` in definition order (``conv``, ``linear``, ``batchnorm``, ``relu``, ...)."""
+        return {n: paddle_lrp_kind(m) for n, m in self.model.named_sublayers() if not m.sublayers()}
+
+    def lrp_type(self, name: str) -> str:
+        return type(self._layer(name)).__name__
+
+    def lrp_channels(self) -> dict[str, int]:
+        channels = {}
+        for name, layer in self.model.named_sublayers():
+            kind = paddle_lrp_kind(layer)
+            if kind == "conv":
+                channels[name] = int(layer._out_channels)
+            elif kind == "linear":
+                channels[name] = int(layer.weight.shape[1])
+            elif kind == "batchnorm":
+                channels[name] = int(layer._mean.shape[0])
+        return channels
+
+    @property
+    def lrp_ops(self) -> PaddleLRPOps:
+        return PaddleLRPOps(self)
+
+
+_PADDLE_LRP_KINDS = (
+    ((paddle.nn.Conv1D, paddle.nn.Conv2D, paddle.nn.Conv3D), "conv"),
+    ((paddle.nn.Linear,), "linear"),
+    ((paddle.nn.BatchNorm1D, paddle.nn.BatchNorm2D, paddle.nn.BatchNorm3D, paddle.nn.BatchNorm), "batchnorm"),
+    ((paddle.nn.ReLU,), "relu"),
+    (
+        (
+            paddle.nn.MaxPool1D,
+            paddle.nn.MaxPool2D,
+            paddle.nn.MaxPool3D,
+            paddle.nn.AdaptiveMaxPool1D,
+            paddle.nn.AdaptiveMaxPool2D,
+            paddle.nn.AdaptiveMaxPool3D,
+        ),
+        "maxpool",
+    ),  # fmt: skip
+    (
+        (
+            paddle.nn.AvgPool1D,
+            paddle.nn.AvgPool2D,
+            paddle.nn.AvgPool3D,
+            paddle.nn.AdaptiveAvgPool1D,
+            paddle.nn.AdaptiveAvgPool2D,
+            paddle.nn.AdaptiveAvgPool3D,
+        ),
+        "avgpool",
+    ),  # fmt: skip
+    ((paddle.nn.Flatten,), "flatten"),
+    ((paddle.nn.Identity,), "identity"),
+    ((paddle.nn.Dropout, paddle.nn.Dropout2D, paddle.nn.Dropout3D), "dropout"),
+    (
+        (
+            paddle.nn.LeakyReLU,
+            paddle.nn.ELU,
+            paddle.nn.GELU,
+            paddle.nn.Silu,
+            paddle.nn.Sigmoid,
+            paddle.nn.Tanh,
+            paddle.nn.Softplus,
+            paddle.nn.ReLU6,
+            paddle.nn.Hardswish,
+            paddle.nn.Mish,
+            paddle.nn.Swish,
+        ),
+        "activation",
+    ),  # fmt: skip
+)
+
+
+def paddle_lrp_kind(layer: paddle.nn.Layer) -> str:
+    for types, kind in _PADDLE_LRP_KINDS:
+        if isinstance(layer, types):
+            return kind
+    return "unknown"
+
+
+class PaddleLRPOps:
+    def __init__(self, adapter: PaddleAdapter):
+        self.adapter = adapter
+
+    @staticmethod
+    def detach(t):
+        return t.detach()
+
+    @staticmethod
+    def stabilize(z, epsilon: float):
+        return paddle.where(z >= 0, z + epsilon, z - epsilon)
+
+    @staticmethod
+    def leaf(like, value: float):
+        t = paddle.full_like(like, value)
+        t.stop_gradient = False
+        return t
+
+    @staticmethod
+    def ones_like(t):
+        return paddle.ones_like(t)
+
+    @staticmethod
+    def forward(layer, a, weight, bias):
+        functional = paddle.nn.functional
+        if isinstance(layer, paddle.nn.Linear):
+            return functional.linear(a, weight, bias)
+        conv = {paddle.nn.Conv1D: functional.conv1d, paddle.nn.Conv2D: functional.conv2d}.get(
+            type(layer), functional.conv3d
+        )
+        if getattr(layer, "_padding_mode", "zeros") != "zeros":
+            raise ValueError(f"LRP supports zero-padded convolutions only; {type(layer).__name__} pads otherwise.")
+        return conv(a, weight, bias, stride=layer._stride, padding=layer._padding, dilation=layer._dilation,
+                    groups=layer._groups, data_format=layer._data_format)  # fmt: skip
+
+    @staticmethod
+    def params(layer):
+        return layer.weight, layer.bias
+
+    def hook(self, name: str, fn):
+        return self.adapter._layer(name).register_forward_post_hook(fn)
+
+    @staticmethod
+    def batchnorm_affine(bn):
+        scale = paddle.rsqrt(bn._variance + bn._epsilon)
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        shift = -bn._mean * scale + (bn.bias if bn.bias is not None else 0.0)
+        return scale, shift
+
+    def leaf_from(self, x):
+        return self.adapter._tensor(self.adapter.asarray(x), stop_gradient=False)
+
+    def logits(self, inputs):
+        return logits_of(self.adapter.model(inputs)).astype("float32")
+
+    def target_logits(self, logits, targets):
+        self.adapter.check_targets(np.asarray(targets), int(logits.shape[-1]))
+        index = self.adapter._tensor(np.asarray(targets, dtype=np.int64)[:, None])
+        return paddle.take_along_axis(logits, index, axis=1)[:, 0]
+
+    @staticmethod
+    def grad(value, leaves):
+        return list(paddle.grad([value.sum()], leaves, allow_unused=True))

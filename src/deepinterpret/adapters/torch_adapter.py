@@ -440,6 +440,29 @@ class TorchAdapter(ModelAdapter):
             weights.append(weight.detach().float().T)  # torch stores (out, in)
         return weights
 
+    # -- LRP (the mechanism is adapters/lrp.py) -------------------------------------------------------
+    def lrp_kinds(self) -> dict[str, str]:
+        """``{leaf layer: kind}`` in definition order (``conv``, ``linear``, ``batchnorm``, ``relu``, ...)."""
+        return {
+            n: torch_lrp_kind(m) for n, m in self.model.named_modules() if n and not any(True for _ in m.children())
+        }
+
+    def lrp_type(self, name: str) -> str:
+        return type(self._layer(name)).__name__
+
+    def lrp_channels(self) -> dict[str, int]:
+        channels = {}
+        for name, module in self.model.named_modules():
+            for attribute in ("out_channels", "out_features", "num_features"):
+                if isinstance(getattr(module, attribute, None), int):
+                    channels[name] = getattr(module, attribute)
+                    break
+        return channels
+
+    @property
+    def lrp_ops(self) -> TorchLRPOps:
+        return TorchLRPOps(self)
+
     # -- passes -------------------------------------------------------------------------------
     def _forward_nograd(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -475,3 +498,121 @@ class TorchAdapter(ModelAdapter):
             # Samples are independent, so the gradient of the sum gives each sample's own gradient.
             (gradients,) = torch.autograd.grad(value.sum(), x)
         return GradientResult(gradients.detach(), value.detach(), logits.detach())
+
+
+# -- LRP: the framework operations of the generic mechanism (adapters/lrp.py) ---------------------------------------
+
+_TORCH_LRP_KINDS = (
+    ((torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d), "conv"),
+    ((torch.nn.Linear,), "linear"),
+    ((torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d), "batchnorm"),
+    ((torch.nn.ReLU,), "relu"),
+    (
+        (
+            torch.nn.MaxPool1d,
+            torch.nn.MaxPool2d,
+            torch.nn.MaxPool3d,
+            torch.nn.AdaptiveMaxPool1d,
+            torch.nn.AdaptiveMaxPool2d,
+            torch.nn.AdaptiveMaxPool3d,
+        ),
+        "maxpool",
+    ),  # fmt: skip
+    (
+        (
+            torch.nn.AvgPool1d,
+            torch.nn.AvgPool2d,
+            torch.nn.AvgPool3d,
+            torch.nn.AdaptiveAvgPool1d,
+            torch.nn.AdaptiveAvgPool2d,
+            torch.nn.AdaptiveAvgPool3d,
+        ),
+        "avgpool",
+    ),  # fmt: skip
+    ((torch.nn.Flatten,), "flatten"),
+    ((torch.nn.Identity,), "identity"),
+    ((torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d), "dropout"),
+    (
+        (
+            torch.nn.LeakyReLU,
+            torch.nn.ELU,
+            torch.nn.GELU,
+            torch.nn.SiLU,
+            torch.nn.Sigmoid,
+            torch.nn.Tanh,
+            torch.nn.Softplus,
+            torch.nn.ReLU6,
+            torch.nn.Hardswish,
+            torch.nn.Mish,
+            torch.nn.Hardtanh,
+        ),
+        "activation",
+    ),  # fmt: skip
+)
+
+
+def torch_lrp_kind(module: torch.nn.Module) -> str:
+    for types, kind in _TORCH_LRP_KINDS:
+        if isinstance(module, types):
+            return kind
+    name = type(module).__name__
+    if any(key in name for key in ("GELU", "SiLU", "Swish", "Activation", "ReLU")):  # transformers' activations
+        return "activation"
+    return "unknown"
+
+
+class TorchLRPOps:
+    def __init__(self, adapter: TorchAdapter):
+        self.adapter = adapter
+
+    @staticmethod
+    def detach(t):
+        return t.detach()
+
+    @staticmethod
+    def stabilize(z, epsilon: float):
+        return z + torch.where(z >= 0, epsilon, -epsilon)
+
+    @staticmethod
+    def leaf(like, value: float):
+        return torch.full_like(like, value).requires_grad_(True)
+
+    @staticmethod
+    def ones_like(t):
+        return torch.ones_like(t)
+
+    @staticmethod
+    def forward(layer, a, weight, bias):
+        if isinstance(layer, torch.nn.Linear):
+            return torch.nn.functional.linear(a, weight, bias)
+        return layer._conv_forward(a, weight, bias)
+
+    @staticmethod
+    def params(layer):
+        return layer.weight, layer.bias
+
+    def hook(self, name: str, fn):
+        return self.adapter._layer(name).register_forward_hook(fn)
+
+    @staticmethod
+    def batchnorm_affine(bn):
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        shift = -bn.running_mean * scale + (bn.bias if bn.bias is not None else 0.0)
+        return scale, shift
+
+    def leaf_from(self, x):
+        return self.adapter.asarray(x).requires_grad_(True)
+
+    def logits(self, inputs):
+        with torch.enable_grad():
+            return logits_of(self.adapter.model(inputs)).float()
+
+    def target_logits(self, logits, targets):
+        self.adapter.check_targets(np.asarray(targets), int(logits.shape[-1]))
+        return logits.gather(1, self.adapter.targets(targets)[:, None])[:, 0]
+
+    @staticmethod
+    def grad(value, leaves):
+        return list(torch.autograd.grad(value.sum(), leaves, allow_unused=True))

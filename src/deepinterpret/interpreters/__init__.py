@@ -20,6 +20,7 @@ from .lime import (
     NormLIMECVInterpreter,
     NormLIMENLPInterpreter,
 )
+from .lrp import COMPOSITES, LRPCVInterpreter
 from .occlusion import OcclusionInterpreter, occlusion
 from .smoothgrad import SmoothGradInterpreter, SmoothGradInterpreterV2, smooth_grad
 from .text_gradients import GradShapNLPInterpreter, IntGradNLPInterpreter, SmoothGradNLPInterpreter
@@ -35,6 +36,8 @@ from .transformers import (
 )
 
 __all__ = [
+    "COMPOSITES",
+    "LRPCVInterpreter",
     "GradShapNLPInterpreter",
     "IntGradNLPInterpreter",
     "SmoothGradNLPInterpreter",
