@@ -141,7 +141,7 @@ def test_demo_on_the_vit_includes_the_attention_methods(tmp_path):
     assert main(["demo", "--model", "digits-vit", "--out", str(tmp_path), "--count", "2", "--quiet"]) == 0
     text = (tmp_path / "demo.html").read_text()
     for spec in it.interpreters.registry.IMAGE_METHODS.values():
-        assert (spec.name in text) != spec.needs_layer  # a ViT: no convolutional layer for CAMs
+        assert (spec.name in text) != (spec.needs_layer or spec.convolutional)  # a ViT: no CAMs, no LRP
 
 
 def test_explain_with_attention_methods(tmp_path, digit_files, capsys):
@@ -202,6 +202,8 @@ def test_explain_with_zoo_models(tmp_path, digit_files, capsys):
     assert _explain(tmp_path, digit_files[0], "--method", "scorecam", "--layer", "features.6") == 0
     assert np.load(tmp_path / "digit3_scorecam.npy").shape == (16, 16)
     assert _explain(tmp_path, digit_files[0], "--method", "occlusion", "--window", "4", "--stride", "2") == 0
+    assert _explain(tmp_path, digit_files[0], "--method", "lrp", "--composite", "epsilon_plus_flat") == 0
+    assert np.load(tmp_path / "digit3_lrp.npy").shape == (1, 32, 32)
     assert np.load(tmp_path / "digit3_occlusion.npy").shape == (1, 32, 32)
 
 

@@ -97,6 +97,8 @@ def run_demo(
             continue  # no convolutional feature map (e.g. a ViT)
         if spec.needs_attention and not entry.attention:
             continue  # no attention (a CNN)
+        if spec.convolutional and entry.cam_layer is None:
+            continue  # LRP rules cover convolutional networks, not transformers
         interpreter = spec.cls(entry.model, normalization=entry.normalization, progress=False if quiet else None)
         layer = {"target_layer_name": entry.cam_layer} if spec.needs_layer else {}
         start = time.perf_counter()
@@ -220,6 +222,7 @@ METHOD_OPTIONS = {
     "start_layer": "start_layer",
     "ap_mode": "ap_mode",
     "baselines": "baselines",
+    "composite": "composite",
 }
 
 
@@ -273,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ap-mode", choices=["head", "token"], help="attentional perception of bt: head- or token-wise"
     )
     options.add_argument("--baselines", choices=["black"], help="start the integration (tam, bt) from a black image")
+    options.add_argument("--composite", help="LRP rules by layer type: alpha1_beta0 (default), epsilon, epsilon_plus…")
     explain.set_defaults(run=cmd_explain)
     return parser
 

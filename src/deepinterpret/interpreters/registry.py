@@ -9,6 +9,7 @@ from typing import Any
 from .cam import GradCAMInterpreter, GradCAMPlusPlusInterpreter, LayerCAMInterpreter, ScoreCAMInterpreter
 from .gradient_shap import GradShapCVInterpreter
 from .integrated_gradients import IntGradCVInterpreter
+from .lrp import LRPCVInterpreter
 from .occlusion import OcclusionInterpreter
 from .smoothgrad import SmoothGradInterpreter
 from .transformers import BTCVInterpreter, GACVInterpreter, RolloutInterpreter, TAMInterpreter
@@ -24,6 +25,7 @@ class MethodSpec:
     needs_layer: bool = False  # takes target_layer_name (a convolutional layer)
     needs_attention: bool = False  # a Vision Transformer method (attention maps)
     takes_labels: bool = True  # explains a chosen class (Rollout is class-agnostic)
+    convolutional: bool = False  # needs a network of convolutions, linear layers and element-wise layers (LRP)
 
 
 IMAGE_METHODS: dict[str, MethodSpec] = {
@@ -84,6 +86,13 @@ IMAGE_METHODS: dict[str, MethodSpec] = {
             "Score-CAM: channels weighted by masked-input scores",
             ("batch_size",),
             needs_layer=True,
+        ),
+        MethodSpec(
+            "lrp",
+            LRPCVInterpreter,
+            "LRP: the logit propagated back with relevance rules",
+            ("composite", "batch_size"),
+            convolutional=True,
         ),
         MethodSpec(
             "rollout",
