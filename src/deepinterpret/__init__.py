@@ -5,7 +5,7 @@ sg = it.SmoothGradInterpreter(model, device="cpu")
 gradients = sg.interpret("cat.jpg", visual=False)
 """
 
-from . import adapters, data, evaluators, explainers, interpreters, viz, zoo
+from . import adapters, data, evaluators, explainers, interpreters, training, viz, zoo
 from .adapters import adapt
 from .data import Normalization
 from .evaluators import (
@@ -64,6 +64,7 @@ from .interpreters import (
     TAMInterpreter,
     TransformerInterpreter,
 )
+from .training import BHDFInterpreter, ForgettingEventsInterpreter, TrainingDynamics, sgd_noise, tidy
 
 __version__ = "0.1.0"
 
@@ -71,6 +72,12 @@ __version__ = "0.1.0"
 SmoothGradCVInterpreter = SmoothGradInterpreter
 
 __all__ = [
+    "BHDFInterpreter",
+    "ForgettingEventsInterpreter",
+    "TrainingDynamics",
+    "sgd_noise",
+    "tidy",
+    "training",
     "LRPCVInterpreter",
     "ImageClassificationExplainer",
     "MultiLabelClassificationExplainer",

@@ -181,6 +181,20 @@ class EmbeddingResult:
     targets: np.ndarray
 
 
+TRAIN_MODES = ("sgd", "gd", "bgd")
+
+
+def gd_weights(mode: str, size: int, total: int, n_batches: int, seed: int, number: int) -> np.ndarray:
+    """Per-sample loss weights of one batch for full-batch GD (the mean over all ``total`` samples, accumulated
+    over the batches) and BGD (each sample kept with probability ``1/n_batches`` and scaled by ``n_batches``: an
+    unbiased, noisy estimate of the GD gradient; keyed by ``(seed, batch number)``)."""
+    weights = np.full(size, 1.0 / total, dtype=np.float32)
+    if mode == "bgd":
+        keep = np.random.default_rng([seed, number]).random(size) < 1.0 / n_batches
+        weights *= keep.astype(np.float32) * n_batches
+    return weights
+
+
 @dataclass
 class GradientResult:
     """What one gradient call returns, all in the adapter's namespace ``xp``.
@@ -414,6 +428,29 @@ class ModelAdapter:
     def linear_weights(self, layers: Sequence[str]) -> list[Any]:
         """The weight of each named linear layer as an ``xp`` array ``[in, out]`` (so that ``y = x @ W + b``)."""
         raise TypeError(f"a plain callable ({type(self.model).__name__}) has no layers.")
+
+    # -- training -------------------------------------------------------------------------------
+    def train_epoch(
+        self,
+        batches: Any,
+        optimizer: Any,
+        mode: str = "sgd",
+        total: int | None = None,
+        n_batches: int | None = None,
+        seed: int = 0,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One epoch of training on ``(indices, x, y)`` batches with cross-entropy, in training mode (the modes
+        are put back after). ``mode``: ``sgd`` (a step per batch), ``gd`` (gradients of the whole epoch, one
+        step) or ``bgd`` (GD on a Bernoulli sample of the examples). Returns ``(indices, probabilities)``: the
+        softmax of each sample's logits in the forward pass that trained on it."""
+        if mode not in TRAIN_MODES:
+            raise ValueError(f"mode must be one of {TRAIN_MODES}; got {mode!r}.")
+        if mode != "sgd" and (not total or not n_batches):
+            raise ValueError("gd and bgd need the number of samples (total) and of batches (n_batches).")
+        return self._train_epoch(batches, optimizer, mode, total or 0, n_batches or 0, seed)
+
+    def _train_epoch(self, batches, optimizer, mode, total, n_batches, seed):
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) cannot be trained.")
 
     # -- checks -------------------------------------------------------------------------------
     def check_targets(self, targets: np.ndarray, num_classes: int) -> None:

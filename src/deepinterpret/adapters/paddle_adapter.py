@@ -19,6 +19,7 @@ from .base import (
     GradientResult,
     LayerGradientResult,
     ModelAdapter,
+    gd_weights,
     logits_of,
     wanted_gradients,
 )
@@ -407,6 +408,36 @@ class PaddleAdapter(ModelAdapter):
             for t in range(columns)
         ]
         return EmbeddingResult(kept["e"].numpy(), np.stack(grads, axis=1), value.numpy(), logits.numpy(), targets)
+
+    # -- training (dataset-level interpreters watch a training run) ---------------------------------------
+    def _train_epoch(self, batches, optimizer, mode: str, total: int, n_batches: int, seed: int):
+        model = self.model
+        flags = [(layer, layer.training) for layer in model.sublayers(include_self=True)]
+        model.train()
+        indices, probabilities = [], []
+        try:
+            if mode != "sgd":
+                optimizer.clear_grad()
+            for number, (index, x, y) in enumerate(batches):
+                labels = self._tensor(np.asarray(self.to_numpy(y)).astype(np.int64).reshape(-1))
+                logits = logits_of(model(self._tensor(self.asarray(x)))).astype("float32")
+                per_sample = paddle.nn.functional.cross_entropy(logits, labels, reduction="none").reshape([-1])
+                if mode == "sgd":
+                    per_sample.mean().backward()
+                    optimizer.step()
+                    optimizer.clear_grad()
+                else:
+                    weights = self._tensor(gd_weights(mode, len(per_sample), total, n_batches, seed, number))
+                    (per_sample * weights).sum().backward()
+                indices.append(np.asarray(self.to_numpy(index)).reshape(-1))
+                probabilities.append(paddle.nn.functional.softmax(logits.detach(), axis=-1).numpy())
+            if mode != "sgd":
+                optimizer.step()
+                optimizer.clear_grad()
+        finally:
+            for layer, training in flags:
+                layer.training = training
+        return np.concatenate(indices), np.concatenate(probabilities)
 
     # -- LRP (the mechanism is adapters/lrp.py) -------------------------------------------------------
     def lrp_kinds(self) -> dict[str, str]:

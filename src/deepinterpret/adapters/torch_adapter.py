@@ -18,6 +18,7 @@ from .base import (
     GradientResult,
     LayerGradientResult,
     ModelAdapter,
+    gd_weights,
     logits_of,
     wanted_gradients,
 )
@@ -462,6 +463,35 @@ class TorchAdapter(ModelAdapter):
     @property
     def lrp_ops(self) -> TorchLRPOps:
         return TorchLRPOps(self)
+
+    # -- training (dataset-level interpreters watch a training run) ---------------------------------------
+    def _train_epoch(self, batches, optimizer, mode: str, total: int, n_batches: int, seed: int):
+        model = self.model
+        flags = [(m, m.training) for m in model.modules()]
+        model.train()
+        indices, probabilities = [], []
+        try:
+            if mode != "sgd":
+                optimizer.zero_grad()
+            for number, (index, x, y) in enumerate(batches):
+                labels = torch.as_tensor(np.asarray(self.to_numpy(y)), dtype=torch.int64, device=self.torch_device)
+                logits = logits_of(model(self.asarray(x))).float()
+                per_sample = torch.nn.functional.cross_entropy(logits, labels.reshape(-1), reduction="none")
+                if mode == "sgd":
+                    optimizer.zero_grad()
+                    per_sample.mean().backward()
+                    optimizer.step()
+                else:
+                    weights = torch.as_tensor(gd_weights(mode, len(per_sample), total, n_batches, seed, number))
+                    (per_sample * weights.to(per_sample)).sum().backward()
+                indices.append(np.asarray(self.to_numpy(index)).reshape(-1))
+                probabilities.append(torch.softmax(logits.detach(), -1).cpu().numpy())
+            if mode != "sgd":
+                optimizer.step()
+        finally:
+            for module, training in flags:
+                module.training = training
+        return np.concatenate(indices), np.concatenate(probabilities)
 
     # -- passes -------------------------------------------------------------------------------
     def _forward_nograd(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import Normalization
+from . import architectures
 from .digits import digits_split, stroke_masks
 
 WEIGHTS = Path(__file__).with_name("weights")
@@ -112,7 +113,6 @@ def load(name: str = DEFAULT_MODEL, framework: str = "torch") -> ZooModel:
 
         model, tokenizer = build_torch(state)
         return ZooModel(model=model, tokenizer=tokenizer, **common)
-    from . import architectures
 
     if framework == "torch":
         import torch
@@ -137,6 +137,7 @@ def load(name: str = DEFAULT_MODEL, framework: str = "torch") -> ZooModel:
 
 
 __all__ = [
+    "architectures",
     "DEFAULT_MODEL",
     "ZooModel",
     "available",

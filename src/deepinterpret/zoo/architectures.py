@@ -273,3 +273,17 @@ def vision_transformer_paddle(
             return self.head(self.norm(x)[:, 0])
 
     return VisionTransformer()
+
+
+def mlp_torch(inputs: int, classes: int, hidden: int = 128) -> Any:
+    """Two-layer perceptron (Linear, ReLU, Linear) in PyTorch: the classifier of the label-noise experiments."""
+    from torch import nn
+
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+
+
+def mlp_paddle(inputs: int, classes: int, hidden: int = 128) -> Any:
+    """The same perceptron in PaddlePaddle."""
+    from paddle import nn
+
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, classes))
