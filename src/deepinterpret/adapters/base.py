@@ -8,6 +8,7 @@ algorithms compute with. Concrete adapters live in ``torch_adapter.py``, ``paddl
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 import warnings
@@ -18,6 +19,10 @@ from typing import Any
 import numpy as np
 
 OBJECTIVES = ("probability", "logit", "loss")
+
+
+class _StopForward(Exception):
+    """Raised by a hook to end a forward pass once the layer it watches has run."""
 
 
 @dataclass(frozen=True)
@@ -422,8 +427,93 @@ class ModelAdapter:
         raise TypeError(f"a plain callable ({type(self.model).__name__}) has no embedding layer.")
 
     def layer_output(self, inputs: dict | tuple, layer: str) -> Any:
-        """The output of ``layer`` for token ``inputs``; the forward stops right there (no graph)."""
+        """The output of ``layer`` for ``inputs`` as a float ``xp`` array; the forward stops right there (no
+        graph, nothing computed after the layer)."""
+        kept: dict[str, Any] = {}
+
+        def stop(module, args, output):
+            kept["out"] = output[0] if isinstance(output, (tuple, list)) else output
+            raise _StopForward
+
+        with self._hooks([(layer, stop, False)]), self._no_graph():
+            try:
+                self._call(inputs)
+            except _StopForward:
+                pass
+        if "out" not in kept:
+            raise ValueError(f"layer {layer!r} was not called in the forward pass.")
+        return self.asarray(kept["out"])
+
+    # -- hooks: one mechanism on three primitives per framework ----------------------------------------------
+    def _register_hook(self, name: str, fn: Any, pre: bool = False) -> Any:
+        """Register ``fn(layer, inputs, output)`` after (``fn(layer, inputs)`` before) the forward of layer
+        ``name``; returns a handle with ``remove()``. A returned value replaces the output."""
         raise TypeError(f"a plain callable ({type(self.model).__name__}) has no layers.")
+
+    def _no_graph(self) -> Any:
+        """Context manager: no autograd graph is recorded."""
+        raise NotImplementedError
+
+    def _framework_tensor(self, array: np.ndarray) -> Any:
+        """A float32 framework tensor on the model's device (for values used inside hooks)."""
+        raise NotImplementedError
+
+    def _call(self, inputs: Any, requires_grad: bool = False) -> Any:
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) cannot be called with hooks.")
+
+    @contextlib.contextmanager
+    def _hooks(self, hooks: Sequence[tuple[str, Any, bool]]):
+        """``(layer, fn, pre)`` hooks registered for the block and always removed."""
+        handles = []
+        try:
+            for name, fn, pre in hooks:
+                handles.append(self._register_hook(name, fn, pre))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    @contextlib.contextmanager
+    def _hooked(self, layers: Sequence[str]):
+        """Keep each named layer's output (the first tensor of a tuple): yields ``{layer: output}``."""
+        outputs: dict[str, Any] = {}
+
+        def keep(name: str):
+            def hook(module, args, output):
+                outputs[name] = output[0] if isinstance(output, (tuple, list)) else output
+
+            return hook
+
+        with self._hooks([(name, keep(name), False) for name in layers]):
+            yield outputs
+
+    @contextlib.contextmanager
+    def _inputs_of(self, layers: Sequence[str]):
+        """Keep each named layer's first input (positional, or the first tensor keyword): yields a dict."""
+        inputs: dict[str, Any] = {}
+
+        def keep(name: str):
+            def hook(module, args):
+                inputs[name] = args[0]
+
+            return hook
+
+        with self._hooks([(name, keep(name), True) for name in layers]):
+            yield inputs
+
+    @contextlib.contextmanager
+    def _scaled(self, layer: str | None, scale: np.ndarray | None):
+        """Multiply ``layer``'s output by ``scale[i]`` for sample ``i`` while the block runs."""
+        if layer is None:
+            yield
+            return
+        factors = self._framework_tensor(np.asarray(scale, dtype=np.float32))
+
+        def hook(module, args, output):
+            return output * factors.reshape((-1,) + (1,) * (output.ndim - 1))
+
+        with self._hooks([(layer, hook, False)]):
+            yield
 
     def linear_weights(self, layers: Sequence[str]) -> list[Any]:
         """The weight of each named linear layer as an ``xp`` array ``[in, out]`` (so that ``y = x @ W + b``)."""

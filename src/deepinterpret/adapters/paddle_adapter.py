@@ -161,26 +161,6 @@ class PaddleAdapter(ModelAdapter):
                 param.set_value(rng.normal(0.0, std or 0.02, size=tuple(param.shape)).astype(np.float32))
         return copy
 
-    @contextlib.contextmanager
-    def _hooked(self, layers: list[str]):
-        """Forward post hooks that keep each named layer's output (first tensor of a tuple); always removed."""
-        outputs: dict[str, paddle.Tensor] = {}
-        handles = []
-
-        def keep(name):
-            def hook(layer, inputs, output):
-                outputs[name] = output[0] if isinstance(output, (tuple, list)) else output
-
-            return hook
-
-        try:
-            for name in layers:
-                handles.append(self._layer(name).register_forward_post_hook(keep(name)))
-            yield outputs
-        finally:
-            for handle in handles:
-                handle.remove()
-
     def capture_activations(self, x: Any, layers) -> tuple[dict[str, np.ndarray], np.ndarray]:
         with self._hooked(list(layers)) as outputs, paddle.no_grad():
             logits = logits_of(self.model(self._tensor(self.asarray(x)))).astype("float32")
@@ -207,42 +187,16 @@ class PaddleAdapter(ModelAdapter):
         )
 
     # -- transformers ---------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _inputs_of(self, layers: list[str]):
-        """Forward pre-hooks that keep each named layer's first input; always removed."""
-        inputs: dict[str, paddle.Tensor] = {}
-        handles = []
+    # -- hook primitives (the hook contexts themselves are in the base class) -------------------------------
+    def _register_hook(self, name: str, fn, pre: bool = False):
+        layer = self._layer(name)
+        return layer.register_forward_pre_hook(fn) if pre else layer.register_forward_post_hook(fn)
 
-        def keep(name):
-            def hook(layer, args):
-                inputs[name] = args[0]
+    def _no_graph(self):
+        return paddle.no_grad()
 
-            return hook
-
-        try:
-            for name in layers:
-                handles.append(self._layer(name).register_forward_pre_hook(keep(name)))
-            yield inputs
-        finally:
-            for handle in handles:
-                handle.remove()
-
-    @contextlib.contextmanager
-    def _scaled(self, layer: str | None, scale: np.ndarray | None):
-        """A forward post hook that multiplies ``layer``'s output by ``scale[i]`` for sample ``i``; always removed."""
-        if layer is None:
-            yield
-            return
-        factors = np.asarray(scale, dtype=np.float32)
-
-        def hook(module, args, output):
-            return output * self._tensor(factors.reshape((-1,) + (1,) * (output.ndim - 1)))
-
-        handle = self._layer(layer).register_forward_post_hook(hook)
-        try:
-            yield
-        finally:
-            handle.remove()
+    def _framework_tensor(self, array: np.ndarray) -> paddle.Tensor:
+        return self._tensor(np.asarray(array, dtype=np.float32))
 
     def _call(self, inputs: Any, requires_grad: bool = False) -> Any:
         def tensor(a: Any) -> paddle.Tensor:
@@ -319,28 +273,6 @@ class PaddleAdapter(ModelAdapter):
         return weights
 
     # -- token models: the embedding ----------------------------------------------------------------
-    def layer_output(self, inputs, layer: str) -> np.ndarray:
-        kept = {}
-
-        class _Stop(Exception):
-            pass
-
-        def hook(module, args, output):
-            kept["out"] = output[0] if isinstance(output, (tuple, list)) else output
-            raise _Stop
-
-        handle = self._layer(layer).register_forward_post_hook(hook)
-        try:
-            with paddle.no_grad():
-                self._call(inputs)
-        except _Stop:
-            pass
-        finally:
-            handle.remove()
-        if "out" not in kept:
-            raise ValueError(f"layer {layer!r} was not called in the forward pass.")
-        return kept["out"].astype("float32").numpy()
-
     def embedding_pass(
         self,
         inputs,
@@ -560,7 +492,7 @@ class PaddleLRPOps:
         return layer.weight, layer.bias
 
     def hook(self, name: str, fn):
-        return self.adapter._layer(name).register_forward_post_hook(fn)
+        return self.adapter._register_hook(name, fn)
 
     @staticmethod
     def batchnorm_affine(bn):

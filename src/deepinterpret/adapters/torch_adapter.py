@@ -120,26 +120,6 @@ class TorchAdapter(ModelAdapter):
                     param.copy_(torch.from_numpy(draw))
         return copy
 
-    @contextlib.contextmanager
-    def _hooked(self, layers: list[str]):
-        """Forward hooks that keep each named layer's output (first tensor of a tuple); always removed."""
-        outputs: dict[str, torch.Tensor] = {}
-        handles = []
-
-        def keep(name):
-            def hook(module, args, output):
-                outputs[name] = output[0] if isinstance(output, (tuple, list)) else output
-
-            return hook
-
-        try:
-            for name in layers:
-                handles.append(self._layer(name).register_forward_hook(keep(name)))
-            yield outputs
-        finally:
-            for handle in handles:
-                handle.remove()
-
     def capture_activations(self, x: Any, layers) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         with self._hooked(list(layers)) as outputs, torch.no_grad():
             logits = logits_of(self.model(self.asarray(x))).float()
@@ -185,43 +165,22 @@ class TorchAdapter(ModelAdapter):
         finally:
             self.model.set_attn_implementation(current)
 
-    @contextlib.contextmanager
-    def _inputs_of(self, layers: list[str]):
-        """Forward pre-hooks that keep each named layer's first input (positional or keyword); always removed."""
-        inputs: dict[str, torch.Tensor] = {}
-        handles = []
+    # -- hook primitives (the hook contexts themselves are in the base class) -------------------------------
+    def _register_hook(self, name: str, fn, pre: bool = False):
+        layer = self._layer(name)
+        if not pre:
+            return layer.register_forward_hook(fn)
 
-        def keep(name):
-            def hook(module, args, kwargs):
-                first = args[0] if args else next(v for v in kwargs.values() if isinstance(v, torch.Tensor))
-                inputs[name] = first
+        def with_keywords(module, args, kwargs):  # Hugging Face layers often get hidden_states by keyword
+            return fn(module, args if args else tuple(v for v in kwargs.values() if isinstance(v, torch.Tensor)))
 
-            return hook
+        return layer.register_forward_pre_hook(with_keywords, with_kwargs=True)
 
-        try:
-            for name in layers:
-                handles.append(self._layer(name).register_forward_pre_hook(keep(name), with_kwargs=True))
-            yield inputs
-        finally:
-            for handle in handles:
-                handle.remove()
+    def _no_graph(self):
+        return torch.no_grad()
 
-    @contextlib.contextmanager
-    def _scaled(self, layer: str | None, scale: np.ndarray | None):
-        """A forward hook that multiplies ``layer``'s output by ``scale[i]`` for sample ``i``; always removed."""
-        if layer is None:
-            yield
-            return
-        factors = torch.as_tensor(np.asarray(scale, dtype=np.float32), device=self.torch_device)
-
-        def hook(module, args, output):
-            return output * factors.reshape((-1,) + (1,) * (output.ndim - 1))
-
-        handle = self._layer(layer).register_forward_hook(hook)
-        try:
-            yield
-        finally:
-            handle.remove()
+    def _framework_tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.torch_device)
 
     def _model_input(self, value: Any) -> torch.Tensor:
         if isinstance(value, torch.Tensor):
@@ -335,28 +294,6 @@ class TorchAdapter(ModelAdapter):
         # A table shared by an encoder and a decoder (BART): the encoder's copy is the one the input goes through.
         encoder = [name for name in sharing if "encoder" in name.split(".")]
         return (encoder or sharing or [None])[0]
-
-    def layer_output(self, inputs, layer: str) -> torch.Tensor:
-        kept = {}
-
-        class _Stop(Exception):
-            pass
-
-        def hook(module, args, output):
-            kept["out"] = output[0] if isinstance(output, (tuple, list)) else output
-            raise _Stop
-
-        handle = self._layer(layer).register_forward_hook(hook)
-        try:
-            with torch.no_grad():
-                self._call(inputs)
-        except _Stop:
-            pass
-        finally:
-            handle.remove()
-        if "out" not in kept:
-            raise ValueError(f"layer {layer!r} was not called in the forward pass.")
-        return kept["out"].detach().float()
 
     def _select_objective(self, output, targets, objective, output_name, positions):
         """``[B, T]`` objective values (and the logits read) of ``targets`` ``[B, T]``."""
@@ -622,7 +559,7 @@ class TorchLRPOps:
         return layer.weight, layer.bias
 
     def hook(self, name: str, fn):
-        return self.adapter._layer(name).register_forward_hook(fn)
+        return self.adapter._register_hook(name, fn)
 
     @staticmethod
     def batchnorm_affine(bn):
