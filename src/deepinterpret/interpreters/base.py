@@ -69,14 +69,19 @@ def accumulate_gradients(
                 total = xp.zeros(
                     (n_images, *contribution.shape[1:]), dtype=contribution.dtype, device=array_device(contribution)
                 )
-            # The chunk's pairs are in (image, sample) order, so each image owns one contiguous run of rows.
-            for image in np.unique(images):
-                lo, hi = np.searchsorted(images, image), np.searchsorted(images, image, side="right")
-                total[int(image)] += xp.sum(contribution[lo:hi], axis=0)
+            add_rows(xp, total, images, contribution)
             values[images, samples] = adapter.to_numpy(result.objective)
             bar.update(len(images))
     bar.close()
     return total, values
+
+
+def add_rows(xp: Any, total: Any, owners: np.ndarray, rows: Any) -> None:
+    """``total[i] += Σ rows[j]`` over the rows ``j`` owned by input ``i``. The chunks of the batched loops are in
+    (input, sample) order, so ``owners`` is sorted and each input owns one contiguous run of rows."""
+    for owner in np.unique(owners):
+        lo, hi = np.searchsorted(owners, owner), np.searchsorted(owners, owner, side="right")
+        total[int(owner)] += xp.sum(rows[lo:hi], axis=0)
 
 
 def check_noise_amount(noise_amount: Any) -> float:

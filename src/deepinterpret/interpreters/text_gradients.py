@@ -37,7 +37,7 @@ from ..adapters import (
 )
 from ..data import TextBatch, encode_texts, merge_words, resolve_labels
 from ..viz import show_text, text_html
-from .base import Interpreter, check_noise_amount
+from .base import Interpreter, add_rows, check_noise_amount
 from .integrated_gradients import quadrature
 
 METHODS = ("intgrad", "smoothgrad", "gradshap")
@@ -180,9 +180,7 @@ def embedding_attributions(
             elif method == "gradshap":
                 noisy = e[index] + extra["noise"]
                 grads = grads * (noisy - b[index])[:, None]
-            for image in np.unique(index):
-                lo, hi = np.searchsorted(index, image), np.searchsorted(index, image, side="right")
-                total[int(image)] += xp.sum(grads[lo:hi], axis=0)
+            add_rows(xp, total, index, grads)
             values[index, :, sample] = adapter.to_numpy(result.objective)
             bar.update(len(index))
         bar.close()

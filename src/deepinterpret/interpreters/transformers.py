@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, chunks, softmax
 from ..data import TextBatch, encode_texts, resolve_labels
 from ..viz import show_text, text_html
-from .base import Interpreter
+from .base import Interpreter, add_rows
 from .cam import IntermediateLayerInterpreter
 
 AP_MODES = ("head", "token")
@@ -246,10 +246,6 @@ class ModelInputs:
         return base + factors * (rows - base), {}
 
 
-def _stack_rows(xp: Any, parts: list[Any]) -> Any:
-    return xp.concat(parts, axis=0)
-
-
 def attention_relevance(
     adapter: ModelAdapter,
     inputs: ModelInputs,
@@ -316,10 +312,10 @@ def attention_relevance(
             used.append(result.targets)
             logits.append(adapter.to_numpy(result.logits))
         targets = np.concatenate(used)
-        first = _stack_rows(xp, first_parts)
+        first = xp.concat(first_parts, axis=0)
         if alphas is None:
             return first, None, targets, softmax(np, np.concatenate(logits))
-        total = _stack_rows(xp, grad_sums) if reuse_last else None
+        total = xp.concat(grad_sums, axis=0) if reuse_last else None
         remaining = alphas[:-1] if reuse_last else alphas
         per = len(remaining)
         bar = tqdm(
@@ -333,9 +329,7 @@ def attention_relevance(
             grad = result.gradients[0][-1]
             if total is None:
                 total = xp.zeros((n, *grad.shape[1:]), dtype=grad.dtype, device=getattr(grad, "device", None))
-            for image in np.unique(images):
-                lo, hi = np.searchsorted(images, image), np.searchsorted(images, image, side="right")
-                total[int(image)] += xp.sum(grad[lo:hi], axis=0)
+            add_rows(xp, total, images, grad)
             bar.update(len(images))
         bar.close()
     return first, feedback_weights(xp, total, steps), targets, softmax(np, np.concatenate(logits))
