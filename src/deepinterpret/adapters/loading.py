@@ -89,3 +89,14 @@ def _load_huggingface(path: Path) -> LoadedModel:
             size = size.get("shortest_edge") or size.get("height")
         loaded.image_size = int(size) if size else None
     return loaded
+
+
+def load_text_classifier(spec: str | os.PathLike) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` from a local Hugging Face sequence-classification folder (no network)."""
+    path = Path(spec)
+    if model_kind(path) != "huggingface":
+        raise ValueError(f"{os.fspath(spec)!r} is not a Hugging Face model folder (a folder with config.json).")
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True).eval()
+    return model, AutoTokenizer.from_pretrained(path, local_files_only=True)

@@ -2,6 +2,7 @@
 
 from .image import ImageClassificationExplainer
 from .text import (
+    TEXT_METHODS,
     BaseExplainer,
     MultiLabelClassificationExplainer,
     PairwiseSequenceClassificationExplainer,
@@ -12,6 +13,7 @@ from .text import (
 )
 
 __all__ = [
+    "TEXT_METHODS",
     "BaseExplainer",
     "ImageClassificationExplainer",
     "MultiLabelClassificationExplainer",
