@@ -81,9 +81,10 @@ def test_torch_paddle_parity_and_model_untouched(composite):
     assert not any(m._forward_hooks for m in t.modules())
 
 
-def test_batchnorm_is_merged_into_its_convolution():
-    """With BatchNorm merged, LRP-0 equals the explanation of the same network with the BatchNorm folded into the
-    convolution's weights by hand."""
+@pytest.mark.parametrize("composite", ["alpha2_beta1", "epsilon_gamma_box", "epsilon_plus_flat"])
+def test_batchnorm_is_merged_into_its_convolution(composite):
+    """With BatchNorm merged, each rule (here also zᴮ and flat on the input layer, which has a BatchNorm) equals
+    the explanation of the same network with the BatchNorm folded into the convolution's weights by hand."""
     import torch
 
     t, _ = cnn_pair()
@@ -95,8 +96,8 @@ def test_batchnorm_is_merged_into_its_convolution():
         conv.bias.copy_((conv.bias - bn.running_mean) * scale + bn.bias)
     folded[1] = torch.nn.Identity()
     x = _x()
-    a = it.LRPCVInterpreter(t).interpret(x, label=[1, 2], visual=False, composite="alpha2_beta1")
-    b = it.LRPCVInterpreter(folded).interpret(x, label=[1, 2], visual=False, composite="alpha2_beta1")
+    a = it.LRPCVInterpreter(t).interpret(x, label=[1, 2], visual=False, composite=composite)
+    b = it.LRPCVInterpreter(folded).interpret(x, label=[1, 2], visual=False, composite=composite)
     np.testing.assert_allclose(a, b, atol=1e-5 * np.abs(b).max())
 
 

@@ -163,7 +163,7 @@ def lrp_relevance(adapter, x, targets, rules: dict[str, Rule], merge_batchnorm: 
                     - ops.forward(layer, high, weight.clip(max=0), None)
                 )
                 return z * ratio(output, z, rule.epsilon)
-            if rule.parts == ((1.0, (Term(),)),) and rule.bias:
+            if _is_epsilon(rule):
                 # ε-rule: z is the layer's own output (BatchNorm merged: the BatchNorm's), and the ordinary
                 # backward through it is the rule's propagation; no second convolution is needed.
                 return output * ratio(output, output, rule.epsilon)
@@ -209,7 +209,7 @@ def lrp_relevance(adapter, x, targets, rules: dict[str, Rule], merge_batchnorm: 
                     f"BatchNorm {name!r} does not read the output of {conv!r}; pass merge_batchnorm=False."
                 )
             a, _, weight, bias, conv_layer = stash.pop(conv)
-            if rule_hook.rule.parts == ((1.0, (Term(),)),) and rule_hook.rule.bias:
+            if _is_epsilon(rule_hook.rule):
                 return output * ratio(output, output, rule_hook.rule.epsilon)  # ε: through conv and BatchNorm
             scale, shift = ops.batchnorm_affine(layer)
             shape = (-1,) + (1,) * (len(weight.shape) - 1)
@@ -254,6 +254,11 @@ def lrp_relevance(adapter, x, targets, rules: dict[str, Rule], merge_batchnorm: 
     for g in grads[1 + 2 * boxes :]:  # flat: the gradient of the ones
         relevance = g if relevance is None else relevance + g
     return ops.detach(relevance), ops.detach(logits), targets
+
+
+def _is_epsilon(rule: Rule) -> bool:
+    """The plain ε-rule (one identity part with the bias): its denominator is the layer's own output."""
+    return rule.parts == ((1.0, (Term(),)),) and rule.bias and not rule.flat and rule.box is None
 
 
 def _modified(tensor, term: Term):
