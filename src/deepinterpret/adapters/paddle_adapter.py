@@ -99,14 +99,8 @@ class PaddleAdapter(ModelAdapter):
             return logits_of(self.model(self._tensor(x))).astype("float32").numpy()
 
     def _forward_inputs_nograd(self, inputs: tuple | dict, field: str | None = None) -> np.ndarray:
-        def tensor(a: np.ndarray) -> paddle.Tensor:
-            return self._tensor(a.astype(np.int64) if np.issubdtype(a.dtype, np.integer) else a.astype(np.float32))
-
         with paddle.no_grad():
-            if isinstance(inputs, dict):
-                output = self.model(**{k: tensor(v) for k, v in inputs.items()})
-            else:
-                output = self.model(*[tensor(v) for v in inputs])
+            output = self._call(inputs)
             return (getattr(output, field) if field else logits_of(output)).astype("float32").numpy()
 
     def _input_gradient_batch(self, x: np.ndarray, targets: np.ndarray, objective: str) -> GradientResult:
@@ -509,9 +503,7 @@ class PaddleLRPOps:
         return logits_of(self.adapter.model(inputs)).astype("float32")
 
     def target_logits(self, logits, targets):
-        self.adapter.check_targets(np.asarray(targets), int(logits.shape[-1]))
-        index = self.adapter._tensor(np.asarray(targets, dtype=np.int64)[:, None])
-        return paddle.take_along_axis(logits, index, axis=1)[:, 0]
+        return self.adapter._objective(logits, targets, "logit")
 
     @staticmethod
     def grad(value, leaves):

@@ -446,15 +446,8 @@ class TorchAdapter(ModelAdapter):
         return -torch.log_softmax(logits, dim=-1).gather(1, index)[:, 0]
 
     def _forward_inputs_nograd(self, inputs: tuple | dict, field: str | None = None) -> torch.Tensor:
-        def tensor(a: np.ndarray) -> torch.Tensor:
-            dtype = torch.int64 if np.issubdtype(a.dtype, np.integer) else torch.float32
-            return torch.as_tensor(a, dtype=dtype, device=self.torch_device)
-
         with torch.no_grad():
-            if isinstance(inputs, dict):
-                output = self.model(**{k: tensor(v) for k, v in inputs.items()})
-            else:
-                output = self.model(*[tensor(v) for v in inputs])
+            output = self._call(inputs)
             return (getattr(output, field) if field else logits_of(output)).float()
 
     def _input_gradient_batch(self, x: torch.Tensor, targets: np.ndarray, objective: str) -> GradientResult:
@@ -577,8 +570,7 @@ class TorchLRPOps:
             return logits_of(self.adapter.model(inputs)).float()
 
     def target_logits(self, logits, targets):
-        self.adapter.check_targets(np.asarray(targets), int(logits.shape[-1]))
-        return logits.gather(1, self.adapter.targets(targets)[:, None])[:, 0]
+        return self.adapter._objective(logits, targets, "logit")
 
     @staticmethod
     def grad(value, leaves):
