@@ -19,7 +19,7 @@ the model's tensors are put back exactly afterwards.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,6 @@ class Rule:
     box: tuple[float, float] | None = None
     flat: bool = False
     bias: bool = True
-    extra: dict = field(default_factory=dict, compare=False)
 
 
 _SIGNED = (Term("positive", "positive"), Term("negative", "negative"))
