@@ -28,7 +28,6 @@ from tqdm.auto import tqdm
 from ..adapters import (
     ModelAdapter,
     check_batch_size,
-    check_objective,
     check_positive_int,
     chunks,
     draw_noise,
@@ -41,6 +40,9 @@ from .base import Interpreter, add_rows, check_noise_amount
 from .integrated_gradients import quadrature
 
 METHODS = ("intgrad", "smoothgrad", "gradshap")
+# What the embedding pass can differentiate: the image objectives, plus the sigmoid of a label's logit (multi-label
+# heads) and the largest score over positions (transformers-interpret's question-answering objective).
+EMBEDDING_OBJECTIVES = ("probability", "logit", "loss", "sigmoid", "max_logit")
 
 
 def find_embedding(adapter: ModelAdapter, name: str | None) -> str:
@@ -104,7 +106,8 @@ def embedding_attributions(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
-    check_objective(objective)
+    if objective not in EMBEDDING_OBJECTIVES:
+        raise ValueError(f"objective must be one of {EMBEDDING_OBJECTIVES}; got {objective!r}.")
     batch_size = check_batch_size(batch_size)
     xp = adapter.xp
     n = int(inputs["input_ids"].shape[0])
