@@ -17,8 +17,9 @@ gradients of the explained output w.r.t. them, and combine them into a token-to-
 * Bidirectional Transformer, BT (Chen et al., TMLR 2023, https://openreview.net/forum?id=rm0zIzlhcX): attentional
   perception ``R ← R + Ā_l R`` with ``Ā_l = Σ_h Ĩ_h A_h`` (head-wise: ``I_h = mean |A_hᵀ G_h|``, normalised over
   the heads of each sample) or ``Ā_l = mean_h(A_h) · diag(‖(v W_proj)_t‖ / ‖z_t‖)`` (token-wise: ``v`` the values,
-  ``z`` the block's input); reasoning feedback ``G`` as TAM's ``W``; the explanation is ``R ⊙ G`` read at the
-  class token.
+  ``z`` the block's input, as the method's authors' code; InterpretDL 0.8.0 took ``z`` after the block's first
+  LayerNorm, which ``input_name="^blocks.[0-9]*.attn.qkv$"`` reproduces on its ViTs — the input of ``qkv``);
+  reasoning feedback ``G`` as TAM's ``W``; the explanation is ``R ⊙ G`` read at the class token.
 
 Departures from the original code (``research/interpretdl-original.md``): the patch grid comes from the number of
 tokens and the image size (not a hard-coded 14×14 or 7×7; class and distillation tokens are recognised);
@@ -714,7 +715,9 @@ class BTCVInterpreter(TransformerInterpreter):
     ) -> np.ndarray:
         """Returns ``(R ⊙ G)`` at the class token over the patch grid, ``np.ndarray [N, rows, cols]``; the
         attentional perception ``R`` and the reasoning feedback ``G`` are kept in ``self.ap`` / ``self.rf``.
-        Beyond the seed: ``input_name`` (the block inputs, token-wise mode), ``batch_size`` and ``baselines`` (the
+        Beyond the original: ``input_name`` (the layers whose *input* is ``z`` of the token-wise mode; by default the
+        input of ``norm1``, i.e. the block input, as the authors' code; InterpretDL 0.8.0 took ``z`` after the first
+        LayerNorm: ``input_name="^blocks.[0-9]*.attn.qkv$"`` reproduces it), ``batch_size`` and ``baselines`` (the
         start of the reasoning-feedback path: ``None`` = zeros of the model input as the paper, ``"black"``, or an
         array)."""
         ap_mode, objective = check_ap_mode(ap_mode), check_objective(gradient_of)
@@ -756,7 +759,8 @@ class BTNLPInterpreter(TransformerInterpreter):
         labels: Any = None,
     ) -> np.ndarray:
         """Returns ``(R ⊙ G)[:, 0, :]`` (a mean-pooled model: the mean of the real tokens' rows), ``np.ndarray
-        [N, L]`` over the tokens (padding 0); ``R`` and ``G`` are kept in ``self.ap`` / ``self.rf``."""
+        [N, L]`` over the tokens (padding 0); ``R`` and ``G`` are kept in ``self.ap`` / ``self.rf``. Token-wise,
+        ``z`` is the input of the ``input_name`` layers: the block input by default, as the authors' code."""
         ap_mode, objective = check_ap_mode(ap_mode), check_objective(gradient_of)
         embedding = _one_layer(self.adapter, embedding_name)
         batch, data = self._text_inputs(raw_text, tokenizer, text_to_input_fn, max_seq_len, embedding)
