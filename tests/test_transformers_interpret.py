@@ -182,3 +182,26 @@ def test_token_classification(tokenizer):
             _scores(got[ours_key]["attribution_scores"]), _scores(expected[their_key]["attribution_scores"]), atol=1e-3
         )
     assert np.abs(_scores(got["the"]["attribution_scores"]) - _scores(got["the_4"]["attribution_scores"])).max() > 0.01
+
+
+def test_pairwise_sequence_classification(tokenizer, classifier, monkeypatch):
+    """Its pair encoding, ``tokenizer.encode([text1, text2])``, no longer makes a pair with today's transformers
+    (it fails): the reference is given ``tokenizer.encode(text1, text2)`` with its own reference ids. Its token
+    types are right for pairs. A one-output model is explained through its sigmoid; ``flip_sign`` negates."""
+    import torch
+    import transformers_interpret as ti
+
+    def pair(self, text1, text2):
+        first, second = (len(tokenizer.encode(t, add_special_tokens=False)) for t in (text1, text2))
+        cls, sep, pad = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id
+        reference = [cls] + [pad] * first + [sep] + [pad] * second + [sep]
+        return torch.tensor([tokenizer.encode(text1, text2)]), torch.tensor([reference]), first + 1
+
+    monkeypatch.setattr(ti.PairwiseSequenceClassificationExplainer, "_make_input_reference_pair", pair)
+    texts = ("who plays the music", "the band plays")
+    one_output = _minilm("ForSequenceClassification", 5, num_labels=1)
+    for model, kwargs in ((classifier, dict(index=2)), (one_output, dict(flip_sign=True))):
+        expected = ti.PairwiseSequenceClassificationExplainer(model, tokenizer)(*texts, n_steps=STEPS, **kwargs)
+        got = it.PairwiseSequenceClassificationExplainer(model, tokenizer)(*texts, n_steps=STEPS, **kwargs)
+        assert _tokens(got) == _tokens(expected)
+        np.testing.assert_allclose(_scores(got), _scores(expected), atol=1e-3)

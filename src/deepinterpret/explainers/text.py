@@ -303,7 +303,10 @@ class BaseExplainer:
 
 
 class SequenceClassificationExplainer(BaseExplainer):
-    """Explains a sequence classifier's prediction (or the class ``index`` / ``class_name``) token by token."""
+    """Explains a sequence classifier's prediction (or the class ``index`` / ``class_name``) token by token: the
+    softmax probability of the class by default (the sigmoid for a one-output model), as transformers-interpret;
+    its logit with ``gradient_of="logit"``. The token-type ids are the tokenizer's (all 0 for one text);
+    transformers-interpret puts the final ``[SEP]`` in segment 1."""
 
     def _encode(self, text: Any, pairs: Any = None) -> TextBatch:
         texts = as_texts(text)
@@ -367,7 +370,9 @@ class SequenceClassificationExplainer(BaseExplainer):
 
 class PairwiseSequenceClassificationExplainer(SequenceClassificationExplainer):
     """Explains a model that reads two texts separated by the tokenizer's separator (NLI, cross-encoders). For a
-    one-output model the attributions push the score up; ``flip_sign=True`` explains a score near 0."""
+    one-output model the attributions push the score (its sigmoid) up; ``flip_sign=True`` explains a score near 0.
+    The pair is encoded by the tokenizer (transformers-interpret 0.10's ``tokenizer.encode([text1, text2])`` fails
+    with current transformers)."""
 
     def __call__(
         self,
@@ -387,7 +392,9 @@ class PairwiseSequenceClassificationExplainer(SequenceClassificationExplainer):
 class MultiLabelClassificationExplainer(SequenceClassificationExplainer):
     """Attributions for every label of the model's config: ``{label: [(token, score)]}``. All labels are read from
     each forward pass (one backward per label); each label is explained through the sigmoid of its logit
-    (independent labels, as transformers-interpret), or its logit with ``gradient_of="logit"``."""
+    (independent labels, as transformers-interpret), or its logit with ``gradient_of="logit"``. ``n_steps`` and
+    ``internal_batch_size`` are honoured (transformers-interpret's per-label explainers ignore them and take 50
+    steps); the token-type ids are the tokenizer's."""
 
     independent_labels = True
 
