@@ -42,7 +42,7 @@ _DEVICE_RE = re.compile(r"^(cpu|gpu|cuda)(?::(\d+))?$")
 def parse_device(device: Any = None, use_cuda: bool | None = None) -> Device:
     """Parse ``None``, ``"cpu"``, ``"gpu"``, ``"gpu:N"``, ``"cuda"``, ``"cuda:N"`` (or a framework device object).
 
-    ``use_cuda`` is the seed's deprecated spelling: it still works, with a ``DeprecationWarning``.
+    ``use_cuda`` is InterpretDL's deprecated spelling: it still works, with a ``DeprecationWarning``.
     """
     if use_cuda is not None:
         warnings.warn(

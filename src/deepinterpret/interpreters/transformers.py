@@ -57,7 +57,7 @@ _HF_PROJ = re.compile(r"\.(?:o_proj|out_proj|out_lin|attention\.output\.dense)$"
 
 
 def attention_source(adapter: ModelAdapter, pattern: str, tower: str = "hf") -> list[str] | str:
-    """The layers whose outputs are the attention probabilities (``pattern``, a regex as in the seed), or, for a
+    """The layers whose outputs are the attention probabilities (``pattern``, a regex as in InterpretDL), or, for a
     Hugging Face model with no such layers, ``tower`` (its ``output_attentions``)."""
     if adapter.is_huggingface and not adapter.match_layers(pattern):
         return tower
@@ -336,14 +336,14 @@ def attention_relevance(
     return first, feedback_weights(xp, total, steps), targets, softmax(np, np.concatenate(logits))
 
 
-# -- the seed's classes -----------------------------------------------------------------------------------------
+# -- InterpretDL's classes -----------------------------------------------------------------------------------------
 
 _CV_ATTENTION = "^blocks.[0-9]*.attn.attn_drop$"
 _NLP_ATTENTION = "^[a-z]*.encoder.layers.[0-9]*.self_attn.attn_drop$"
 
 
 class TransformerInterpreter(Interpreter):
-    """Sub-abstract interpreter for transformer models (seed 1.1.5): attention maps, their gradients, block inputs,
+    """Sub-abstract interpreter for transformer models: attention maps, their gradients, block inputs,
     values and output projections of a classification transformer."""
 
     def _build_predict_fn(
@@ -480,7 +480,7 @@ def _one_layer(adapter: ModelAdapter, pattern: str) -> str:
 
 
 class RolloutInterpreter(IntermediateLayerInterpreter, TransformerInterpreter):
-    """Attention Rollout (seed 1.3.3; Abnar & Zuidema 2020). Class-agnostic: no gradients, no label."""
+    """Attention Rollout (Abnar & Zuidema 2020). Class-agnostic: no gradients, no label."""
 
     def interpret(
         self,
@@ -505,7 +505,7 @@ class RolloutInterpreter(IntermediateLayerInterpreter, TransformerInterpreter):
 
 
 class TAMInterpreter(TransformerInterpreter):
-    """Transition Attention Maps (seed 1.2.12; Yuan et al. 2021)."""
+    """Transition Attention Maps (Yuan et al. 2021)."""
 
     def interpret(
         self,
@@ -524,7 +524,7 @@ class TAMInterpreter(TransformerInterpreter):
         baselines: Any = None,
     ) -> np.ndarray:
         """Returns the class token's transition state times the integrated attention gradient over the patch grid,
-        ``np.ndarray [N, rows, cols]``. Beyond the seed: ``attention_layer_pattern`` (the original hard-coded it),
+        ``np.ndarray [N, rows, cols]``. Beyond InterpretDL: ``attention_layer_pattern`` (the original hard-coded it),
         ``gradient_of``, ``batch_size`` (input × step pairs per model call) and ``baselines``, the start of the
         integrated-gradient path (``None``: zeros of the model input, as the paper; ``"black"``; or an array)."""
         objective, steps = check_objective(gradient_of), check_positive_int(steps, "steps")
@@ -540,7 +540,7 @@ class TAMInterpreter(TransformerInterpreter):
 
 
 class GACVInterpreter(TransformerInterpreter):
-    """Generic Attention explainability for Vision Transformers (seed 1.2.13; Chefer et al. 2021)."""
+    """Generic Attention explainability for Vision Transformers (Chefer et al. 2021)."""
 
     def interpret(
         self,
@@ -571,7 +571,7 @@ class GACVInterpreter(TransformerInterpreter):
 
 
 class GAInterpreter(TransformerInterpreter):
-    """Generic Attention explainability for bi-modal (two-tower) transformers such as CLIP (seed 1.2.13; Chefer et
+    """Generic Attention explainability for bi-modal (two-tower) transformers such as CLIP (Chefer et
     al. 2021): the relevance of image patches and text tokens for the similarity of each image with its text."""
 
     def interpret(
@@ -660,7 +660,7 @@ class GAInterpreter(TransformerInterpreter):
 
 
 class GANLPInterpreter(TransformerInterpreter):
-    """Generic Attention explainability for text transformers (seed 1.2.13; Chefer et al. 2021)."""
+    """Generic Attention explainability for text transformers (Chefer et al. 2021)."""
 
     def interpret(
         self,
@@ -691,7 +691,7 @@ class GANLPInterpreter(TransformerInterpreter):
 
 
 class BTCVInterpreter(TransformerInterpreter):
-    """Bidirectional Transformer explanation for Vision Transformers (seed 1.2.14; Chen et al., TMLR 2023)."""
+    """Bidirectional Transformer explanation for Vision Transformers (Chen et al., TMLR 2023)."""
 
     def interpret(
         self,
@@ -735,7 +735,7 @@ class BTCVInterpreter(TransformerInterpreter):
 
 
 class BTNLPInterpreter(TransformerInterpreter):
-    """Bidirectional Transformer explanation for text transformers (seed 1.2.14; Chen et al., TMLR 2023). The
+    """Bidirectional Transformer explanation for text transformers (Chen et al., TMLR 2023). The
     integrated-gradient steps scale the output of the embedding layer (``embedding_name``)."""
 
     def interpret(
