@@ -205,3 +205,22 @@ def test_pairwise_sequence_classification(tokenizer, classifier, monkeypatch):
         got = it.PairwiseSequenceClassificationExplainer(model, tokenizer)(*texts, n_steps=STEPS, **kwargs)
         assert _tokens(got) == _tokens(expected)
         np.testing.assert_allclose(_scores(got), _scores(expected), atol=1e-3)
+
+
+def test_image_explainer_computes_transformers_interprets_quantity():
+    """transformers-interpret's image explainer is Captum's ``IntegratedGradients`` of the class logit (Gauss–Legendre,
+    zero baseline) on the processed image: so is ours by default, on the same pixel values."""
+    import torch
+    from captum.attr import IntegratedGradients
+
+    digits = it.zoo.load("digits-vit")
+    image = it.zoo.digits_split().test_images[3][..., None]
+    explainer = it.ImageClassificationExplainer(digits.model, normalization=digits.normalization, image_size=32)
+    ours = explainer(image, index=4, n_steps=STEPS)
+    pixels = torch.from_numpy(explainer.interpreter._load_images(image, 32, 32).data)
+    expected = IntegratedGradients(lambda x: digits.model(x).logits).attribute(pixels, target=4, n_steps=STEPS)
+    np.testing.assert_allclose(ours, expected.detach().numpy(), atol=1e-5 * np.abs(ours).max())
+    probability = it.ImageClassificationExplainer(
+        digits.model, normalization=digits.normalization, image_size=32, gradient_of="probability"
+    )(image, index=4, n_steps=STEPS)
+    assert not np.allclose(probability, ours, atol=1e-3 * np.abs(ours).max())
