@@ -107,7 +107,7 @@ def embedding_attributions(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
     if objective not in EMBEDDING_OBJECTIVES:
-        raise ValueError(f"objective must be one of {EMBEDDING_OBJECTIVES}; got {objective!r}.")
+        raise ValueError(f"gradient_of must be one of {EMBEDDING_OBJECTIVES}; got {objective!r}.")
     batch_size = check_batch_size(batch_size)
     xp = adapter.xp
     n = int(inputs["input_ids"].shape[0])
