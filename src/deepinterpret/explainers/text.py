@@ -43,6 +43,7 @@ from __future__ import annotations
 import html
 import inspect
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -130,7 +131,12 @@ class BaseExplainer:
             for k in range(len(parts) - 1, 0, -1):
                 if parts[k - 1].endswith("embeddings"):
                     return ".".join(parts[:k])
-            raise ValueError("this model has no embeddings module around its word embeddings; use embedding_type=0.")
+            warnings.warn(  # as transformers-interpret: fall back to the word embeddings
+                "this model has no embeddings module around its word embeddings; using the word embeddings "
+                "(embedding_type=0).",
+                stacklevel=3,
+            )
+            return ".".join(parts)
         raise ValueError(
             f"embedding_type must be 0 (word embeddings), 1 (position embeddings) or 2 (the embeddings module); "
             f"got {embedding_type}."
