@@ -81,7 +81,7 @@ def test_torch_paddle_parity_and_model_untouched(composite):
     assert not any(m._forward_hooks for m in t.modules())
 
 
-@pytest.mark.parametrize("composite", ["alpha2_beta1", "epsilon_gamma_box", "epsilon_plus_flat"])
+@pytest.mark.parametrize("composite", ["alpha2_beta1", "epsilon_gamma_box", "epsilon_plus_flat", "epsilon"])
 def test_batchnorm_is_merged_into_its_convolution(composite):
     """With BatchNorm merged, each rule (here also zᴮ and flat on the input layer, which has a BatchNorm) equals
     the explanation of the same network with the BatchNorm folded into the convolution's weights by hand."""
@@ -96,8 +96,9 @@ def test_batchnorm_is_merged_into_its_convolution(composite):
         conv.bias.copy_((conv.bias - bn.running_mean) * scale + bn.bias)
     folded[1] = torch.nn.Identity()
     x = _x()
-    a = it.LRPCVInterpreter(t).interpret(x, label=[1, 2], visual=False, composite=composite)
-    b = it.LRPCVInterpreter(folded).interpret(x, label=[1, 2], visual=False, composite=composite)
+    options = dict(label=[1, 2], visual=False, composite=composite, epsilon=0.25)  # an ε that changes the result
+    a = it.LRPCVInterpreter(t).interpret(x, **options)
+    b = it.LRPCVInterpreter(folded).interpret(x, **options)
     np.testing.assert_allclose(a, b, atol=1e-5 * np.abs(b).max())
 
 
