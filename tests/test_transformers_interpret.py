@@ -13,6 +13,9 @@ import pytest
 
 import deepinterpret as it
 
+# transformers-interpret's zero-shot prediction converts tensors that require grad to floats.
+pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad:UserWarning")
+
 STEPS = 8  # the same number of Gauss–Legendre points on both sides; small, for speed
 NLI = {0: "contradiction", 1: "neutral", 2: "entailment"}
 
