@@ -36,8 +36,10 @@ def test_grad_cam_on_gap_linear_is_cam(digits):
     np.testing.assert_allclose(cam * (h * w), expected, rtol=1e-4, atol=1e-5 * expected.max())
 
 
-@pytest.mark.parametrize("gradient_of", ["probability", "logit"])
+@pytest.mark.parametrize("gradient_of", [None, "probability", "logit"])
 def test_grad_cam_equals_captum_layer_grad_cam(digits, gradient_of):
+    """By default (``None``) the class logit, as Captum's ``LayerGradCam`` on the model itself and the paper;
+    ``"probability"`` is the original InterpretDL's objective."""
     from captum.attr import LayerGradCam
 
     entry, imgs, labels = digits

@@ -219,10 +219,10 @@ def test_pairwise_multilabel_zero_shot_qa_and_ner(wordpiece, bpe):
     np.testing.assert_allclose([s for _, s in down], [-s for _, s in up], atol=1e-6)
     assert "[SEP]" in [t for t, _ in up][1:-1]  # both segments
 
-    multi = it.MultiLabelClassificationExplainer(_bert(vocab, num_labels=3), wordpiece)
+    multi = it.MultiLabelClassificationExplainer(_bert(vocab, num_labels=3), wordpiece, gradient_of="logit")
     per_label = multi("a dull story with brilliant actors")
     assert list(per_label) == ["LABEL_0", "LABEL_1", "LABEL_2"]
-    single = it.SequenceClassificationExplainer(multi.model, wordpiece)
+    single = it.SequenceClassificationExplainer(multi.model, wordpiece, gradient_of="logit")
     for k, name in enumerate(per_label):  # sharing the forward passes changes nothing
         alone = single("a dull story with brilliant actors", index=k)
         np.testing.assert_allclose([s for _, s in per_label[name]], [s for _, s in alone], atol=1e-5)

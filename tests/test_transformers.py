@@ -346,3 +346,32 @@ def test_digits_vit_maps_sit_on_the_strokes():
         )
         on_strokes = (maps * strokes).sum(axis=(1, 2)) / maps.sum(axis=(1, 2))
         assert on_strokes.mean() > 0.5, (cls.__name__, kwargs, on_strokes.mean())
+
+
+def test_bt_token_mode_reads_the_block_input_and_the_interpretdl_recipe(vit_pair):
+    """Token-wise BT takes ``z`` from the block input (the input of ``norm1``), as the method's authors' code;
+    InterpretDL 0.8.0 took it after the first LayerNorm, which ``input_name="^blocks.[0-9]*.attn.qkv$"`` (the
+    input of ``qkv``) reproduces: there ``z`` is ``norm1``'s output."""
+    t, _ = vit_pair
+    x = _images(2)
+    names = dict(attn_map_name="^blocks.[0-9]*.attn.attn_drop$", attn_v_name="^blocks.[0-9]*.attn.qkv$")
+    names["attn_proj_name"] = "^blocks.[0-9]*.attn.proj$"
+    kept = {}
+    handles = [
+        block.norm1.register_forward_hook(lambda m, a, out, k=k: kept.update({k: (a[0].detach(), out.detach())}))
+        for k, block in enumerate(t.blocks)
+    ]
+    try:
+        for input_name, which in (("^blocks.[0-9]*.norm1$", 0), ("^blocks.[0-9]*.attn.qkv$", 1)):
+            predict_fn = it.BTCVInterpreter(t)._build_predict_fn(**names, input_name=input_name)
+            inputs = predict_fn(x)[2]
+            for k, z in enumerate(inputs):
+                np.testing.assert_allclose(np.asarray(z), kept[k][which].numpy(), rtol=1e-5, atol=1e-6)
+    finally:
+        for handle in handles:
+            handle.remove()
+    common = dict(ap_mode="token", start_layer=1, steps=3, resize_to=None, visual=False)
+    ours = it.BTCVInterpreter(t).interpret(x, **common)
+    recipe = it.BTCVInterpreter(t).interpret(x, **common, input_name="^blocks.[0-9]*.attn.qkv$")
+    assert np.isfinite(recipe).all() and recipe.shape == ours.shape
+    assert not np.allclose(recipe, ours, rtol=1e-3)

@@ -42,7 +42,7 @@ _DEVICE_RE = re.compile(r"^(cpu|gpu|cuda)(?::(\d+))?$")
 def parse_device(device: Any = None, use_cuda: bool | None = None) -> Device:
     """Parse ``None``, ``"cpu"``, ``"gpu"``, ``"gpu:N"``, ``"cuda"``, ``"cuda:N"`` (or a framework device object).
 
-    ``use_cuda`` is the seed's deprecated spelling: it still works, with a ``DeprecationWarning``.
+    ``use_cuda`` is InterpretDL's deprecated spelling: it still works, with a ``DeprecationWarning``.
     """
     if use_cuda is not None:
         warnings.warn(
@@ -423,7 +423,9 @@ class ModelAdapter:
         the objective w.r.t. that replacement. ``targets`` ``[B]`` or ``[B, T]`` (several targets share the
         forward: one backward each); ``None`` explains the predicted class. ``output`` names the model output to
         read (e.g. ``start_logits``), ``positions`` ``[B, T]`` the token whose scores are read when it is
-        ``[B, L, K]`` (token classification). Only the first call of ``layer`` in a forward is replaced."""
+        ``[B, L, K]`` (token classification). Only the first call of ``layer`` in a forward is replaced.
+        ``objective``: ``probability`` (softmax), ``logit``, ``loss``, ``sigmoid`` (of the target's logit: independent
+        labels) or ``max_logit`` (the largest score over the last axis, e.g. over positions, whatever the target)."""
         raise TypeError(f"a plain callable ({type(self.model).__name__}) has no embedding layer.")
 
     def layer_output(self, inputs: dict | tuple, layer: str) -> Any:

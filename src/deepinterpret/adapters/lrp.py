@@ -6,13 +6,15 @@ relevance as ``R = a ⊙ g``; a rule for a linear layer (convolution, dense) wit
 pre-activations ``z_p`` (one per part ``p``, with coefficient ``c_p``) propagates
 ``R_in = a ⊙ Σ_p c_p J_{z_p}ᵀ (R_out / z_p)``. A forward hook replaces the layer's output by
 
-    out' = Σ_p c_p · z_p(a) ⊙ stop_gradient(out / stab(z_p(a)))
+    new = Σ_p c_p · z_p(a) ⊙ stop_gradient(out / stab(z_p(a))),    out' = new + stop_gradient(out − new)
 
-whose value is ``out`` (for ``Σ c_p = 1``) and whose gradient is exactly that propagation; ReLU, max pooling,
+whose value is exactly ``out`` (so every later layer reads the model's own activations and computes its own
+ratio from them, whatever ``ε``) and whose gradient is exactly that propagation; ReLU, max pooling,
 average pooling and residual sums already propagate LRP-0 through their ordinary gradients, and other
 element-wise layers (activations, an unmerged BatchNorm) pass relevance through unchanged
-(``out' = a ⊙ stop_gradient(out / stab(a))``). One forward and one backward of the target logit then give
-``R_input = x ⊙ ∇x``; the first-layer rules zᴮ and flat read extra leaves (the bounds, a tensor of ones).
+(``new = a ⊙ stop_gradient(out / stab(a))``, the value kept the same way). One forward and one backward of the
+target logit then give ``R_input = x ⊙ ∇x``; the first-layer rules zᴮ and flat read extra leaves (the bounds, a
+tensor of ones).
 BatchNorm layers that directly follow a convolution or linear layer are merged into it for the explanation and
 the model's tensors are put back exactly afterwards.
 """
@@ -78,7 +80,9 @@ def ZPlus() -> Rule:  # noqa: N802
 
 
 def ZBox(low: float, high: float) -> Rule:  # noqa: N802
-    """LRP-zᴮ for the input layer, with input bounds ``[low, high]`` (in model-input units)."""
+    """LRP-zᴮ for the input layer, with input bounds ``[low, high]`` (in model-input units):
+    ``R_j = Σ_k (a_j w_jk − l_j w⁺_jk − h_j w⁻_jk) / Σ_j' (…) R_k``, without the bias, as in Montavon et al. (2019)
+    and zennit's ``ZBox`` (whose modified biases cancel)."""
     return Rule(f"zbox({low:g},{high:g})", box=(float(low), float(high)))
 
 
@@ -146,26 +150,31 @@ def lrp_relevance(adapter, x, targets, rules: dict[str, Rule], merge_batchnorm: 
     def ratio(output, z, epsilon):
         return ops.detach(output / ops.stabilize(z, epsilon))
 
+    def keep(new, output):
+        # The rule's gradient with the layer's own value: ``z · (out / (z + ε))`` alone would hand the next layers
+        # ``out² / (out + ε)`` instead of ``out`` (for ε-LRP), so that every later ratio came out wrong.
+        return new + ops.detach(output - new)
+
     def linear_hook(name: str, rule: Rule, bn: str | None):
         def apply(a, output, weight, bias, layer):
             if rule.flat:
                 ones = ops.leaf(a, 1.0)
                 leaves["flat"].append(ones)
                 z = ops.forward(layer, ones, ops.ones_like(weight), None)
-                return z * ratio(output, z, rule.epsilon)
+                return keep(z * ratio(output, z, rule.epsilon), output)
             if rule.box is not None:
                 low, high = ops.leaf(a, rule.box[0]), ops.leaf(a, rule.box[1])
                 leaves["box"].append((low, high))
-                z = (
-                    ops.forward(layer, a, weight, bias)
+                z = (  # no bias (Montavon et al. 2019; zennit's modified biases b - b⁺ - b⁻ cancel)
+                    ops.forward(layer, a, weight, None)
                     - ops.forward(layer, low, weight.clip(min=0), None)
                     - ops.forward(layer, high, weight.clip(max=0), None)
                 )
-                return z * ratio(output, z, rule.epsilon)
+                return keep(z * ratio(output, z, rule.epsilon), output)
             if _is_epsilon(rule):
                 # ε-rule: z is the layer's own output (BatchNorm merged: the BatchNorm's), and the ordinary
                 # backward through it is the rule's propagation; no second convolution is needed.
-                return output * ratio(output, output, rule.epsilon)
+                return keep(output * ratio(output, output, rule.epsilon), output)
             signed = bool((a < 0).any())
             new = None
             for coefficient, terms in rule.parts:
@@ -187,7 +196,7 @@ def lrp_relevance(adapter, x, targets, rules: dict[str, Rule], merge_batchnorm: 
                 if coefficient != 1.0:
                     piece = coefficient * piece
                 new = piece if new is None else new + piece
-            return new
+            return new if new is None else keep(new, output)
 
         def hook(layer, inputs, output):
             a = inputs[0]
@@ -209,7 +218,8 @@ def lrp_relevance(adapter, x, targets, rules: dict[str, Rule], merge_batchnorm: 
                 )
             a, _, weight, bias, conv_layer = stash.pop(conv)
             if _is_epsilon(rule_hook.rule):
-                return output * ratio(output, output, rule_hook.rule.epsilon)  # ε: through conv and BatchNorm
+                # ε: through conv and BatchNorm
+                return keep(output * ratio(output, output, rule_hook.rule.epsilon), output)
             scale, shift = ops.batchnorm_affine(layer)
             shape = (-1,) + (1,) * (len(weight.shape) - 1)
             merged_weight = weight * scale.reshape(shape)
@@ -220,7 +230,7 @@ def lrp_relevance(adapter, x, targets, rules: dict[str, Rule], merge_batchnorm: 
 
     def pass_hook(layer, inputs, output):
         a = inputs[0]
-        return a * ratio(output, a, 1e-9)
+        return keep(a * ratio(output, a, 1e-9), output)
 
     handles = []
     try:

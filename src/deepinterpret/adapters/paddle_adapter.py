@@ -326,6 +326,10 @@ class PaddleAdapter(ModelAdapter):
             value = paddle.take_along_axis(scores, index, axis=-1)[..., 0]
         elif objective == "probability":
             value = paddle.take_along_axis(paddle.nn.functional.softmax(scores, axis=-1), index, axis=-1)[..., 0]
+        elif objective == "sigmoid":
+            value = paddle.nn.functional.sigmoid(paddle.take_along_axis(scores, index, axis=-1)[..., 0])
+        elif objective == "max_logit":
+            value = scores.max(axis=-1)
         else:
             value = -paddle.take_along_axis(paddle.nn.functional.log_softmax(scores, axis=-1), index, axis=-1)[..., 0]
         columns = targets.shape[1]

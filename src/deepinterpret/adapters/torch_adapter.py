@@ -309,6 +309,10 @@ class TorchAdapter(ModelAdapter):
             return scores.gather(-1, index)[..., 0], logits
         if objective == "probability":
             return torch.softmax(scores, dim=-1).gather(-1, index)[..., 0], logits
+        if objective == "sigmoid":  # independent labels (multi-label heads, one-output models)
+            return torch.sigmoid(scores.gather(-1, index)[..., 0]), logits
+        if objective == "max_logit":  # the largest score over the last axis (QA: over positions), whatever target
+            return scores.max(dim=-1).values, logits
         return -torch.log_softmax(scores, dim=-1).gather(-1, index)[..., 0], logits
 
     def embedding_pass(

@@ -56,7 +56,7 @@ def encode_texts(
     text_to_input_fn: Callable[[str], Any] | None = None,
     max_seq_len: int = 128,
 ) -> TextBatch:
-    """Tokenise ``raw_text`` (one string or several) with a Hugging Face tokenizer, or with the seed's
+    """Tokenise ``raw_text`` (one string or several) with a Hugging Face tokenizer, or with InterpretDL's
     ``text_to_input_fn`` (text → ``input_ids`` array, or a dict of input arrays); texts are truncated to
     ``max_seq_len`` tokens and padded to the longest."""
     if (tokenizer is None) == (text_to_input_fn is None):

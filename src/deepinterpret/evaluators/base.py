@@ -16,7 +16,7 @@ def explanation_map(
 ) -> np.ndarray:
     """One image's explanation as a float ``[height, width]`` map, larger = more important for the class.
 
-    Accepted: pixel attributions ``[C, H, W]`` / ``[1, C, H, W]`` (Σ_c |·| as the seed, or the signed Σ_c when
+    Accepted: pixel attributions ``[C, H, W]`` / ``[1, C, H, W]`` (Σ_c |·| as InterpretDL, or the signed Σ_c when
     ``absolute=False``: evidence against the class then ranks last), 2-D maps at any
     resolution such as layer-resolution CAMs (upsampled bilinearly), and LIME results (``lime_results`` dicts with
     ``segmentation`` and ``lime_weights``; each superpixel gets its signed weight for ``label``, default the first
@@ -49,7 +49,7 @@ def explanation_map(
 
 
 class InterpreterEvaluator:
-    """The base of the evaluators (seed 2.1). ``model`` may be ``None`` for the ones that need no model."""
+    """The base of the evaluators. ``model`` may be ``None`` for the ones that need no model."""
 
     def __init__(self, model: Any = None, device: str | None = None, normalization: Any = None, **kwargs: Any):
         self.model = model

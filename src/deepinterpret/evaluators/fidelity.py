@@ -3,13 +3,13 @@ correlation, Bhatt et al. 2020, https://arxiv.org/abs/2005.00631) and Monotonici
 Nguyen & Martínez 2020, https://arxiv.org/abs/2007.07584).
 
 * Infidelity: ``mean_I (β·Iᵀφ − (f(x) − f(x − I)))²`` with the optimal scale ``β = E[Iᵀφ·Δf] / E[(Iᵀφ)²]`` (the
-  official code's normalisation, as the seed); ``f`` is the target logit. The seed's perturbations are grey
+  official code's normalisation, as InterpretDL); ``f`` is the target logit. InterpretDL's perturbations are grey
   squares: ``I = x − x_square`` over squares of a few sizes at a stride (skipped where they overrun the border).
   Results are cached by the exact image, explanation-independent part only.
 * SensitivityMax: ``max_δ ‖Φ(x + δ) − Φ(x)‖ / ‖Φ(x)‖`` over ``n_perturb_samples`` draws of δ uniform in
   ``[−r, r]`` (Captum's definition and default radius 0.02).
 * LocalFidelity: the Pearson correlation, over random subsets S of patches (or superpixels), between the summed
-  attribution of S and the drop of the class probability when S is removed (``fill``: grey as the seed's
+  attribution of S and the drop of the class probability when S is removed (``fill``: grey as InterpretDL's
   evaluators, ``black``, ``mean`` or a pixel value).
 * Monotonicity: the Spearman correlation between each patch's attribution and the probability drop when that
   patch alone is greyed.
@@ -84,7 +84,7 @@ def _attribution_volume(explanation: Any, x: np.ndarray) -> np.ndarray:
 
 
 class Infidelity(InterpreterEvaluator):
-    """Infidelity (seed 2.4). ``evaluate`` returns the score (lower is better); ``results`` keeps the details."""
+    """Infidelity. ``evaluate`` returns the score (lower is better); ``results`` keeps the details."""
 
     def __init__(self, model: Any, device: str | None = None, **kwargs: Any):
         super().__init__(model, device, **kwargs)

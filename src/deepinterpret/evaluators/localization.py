@@ -1,8 +1,8 @@
 """Whether explanations point at the object: PointGame (bounding box) and PointGameSegmentation (mask), after
-Zhang et al. 2016 (https://arxiv.org/abs/1608.00507), with the seed's measures.
+Zhang et al. 2016 (https://arxiv.org/abs/1608.00507), with InterpretDL's measures.
 
 Thresholded at ``threshold · max``: precision, recall, F1; threshold-free: ROC AUC and average precision
-(scikit-learn); beyond the seed, ``hit``: whether the map's maximum falls on the object (the classic pointing
+(scikit-learn); beyond InterpretDL, ``hit``: whether the map's maximum falls on the object (the classic pointing
 game). Explanations of any resolution or kind (pixel maps, CAMs, LIME results) are mapped to the mask's size.
 """
 
@@ -39,7 +39,7 @@ def alignment(mask: np.ndarray, explanation: Any, threshold: float = 0.25) -> di
 
 
 class PointGame(InterpreterEvaluator):
-    """Alignment with a bounding box ``(x1, y1, x2, y2)`` (seed 3.1); needs no model."""
+    """Alignment with a bounding box ``(x1, y1, x2, y2)``; needs no model."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(None)
@@ -60,7 +60,7 @@ class PointGame(InterpreterEvaluator):
 
 
 class PointGameSegmentation(InterpreterEvaluator):
-    """Alignment with a binary segmentation mask (seed 3.2); needs no model."""
+    """Alignment with a binary segmentation mask; needs no model."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(None)

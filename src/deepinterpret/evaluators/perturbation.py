@@ -109,7 +109,7 @@ class _CurveEvaluator(InterpreterEvaluator):
         absolute: bool = True,
         patch: int | None = None,
     ) -> dict[str, Any]:
-        """Beyond the seed: ``label`` (default the prediction), ``fill`` (``grey`` as the original, ``black``,
+        """Beyond InterpretDL: ``label`` (default the prediction), ``fill`` (``grey`` as the original, ``black``,
         ``mean`` or a pixel value), ``absolute`` (rank pixel attributions by Σ_c |·| as the original, or by the
         signed sum) and ``patch`` (perturb ``patch``×``patch`` regions, as Samek et al., instead of pixels)."""
         batch = self._load(img_path, resize_to, crop_to)
@@ -135,7 +135,7 @@ class _CurveEvaluator(InterpreterEvaluator):
 
 
 class DeletionInsertion(_CurveEvaluator):
-    """Deletion and Insertion (seed 2.2). Keys: ``deletion_score``, ``del_probas``, ``deletion_images``,
+    """Deletion and Insertion. Keys: ``deletion_score``, ``del_probas``, ``deletion_images``,
     ``insertion_score``, ``ins_probas``, ``insertion_images`` (for the curves asked for), and ``label``. Lower
     deletion and higher insertion scores mean a more faithful explanation. Either flag alone works (the
     original raised unless both were set)."""
@@ -161,7 +161,7 @@ class DeletionInsertion(_CurveEvaluator):
 
 
 class Perturbation(_CurveEvaluator):
-    """MoRF (most relevant first, = deletion) and LeRF (least relevant first) (seed 2.3). Keys: ``MoRF_score``,
+    """MoRF (most relevant first, = deletion) and LeRF (least relevant first). Keys: ``MoRF_score``,
     ``MoRF_probas``, ``MoRF_images``, ``LeRF_score``, ``LeRF_probas``, ``LeRF_images``, ``label``."""
 
     modes = (("deletion", "MoRF_score", "MoRF"), ("lerf", "LeRF_score", "LeRF"))

@@ -1,5 +1,9 @@
 """The image explainer of transformers-interpret: Integrated Gradients (or SmoothGrad / GradientSHAP) on a Hugging
-Face image classifier, and its four pictures (``heatmap``, ``overlay``, ``masked_image``, ``alpha_scaling``)."""
+Face image classifier, and its four pictures (``heatmap``, ``overlay``, ``masked_image``, ``alpha_scaling``).
+
+As transformers-interpret, the class logit is explained by default, and Integrated Gradients uses Captum's
+Gauss–Legendre rule from a zero (normalised) image; ``gradient_of="probability"`` explains the softmax
+probability, and ``method=`` (e.g. ``"riemann_trapezoid"``) picks another rule."""
 
 from __future__ import annotations
 
@@ -34,7 +38,8 @@ def _processor_settings(feature_extractor: Any) -> tuple[Normalization | None, i
 
 
 class ImageClassificationExplainer:
-    """``explainer(image)`` → attributions ``[1, C, H, W]``; ``explainer.visualize(method=...)`` → a picture."""
+    """``explainer(image)`` → attributions ``[1, C, H, W]``; ``explainer.visualize(method=...)`` → a picture.
+    ``gradient_of``: ``"logit"`` (default, as transformers-interpret) or ``"probability"``."""
 
     def __init__(
         self,
@@ -45,7 +50,11 @@ class ImageClassificationExplainer:
         normalization: Any = None,
         image_size: int | None = None,
         device: str | None = None,
+        gradient_of: str = "logit",
     ):
+        if gradient_of not in ("logit", "probability"):
+            raise ValueError(f"gradient_of must be 'logit' or 'probability'; got {gradient_of!r}.")
+        self.gradient_of = gradient_of
         if attribution_type not in IMAGE_ATTRIBUTIONS:
             raise ValueError(f"attribution_type must be one of {list(IMAGE_ATTRIBUTIONS)}; got {attribution_type!r}.")
         processor_normalization, processor_size = _processor_settings(feature_extractor)
@@ -74,6 +83,9 @@ class ImageClassificationExplainer:
                 raise ValueError(f"unknown class_name {class_name!r}; the model's labels: {list(self.label2id)[:10]}.")
             index = self.label2id[class_name]
         amount = {"steps": n_steps} if self.attribution_type == "integrated_gradients" else {"n_samples": n_steps}
+        if self.attribution_type == "integrated_gradients":
+            options.setdefault("method", "gausslegendre")  # Captum's default, as transformers-interpret
+        options.setdefault("gradient_of", self.gradient_of)
         self.attributions = self.interpreter.interpret(
             image, labels=index, resize_to=self.image_size, crop_to=self.image_size, visual=False,
             batch_size=internal_batch_size, **amount, **options,

@@ -4,18 +4,46 @@
     word_attributions = explainer("I love you, I like you")      # [(token, score), ...]
     explainer.visualize("viz.html")
 
-Attributions are layer Integrated Gradients on the word embeddings by default, from a reference of ``[PAD]``
-tokens that keeps the special tokens (so those get exactly 0), summed over the embedding dimensions and divided
-by their L2 norm, as transformers-interpret computes them. Beyond it: ``method=`` picks ``"intgrad"``,
-``"smoothgrad"``, ``"gradshap"``, ``"lime"`` or ``"generic_attention"``; a list of texts is explained in batches;
-the per-label explainers (multi-label, token classification) read every label from each forward pass (one
-backward per label) instead of starting over, and zero-shot labels go through the model together.
+By default the numbers are transformers-interpret 0.10's: layer Integrated Gradients on the word embeddings
+(Captum's Gauss–Legendre rule, 50 steps) from a reference of ``[PAD]`` tokens that keeps the special tokens (so
+those get exactly 0), summed over the embedding dimensions and divided by their L2 norm, of the same quantity:
+
+* the softmax probability of the explained class (sequence, pairwise, zero-shot: of "entailment", token
+  classification: of the token's predicted class);
+* the sigmoid of each label's logit for :class:`MultiLabelClassificationExplainer` and for one-output models;
+* for question answering, the largest start (end) logit over all positions at each interpolation point, with
+  the attributions taken on the whole embeddings module (``embedding_type=2``).
+
+``gradient_of="logit"`` explains the class logit instead (QA: the logit of the predicted start / end position;
+``"probability"``: its softmax over positions). Beyond it: ``method=`` picks ``"intgrad"``, ``"smoothgrad"``,
+``"gradshap"``, ``"lime"`` or ``"generic_attention"``; a list of texts is explained in batches; the per-label
+explainers (multi-label, token classification) read every label from each forward pass (one backward per label)
+instead of starting over, and zero-shot labels go through the model together.
+
+Where transformers-interpret 0.10 is wrong these explainers do otherwise, on purpose:
+
+* token-type ids are the tokenizer's. transformers-interpret builds its own, with every position after the index
+  of the first segment's last word in segment 1: a single text's final ``[SEP]`` (sequence and multi-label
+  explainers), and the separator that ends the premise (zero-shot) or the question (QA), read as segment 1 —
+  inputs the tokenizer never makes, which change the model's outputs;
+* zero-shot keeps the premise's last token; transformers-interpret cuts the premise's attributions one token
+  short (and normalises over the rest);
+* QA's ``predicted_answer`` is the best valid span (end ≥ start) inside the context; transformers-interpret
+  takes the start and end argmax independently over all tokens, so its answer is often empty or holds question
+  tokens and ``[SEP]``;
+* token classification gives every token its own entry (a repeated token's later occurrences are keyed
+  ``"token_position"``); transformers-interpret keys by token text, so repeated tokens overwrite each other.
+  Special tokens are not explained (transformers-interpret explains ``[CLS]`` and ``[SEP]`` too);
+* zero-shot ``label_probabilities`` are the softmax of the entailment logits across labels, as Hugging Face's
+  zero-shot pipeline; transformers-interpret divides their sigmoids by their sum (same ranking).
 """
 
 from __future__ import annotations
 
 import html
+import inspect
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -28,10 +56,17 @@ from ..interpreters.transformers import ModelInputs, attention_relevance
 from ..viz import show_text, text_html, token_colour
 
 TEXT_METHODS = ("intgrad", "smoothgrad", "gradshap", "lime", "generic_attention")
+GRADIENT_OF = ("probability", "logit")
 
 
 class BaseExplainer:
-    """What every text explainer shares: the model's adapter, the tokenizer, the attribution method and the HTML."""
+    """What every text explainer shares: the model's adapter, the tokenizer, the attribution method and the HTML.
+
+    ``gradient_of``: ``"probability"`` (the default; softmax, or sigmoid for independent labels and one-output
+    models, as transformers-interpret) or ``"logit"``."""
+
+    gradient_choices: tuple[str, ...] = GRADIENT_OF  # the first is the default
+    independent_labels = False  # multi-label heads: the sigmoid of each logit is the probability
 
     def __init__(
         self,
@@ -44,8 +79,12 @@ class BaseExplainer:
         max_seq_len: int = 512,
         merge_subwords: str | None = None,
         random_seed: int | None = 0,
+        gradient_of: str | None = None,
         **options: Any,
     ):
+        if gradient_of is not None and gradient_of not in self.gradient_choices:
+            raise ValueError(f"gradient_of must be one of {self.gradient_choices}; got {gradient_of!r}.")
+        self.gradient_of = gradient_of or self.gradient_choices[0]
         if attribution_type != "lig":
             raise ValueError(f"attribution_type must be 'lig' (layer integrated gradients); got {attribution_type!r}.")
         if method not in TEXT_METHODS:
@@ -71,6 +110,14 @@ class BaseExplainer:
         self.records: list[dict[str, Any]] = []
 
     # -- the attribution ---------------------------------------------------------------------------------------
+    def _objective(self) -> str:
+        """What the embedding pass differentiates for ``self.gradient_of``."""
+        if self.gradient_of == "probability" and (
+            self.independent_labels or getattr(getattr(self.model, "config", None), "num_labels", None) == 1
+        ):
+            return "sigmoid"
+        return self.gradient_of
+
     def _layer(self, embedding_type: int) -> str:
         if embedding_type == 0:
             return find_embedding(self.adapter, None)
@@ -79,9 +126,41 @@ class BaseExplainer:
             if not names:
                 raise ValueError("this model has no position embedding layer; use embedding_type=0.")
             return names[0]
+        if embedding_type == 2:  # the whole embeddings module (words, positions, token types, LayerNorm)
+            parts = find_embedding(self.adapter, None).split(".")
+            for k in range(len(parts) - 1, 0, -1):
+                if parts[k - 1].endswith("embeddings"):
+                    return ".".join(parts[:k])
+            warnings.warn(  # as transformers-interpret: fall back to the word embeddings
+                "this model has no embeddings module around its word embeddings; using the word embeddings "
+                "(embedding_type=0).",
+                stacklevel=3,
+            )
+            return ".".join(parts)
         raise ValueError(
-            f"embedding_type must be 0 (word embeddings) or 1 (position embeddings); got {embedding_type}."
+            f"embedding_type must be 0 (word embeddings), 1 (position embeddings) or 2 (the embeddings module); "
+            f"got {embedding_type}."
         )
+
+    def _reference(self, batch: TextBatch, embedding_type: int) -> dict[str, np.ndarray]:
+        """transformers-interpret's reference: ``[PAD]`` for every real, non-special token; for the position
+        embeddings and the whole embeddings module also position ids and token-type ids of 0."""
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        reference = reference_inputs(batch, 0 if pad is None else int(pad))
+        if embedding_type in (1, 2):
+            zeros = np.zeros_like(batch.inputs["input_ids"])
+            if "token_type_ids" in reference:
+                reference["token_type_ids"] = zeros
+            forward = getattr(self.model, "forward", None)
+            config = getattr(self.model, "config", None)
+            try:
+                accepts = "position_ids" in inspect.signature(forward).parameters
+            except (TypeError, ValueError):
+                accepts = False
+            # RoBERTa-style models number positions from the padding index: left alone, as transformers-interpret.
+            if accepts and getattr(config, "model_type", None) not in ("roberta", "xlm-roberta", "camembert"):
+                reference["position_ids"] = zeros
+        return reference
 
     def _scores(
         self,
@@ -90,24 +169,25 @@ class BaseExplainer:
         embedding_type: int = 0,
         n_steps: int | None = None,
         internal_batch_size: int | None = None,
-        objective: str = "logit",
+        objective: str | None = None,
         output: str | None = None,
         positions: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(scores [N, T, L] normalised per (text, target), logits, targets [N, T])`` for targets ``[N, T]``
         (``None``: each text's predicted class, read off the first pass of the gradient methods)."""
+        objective = objective or self._objective()
         steps = 50 if n_steps is None else n_steps
         batch_size = internal_batch_size or max(steps, 16)
         if targets is None and self.method in ("lime", "generic_attention"):
             with self.adapter.evaluation():
                 targets = self.adapter.predict_inputs(batch.inputs, output="logit").argmax(axis=1)[:, None]
         if self.method in ("intgrad", "smoothgrad", "gradshap"):
-            pad = getattr(self.tokenizer, "pad_token_id", None)
-            reference = reference_inputs(batch, 0 if pad is None else int(pad)) if embedding_type == 0 else None
             result = embedding_attributions(
                 self.adapter, batch.inputs, self._layer(embedding_type), targets, self.method, objective,
                 steps=steps, n_samples=self.options.get("n_samples", 20),
-                noise_amount=self.options.get("noise_amount", 0.1), baseline_inputs=reference,
+                noise_amount=self.options.get("noise_amount", 0.1),
+                baseline_inputs=self._reference(batch, embedding_type),
+                quadrature_rule=self.options.get("quadrature_rule", "gausslegendre"),
                 random_seed=self.random_seed, batch_size=batch_size, output=output, positions=positions,
                 progress=False,
             )  # fmt: skip
@@ -145,6 +225,11 @@ class BaseExplainer:
     def _generic_attention(self, batch, targets, objective, batch_size):
         if not self.adapter.is_huggingface:
             raise ValueError("method='generic_attention' needs a Hugging Face model (its attention outputs).")
+        if objective not in GRADIENT_OF:
+            raise ValueError(
+                f"method='generic_attention' weights attention by the gradient of the softmax probability or the "
+                f"logit, not {objective!r}; pass gradient_of='logit' (or 'probability' for a softmax head)."
+            )
         source = "hf"
         columns = []
         for t in range(targets.shape[1]):
@@ -224,7 +309,10 @@ class BaseExplainer:
 
 
 class SequenceClassificationExplainer(BaseExplainer):
-    """Explains a sequence classifier's prediction (or the class ``index`` / ``class_name``) token by token."""
+    """Explains a sequence classifier's prediction (or the class ``index`` / ``class_name``) token by token: the
+    softmax probability of the class by default (the sigmoid for a one-output model), as transformers-interpret;
+    its logit with ``gradient_of="logit"``. The token-type ids are the tokenizer's (all 0 for one text);
+    transformers-interpret puts the final ``[SEP]`` in segment 1."""
 
     def _encode(self, text: Any, pairs: Any = None) -> TextBatch:
         texts = as_texts(text)
@@ -288,7 +376,9 @@ class SequenceClassificationExplainer(BaseExplainer):
 
 class PairwiseSequenceClassificationExplainer(SequenceClassificationExplainer):
     """Explains a model that reads two texts separated by the tokenizer's separator (NLI, cross-encoders). For a
-    one-output model the attributions push the score up; ``flip_sign=True`` explains a score near 0."""
+    one-output model the attributions push the score (its sigmoid) up; ``flip_sign=True`` explains a score near 0.
+    The pair is encoded by the tokenizer (transformers-interpret 0.10's ``tokenizer.encode([text1, text2])`` fails
+    with current transformers)."""
 
     def __call__(
         self,
@@ -307,7 +397,12 @@ class PairwiseSequenceClassificationExplainer(SequenceClassificationExplainer):
 
 class MultiLabelClassificationExplainer(SequenceClassificationExplainer):
     """Attributions for every label of the model's config: ``{label: [(token, score)]}``. All labels are read from
-    each forward pass (one backward per label); the objective is each label's logit (independent sigmoids)."""
+    each forward pass (one backward per label); each label is explained through the sigmoid of its logit
+    (independent labels, as transformers-interpret), or its logit with ``gradient_of="logit"``. ``n_steps`` and
+    ``internal_batch_size`` are honoured (transformers-interpret's per-label explainers ignore them and take 50
+    steps); the token-type ids are the tokenizer's."""
+
+    independent_labels = True
 
     def __call__(
         self,
@@ -341,8 +436,13 @@ class MultiLabelClassificationExplainer(SequenceClassificationExplainer):
 
 class ZeroShotClassificationExplainer(SequenceClassificationExplainer):
     """Zero-shot classification with an NLI model: each label becomes the hypothesis ``hypothesis_template`` and the
-    entailment logit is explained; ``predicted_label`` scores highest. All labels' pairs go through the model
-    together. Returns ``{label: [(token, score)]}`` over the text's tokens (special tokens included)."""
+    softmax probability of "entailment" is explained (its logit with ``gradient_of="logit"``); ``predicted_label``
+    has the largest entailment logit and ``label_probabilities`` are the softmax of those logits across labels (as
+    Hugging Face's zero-shot pipeline; transformers-interpret divides their sigmoids by their sum). All labels'
+    pairs go through the model together. Returns ``{label: [(token, score)]}`` over the premise's tokens with
+    ``[CLS]`` and its ``[SEP]``, normalised over them (``include_hypothesis=True``: every token, normalised over
+    all). transformers-interpret drops the premise's last token and puts the premise's ``[SEP]`` in segment 1;
+    here the token is kept and the token types are the tokenizer's."""
 
     def _entailment_index(self) -> int:
         for name, index in self.label2id.items():
@@ -368,16 +468,19 @@ class ZeroShotClassificationExplainer(SequenceClassificationExplainer):
         targets = np.full((len(labels), 1), entail, np.int64)
         scores, logits, _ = self._scores(batch, targets, embedding_type, n_steps, internal_batch_size)
         entailment = logits[:, entail]
-        self.batch, self.attributions = batch, scores[:, 0]
+        self.batch, self.attributions = batch, scores[:, 0].copy()
         self.label_probabilities = dict(zip(labels, softmax(np, entailment[None])[0].tolist(), strict=True))
         self.predicted_label = labels[int(entailment.argmax())]
         self.labels = labels
         self.word_attributions = {}
         for i, label in enumerate(labels):
-            keep = None
+            keep, row = None, scores[i, 0]
             if not include_hypothesis:
                 keep = self._first_segment(batch, i)
-            self.word_attributions[label] = self._word_list(batch, i, scores[i, 0], keep)
+                norm = np.linalg.norm(row[batch.positions[i][keep]])
+                row = row / norm if norm > 0 else row
+                self.attributions[i] = row
+            self.word_attributions[label] = self._word_list(batch, i, row, keep)
         self.records = [
             dict(
                 words=self.word_attributions[label],
@@ -401,13 +504,27 @@ class ZeroShotClassificationExplainer(SequenceClassificationExplainer):
 
 
 class QuestionAnsweringExplainer(BaseExplainer):
-    """Explains an extractive QA model's answer: attributions for the predicted start and end positions."""
+    """Explains an extractive QA model's answer: attributions for the start and the end of the answer.
+
+    By default, as transformers-interpret, the explained quantity is the largest start (end) logit over all
+    positions at each interpolation point (``gradient_of="max_logit"``) and the attributions are taken on the whole
+    embeddings module (``embedding_type=2``; its reference has ``[PAD]`` tokens, position ids and token-type ids of
+    0). ``gradient_of="logit"`` explains the logit of the predicted start (end) position, ``"probability"`` its
+    softmax over positions. ``predicted_answer`` is the best valid span: the largest ``start + end`` logit with end ≥
+    start, both inside the context — never a question token nor a special token (transformers-interpret takes the
+    start and end argmax independently over all tokens, so its answer is often empty or holds question tokens and
+    ``[SEP]``); ``start_index`` / ``end_index`` are that span's positions."""
+
+    gradient_choices = ("max_logit", "logit", "probability")
+
+    def _objective(self) -> str:
+        return self.gradient_of  # a softmax over positions, whatever the number of labels
 
     def __call__(
         self,
         question: str,
         text: str,
-        embedding_type: int = 0,
+        embedding_type: int = 2,
         internal_batch_size: int | None = None,
         n_steps: int | None = None,
     ) -> dict[str, list[tuple[str, float]]]:
@@ -415,9 +532,9 @@ class QuestionAnsweringExplainer(BaseExplainer):
         with self.adapter.evaluation():
             start = self.adapter.predict_inputs(batch.inputs, output="logit", field="start_logits")
             end = self.adapter.predict_inputs(batch.inputs, output="logit", field="end_logits")
-        start_index = int(start[0].argmax())
-        end_index = start_index + int(end[0, start_index:].argmax())
-        self.predicted_answer = self.tokenizer.decode(batch.inputs["input_ids"][0, start_index : end_index + 1])
+        start_index, end_index = best_span(start[0], end[0], context_positions(batch, 0))
+        ids = batch.inputs["input_ids"][0, start_index : end_index + 1]
+        self.predicted_answer = self.tokenizer.decode(ids, skip_special_tokens=True)
         self.start_index, self.end_index = start_index, end_index
         self.batch = batch
         self.word_attributions = {}
@@ -435,9 +552,32 @@ class QuestionAnsweringExplainer(BaseExplainer):
         return self.word_attributions
 
 
+def context_positions(batch: TextBatch, i: int) -> np.ndarray:
+    """The positions of text ``i``'s second segment (the context of a question), special tokens excluded: the
+    tokens after the second run of special tokens (``[CLS] q [SEP] c [SEP]``, ``<s> q </s></s> c </s>``)."""
+    special, where = batch.special[i], batch.positions[i]
+    runs = np.cumsum(special & ~np.concatenate([[False], special[:-1]]))  # runs of special tokens so far
+    context = where[(~special) & (runs == 2)]
+    if not len(context):
+        raise ValueError("the input has no context segment after the question; pass a question and a text.")
+    return context
+
+
+def best_span(start: np.ndarray, end: np.ndarray, positions: np.ndarray) -> tuple[int, int]:
+    """``(s, e)`` among ``positions`` with ``s <= e`` maximising ``start[s] + end[e]``."""
+    total = start[positions][:, None] + end[positions][None, :]
+    total = np.where(np.triu(np.ones(total.shape, bool)), total, -np.inf)
+    s, e = np.unravel_index(int(np.argmax(total)), total.shape)
+    return int(positions[s]), int(positions[e])
+
+
 class TokenClassificationExplainer(BaseExplainer):
-    """Explains a token classifier (NER): for each token kept, ``{token: {"label", "attribution_scores"}}``. Every
-    kept token's label is read from the same forward passes (one backward each)."""
+    """Explains a token classifier (NER): for each token kept, ``{token: {"label", "attribution_scores"}}``, the
+    softmax probability of its predicted class explained (its logit with ``gradient_of="logit"``). Every kept
+    token's label is read from the same forward passes (one backward each). Every token has its own entry: the
+    first occurrence of a token text is keyed by the text, later ones ``"text_position"`` (transformers-interpret
+    keys by the text alone, so repeated tokens overwrite each other). Special tokens are not explained
+    (transformers-interpret explains ``[CLS]`` and ``[SEP]`` too)."""
 
     def __call__(
         self,

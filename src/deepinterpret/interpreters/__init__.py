@@ -1,4 +1,4 @@
-"""Interpreters: one file per algorithm family, each a pure function plus the seed's public class(es)."""
+"""Interpreters: one file per algorithm family, each a pure function plus InterpretDL's public class(es)."""
 
 from .base import InputGradientInterpreter, InputOutputInterpreter, Interpreter, accumulate_gradients
 from .cam import (

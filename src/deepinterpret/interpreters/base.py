@@ -1,6 +1,6 @@
 """What every interpreter needs once: the adapter, input loading, target choice, the batched gradient loop,
 progress, and the visual/save step. Algorithm files hold the math as pure functions over
-``(adapter, batch, targets, params)`` and thin public classes with the seed's names and signatures."""
+``(adapter, batch, targets, params)`` and thin public classes with InterpretDL's names and signatures."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def per_image_range(xp: Any, x: Any) -> Any:
 
 
 class Interpreter:
-    """The base of every interpreter (seed 1.1.1).
+    """The base of every interpreter.
 
     Args:
         model: a ``torch.nn.Module``, a ``paddle.nn.Layer``, or a callable (NumPy batch in, scores out).
@@ -133,12 +133,12 @@ class Interpreter:
         self.predicted_proba: np.ndarray | None = None
         self.labels: np.ndarray | None = None
 
-    # -- the seed's abstract interface --------------------------------------------------------
+    # -- InterpretDL's abstract interface --------------------------------------------------------
     def _build_predict_fn(self, **kwargs: Any):
         raise NotImplementedError
 
     def _env_setup(self) -> None:
-        """Kept for the seed's API. Device placement happens in the adapter; nothing global is changed."""
+        """Kept for InterpretDL's API. Device placement happens in the adapter; nothing global is changed."""
 
     def interpret(self, **kwargs: Any):
         raise NotImplementedError
@@ -198,13 +198,13 @@ class Interpreter:
 
     @staticmethod
     def _labels(label: Any, labels: Any) -> Any:
-        """The seed spells the argument ``label`` in some classes and ``labels`` in others: accept either."""
+        """InterpretDL spells the argument ``label`` in some classes and ``labels`` in others: accept either."""
         if label is not None and labels is not None:
             raise ValueError("give label or labels, not both.")
         return labels if label is None else label
 
     def _visualize_gradients(self, batch: ImageBatch, explanation: np.ndarray, visual: bool, save_path: Any) -> None:
-        """The seed's picture for gradient methods: Σ_c |explanation| in green over the image."""
+        """InterpretDL's picture for gradient methods: Σ_c |explanation| in green over the image."""
         paths = save_paths(save_path, len(batch))
         if not visual and all(p is None for p in paths):
             return
@@ -217,7 +217,7 @@ class Interpreter:
 
 
 class InputGradientInterpreter(Interpreter):
-    """Sub-abstract interpreter for input-gradient methods (seed 1.1.2)."""
+    """Sub-abstract interpreter for input-gradient methods."""
 
     def _build_predict_fn(self, rebuild: bool = False, gradient_of: str = "probability"):
         """A ``predict_fn(inputs, labels=None) -> (gradients, labels, probas)`` over one model batch.
@@ -242,7 +242,7 @@ class InputGradientInterpreter(Interpreter):
 
 
 class InputOutputInterpreter(Interpreter):
-    """Sub-abstract interpreter for input-output (perturbation) methods (seed 1.1.3)."""
+    """Sub-abstract interpreter for input-output (perturbation) methods."""
 
     def _build_predict_fn(self, rebuild: bool = False, output: str = "probability"):
         """A ``predict_fn(inputs, batch_size=64) -> np.ndarray`` of probabilities or logits, with no graph built."""

@@ -3,10 +3,12 @@
 All maps are ``ReLU(Σ_k w_k ⊙ A_k)`` over the channels ``A_k`` of a convolutional layer; the methods differ
 only in the weights ``w``:
 
-* Grad-CAM (Selvaraju et al. 2017, https://arxiv.org/abs/1610.02391): ``w_k`` = spatial mean of the gradient.
-  On a layer that feeds global average pooling and a linear head, with ``gradient_of="logit"``, this is CAM
-  (Zhou et al. 2016) divided by ``h·w``. The original InterpretDL took the mean over channels instead of the
-  paper's sum: a positive scale, nothing else.
+* Grad-CAM (Selvaraju et al. 2017, https://arxiv.org/abs/1610.02391): ``w_k`` = spatial mean of the gradient
+  of the pre-softmax class score (the logit), as the paper, Captum's ``LayerGradCam`` and pytorch-grad-cam do;
+  the original InterpretDL differentiated the softmax probability, which ``gradient_of="probability"``
+  reproduces. On a layer that feeds global average pooling and a linear head this is CAM (Zhou et al. 2016)
+  divided by ``h·w``. The original InterpretDL took the mean over channels instead of the paper's sum: a
+  positive scale, nothing else.
 * Grad-CAM++ (Chattopadhay et al. 2018, https://arxiv.org/abs/1710.11063): ``w_k = Σ_ij α_kij ReLU(g_kij)`` with
   the closed form ``α = g² / (2g² + Σ_ab A_kab · g³)`` that the paper derives for an exponential of the class
   score; hence the class logit is differentiated by default.
@@ -73,7 +75,7 @@ def gradient_cam(
     targets: np.ndarray | None,
     layer: str,
     channel_weights=grad_cam_weights,
-    objective: str = "probability",
+    objective: str = "logit",
     batch_size: int = 16,
 ) -> tuple[Any, np.ndarray, np.ndarray]:
     """A gradient-weighted CAM of ``layer`` for each input: ``(maps [N, h, w], targets, probabilities [N, K])``.
@@ -174,7 +176,7 @@ class _CAMInterpreter(Interpreter):
 
 class _GradientCAMInterpreter(_CAMInterpreter):
     channel_weights = staticmethod(grad_cam_weights)
-    default_objective = "probability"
+    default_objective = "logit"  # the class score, as the papers and every peer; "probability" is InterpretDL's
 
     def interpret(
         self,
@@ -192,7 +194,8 @@ class _GradientCAMInterpreter(_CAMInterpreter):
         """Returns the maps at the layer's resolution, ``np.ndarray`` of shape ``[N, h, w]``.
 
         ``label`` (the seed's name) or ``labels``: one class per image; ``None`` explains the predicted class.
-        Beyond the seed: ``gradient_of`` (``probability``, ``logit`` or ``loss``) and ``batch_size``.
+        Beyond the original: ``gradient_of`` (``logit`` by default, as the Grad-CAM paper, Captum and pytorch-grad-cam;
+        ``probability``, the original InterpretDL's default, reproduces its maps; or ``loss``) and ``batch_size``.
         """
         objective = check_objective(gradient_of or self.default_objective)
         batch_size = check_batch_size(batch_size)
@@ -205,7 +208,9 @@ class _GradientCAMInterpreter(_CAMInterpreter):
 
 
 class GradCAMInterpreter(_GradientCAMInterpreter):
-    """Grad-CAM (seed 1.3.1); CAM when the layer feeds global average pooling and a linear head."""
+    """Grad-CAM (InterpretDL's ``GradCAMInterpreter``); CAM when the layer feeds global average pooling and a linear
+    head. The class logit is differentiated by default (the paper, Captum, pytorch-grad-cam); the original
+    InterpretDL's softmax probability with ``gradient_of="probability"``."""
 
 
 class GradCAMPlusPlusInterpreter(_GradientCAMInterpreter):

@@ -1,9 +1,9 @@
 """Consensus (Li et al. 2021, https://arxiv.org/abs/2109.00707): one interpreter over several models.
 
 Each model explains the inputs with the same interpreter class and arguments; the explanations are
-concatenated along the first axis (model-major), as the seed returns them. Beyond the seed, ``consensus``
+concatenated along the first axis (model-major), as InterpretDL returns them. Beyond InterpretDL, ``consensus``
 holds the averaged map: for each model the sum over channels of absolute values, scaled to [0, 1] per image,
-then averaged over the models (the normalisation the seed's example suggests). PyTorch and Paddle models mix.
+then averaged over the models (the normalisation InterpretDL's example suggests). PyTorch and Paddle models mix.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 
 
 class ConsensusInterpreter:
-    """Averages the explanations of ``InterpreterClass`` over ``list_of_models`` (seed 1.2.1)."""
+    """Averages the explanations of ``InterpreterClass`` over ``list_of_models``."""
 
     def __init__(self, InterpreterClass: type, list_of_models: Any, device: str | None = None, **kwargs: Any):
         self.models = list(list_of_models)

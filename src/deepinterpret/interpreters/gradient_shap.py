@@ -71,7 +71,7 @@ def gradient_shap(
 
 
 class GradShapCVInterpreter(InputGradientInterpreter):
-    """Gradient SHAP for images (seed 1.2.2). Beyond the seed: ``batch_size`` and ``random_seed``."""
+    """Gradient SHAP for images. Beyond InterpretDL: ``batch_size`` and ``random_seed``."""
 
     def interpret(
         self,

@@ -138,9 +138,9 @@ def integrated_gradients(
 
 
 class IntGradCVInterpreter(InputGradientInterpreter):
-    """Integrated Gradients for images (seed 1.2.3).
+    """Integrated Gradients for images.
 
-    Beyond the seed: ``method`` (quadrature rule), ``batch_size`` (points per model pass), ``random_seed`` (for
+    Beyond InterpretDL: ``method`` (quadrature rule), ``batch_size`` (points per model pass), ``random_seed`` (for
     ``'random'`` baselines). After a call, ``convergence_delta`` holds the per-image completeness gap.
     """
 

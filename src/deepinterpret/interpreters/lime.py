@@ -11,7 +11,7 @@ matrix in one vectorised step per batch, and the masks come from ``random_seed``
 
 G-LIME: the surrogate is pulled toward a global prior ``w0`` (from NormLIME or averaged LIME weights):
 ``w = argmin Σ π (y − b − xᵀw)² + β‖w − w0‖²`` in closed form, with ``β = prior_reg_force``; ``prior_method="none"``
-is plain LIME, as the seed documents (the original fitted a ridge toward zero there).
+is plain LIME, as InterpretDL documents (the original fitted a ridge toward zero there).
 
 NormLIME: LIME on many images; each superpixel is mapped to a cluster (KMeans over superpixel colour statistics,
 fitted on the images at hand — the original used a downloaded feature extractor), and the global weight of
@@ -180,7 +180,7 @@ def normlime_weights(explanations: list[dict], clusters: np.ndarray, g_name: str
 
 
 class _LIMEBase(Interpreter):
-    """What LIME for images and for text share: the seed, the last results, choosing and fitting the classes."""
+    """What LIME for images and for text share: the random seed, the last results, choosing and fitting the classes."""
 
     def __init__(self, model: Any, device: str | None = None, random_seed: int | None = None, **kwargs: Any):
         super().__init__(model, device, **kwargs)
@@ -206,9 +206,9 @@ class _LIMEBase(Interpreter):
 
 
 class LIMECVInterpreter(_LIMEBase):
-    """LIME for images (seed 1.2.4). ``random_seed`` (constructor, as the seed, or per call) fixes the masks.
+    """LIME for images. ``random_seed`` (constructor, as InterpretDL, or per call) fixes the masks.
 
-    Beyond the seed: ``segmentation`` (``quickshift``/``slic``) and ``segmentation_kwargs``, or ``segments`` given
+    Beyond InterpretDL: ``segmentation`` (``quickshift``/``slic``) and ``segmentation_kwargs``, or ``segments`` given
     directly; ``hide_color``; ``ridge_alpha``. ``lime_results`` keeps the input, segmentation, probabilities,
     R² scores and weights of the last call.
     """
@@ -309,7 +309,7 @@ class LIMECVInterpreter(_LIMEBase):
         return results
 
     def _visualize_superpixels(self, results: dict, visual: bool, save_path: Any) -> None:
-        """The seed's picture: the top 20 % superpixels with positive weight, in green over the image."""
+        """InterpretDL's picture: the top 20 % superpixels with positive weight, in green over the image."""
         path = save_paths(save_path, 1)[0]
         if not visual and path is None:
             return
@@ -327,7 +327,7 @@ class LIMECVInterpreter(_LIMEBase):
 
 
 class GLIMECVInterpreter(LIMECVInterpreter):
-    """G-LIME for images (seed 1.2.5): LIME pulled toward global weights from NormLIME or averaged LIME."""
+    """G-LIME for images: LIME pulled toward global weights from NormLIME or averaged LIME."""
 
     def __init__(self, model: Any, device: str | None = None, random_seed: int | None = None, **kwargs: Any):
         super().__init__(model, device, random_seed, **kwargs)
@@ -419,7 +419,7 @@ class GLIMECVInterpreter(LIMECVInterpreter):
 
 
 class NormLIMECVInterpreter(LIMECVInterpreter):
-    """NormLIME for images (seed 1.2.11): global feature importance over many images."""
+    """NormLIME for images: global feature importance over many images."""
 
     def interpret(
         self,
@@ -526,8 +526,8 @@ def lime_text(
 
 
 class LIMENLPInterpreter(_LIMEBase):
-    """LIME for text (seed 1.2.4): token positions masked with ``unk_id``. Works with a Hugging Face tokenizer
-    (special tokens are never masked; ``unk_id`` defaults to the tokenizer's) or with the seed's
+    """LIME for text: token positions masked with ``unk_id``. Works with a Hugging Face tokenizer
+    (special tokens are never masked; ``unk_id`` defaults to the tokenizer's) or with InterpretDL's
     ``text_to_input_fn``. Returns ``{class: [(position, weight), ...]}`` in position order, as the original."""
 
     def interpret(
@@ -581,7 +581,7 @@ class LIMENLPInterpreter(_LIMEBase):
 
 
 class NormLIMENLPInterpreter(LIMENLPInterpreter):
-    """NormLIME for text (seed 1.2.11). Aggregated per token (the original aggregated per *position*, which
+    """NormLIME for text. Aggregated per token (the original aggregated per *position*, which
     mixes unrelated words); only positive weights count, each as ``w² / Σ|w|``."""
 
     def interpret(

@@ -84,9 +84,9 @@ def occlusion(
 
 
 class OcclusionInterpreter(InputOutputInterpreter):
-    """Occlusion (seed 1.2.8). Beyond the seed: ``batch_size`` and ``output``.
+    """Occlusion. Beyond InterpretDL: ``batch_size`` and ``output``.
 
-    ``perturbations_per_eval`` is the seed's name for the number of occluded inputs per model pass; the
+    ``perturbations_per_eval`` is InterpretDL's name for the number of occluded inputs per model pass; the
     original's default of 1 made one pass per window, so here ``batch_size`` (default 64) sets it unless
     ``perturbations_per_eval`` is given a value above 1.
     """

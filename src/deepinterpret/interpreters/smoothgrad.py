@@ -52,9 +52,9 @@ def smooth_grad(
 
 
 class SmoothGradInterpreter(InputGradientInterpreter):
-    """Smooth Gradients interpreter (seed 1.2.9): the average gradient over noisy copies of each input.
+    """Smooth Gradients interpreter: the average gradient over noisy copies of each input.
 
-    Beyond the seed: ``batch_size`` (samples per model pass; memory depends on it alone) and ``random_seed``.
+    Beyond InterpretDL: ``batch_size`` (samples per model pass; memory depends on it alone) and ``random_seed``.
     """
 
     def interpret(
@@ -93,7 +93,7 @@ class SmoothGradInterpreter(InputGradientInterpreter):
 
 
 class SmoothGradInterpreterV2(SmoothGradInterpreter):
-    """SmoothGrad with memory bounded by ``split`` (seed 1.2.10): each image's ``n_samples`` go through the model
+    """SmoothGrad with memory bounded by ``split``: each image's ``n_samples`` go through the model
     in ``split`` chunks. The numbers are those of :class:`SmoothGradInterpreter` for the same ``random_seed``."""
 
     def interpret(

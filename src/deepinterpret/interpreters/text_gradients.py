@@ -28,7 +28,6 @@ from tqdm.auto import tqdm
 from ..adapters import (
     ModelAdapter,
     check_batch_size,
-    check_objective,
     check_positive_int,
     chunks,
     draw_noise,
@@ -41,6 +40,9 @@ from .base import Interpreter, add_rows, check_noise_amount
 from .integrated_gradients import quadrature
 
 METHODS = ("intgrad", "smoothgrad", "gradshap")
+# What the embedding pass can differentiate: the image objectives, plus the sigmoid of a label's logit (multi-label
+# heads) and the largest score over positions (transformers-interpret's question-answering objective).
+EMBEDDING_OBJECTIVES = ("probability", "logit", "loss", "sigmoid", "max_logit")
 
 
 def find_embedding(adapter: ModelAdapter, name: str | None) -> str:
@@ -62,7 +64,7 @@ def find_embedding(adapter: ModelAdapter, name: str | None) -> str:
     if len(matches) == 1:
         return matches[0]
     if not matches and adapter.input_embedding_layer() is not None and name == "word_embeddings":
-        return adapter.input_embedding_layer()  # the seed's default on a model that calls it otherwise
+        return adapter.input_embedding_layer()  # InterpretDL's default on a model that calls it otherwise
     if not matches:
         return adapter.find_layers(target_layer_pattern=name)[0]  # raises, listing the closest names
     raise ValueError(f"embedding_name {name!r} matches {len(matches)} layers ({matches[:4]}); name one of them.")
@@ -104,7 +106,8 @@ def embedding_attributions(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
-    check_objective(objective)
+    if objective not in EMBEDDING_OBJECTIVES:
+        raise ValueError(f"gradient_of must be one of {EMBEDDING_OBJECTIVES}; got {objective!r}.")
     batch_size = check_batch_size(batch_size)
     xp = adapter.xp
     n = int(inputs["input_ids"].shape[0])
@@ -229,7 +232,7 @@ def _noise(
     return adapter.asarray(out)
 
 
-# -- the seed's classes ---------------------------------------------------------------------------------------
+# -- InterpretDL's classes ---------------------------------------------------------------------------------------
 
 
 class _TextGradientInterpreter(Interpreter):
@@ -284,7 +287,7 @@ class _TextGradientInterpreter(Interpreter):
 
 
 class IntGradNLPInterpreter(_TextGradientInterpreter):
-    """Integrated Gradients on the embeddings of a text model (seed 1.2.3)."""
+    """Integrated Gradients on the embeddings of a text model."""
 
     method = "intgrad"
 
@@ -347,7 +350,7 @@ class SmoothGradNLPInterpreter(_TextGradientInterpreter):
 
 
 class GradShapNLPInterpreter(_TextGradientInterpreter):
-    """GradientSHAP on the embeddings of a text model (seed 1.2.2; the original class could not be built)."""
+    """GradientSHAP on the embeddings of a text model (the original class could not be built)."""
 
     method = "gradshap"
 
@@ -371,7 +374,7 @@ class GradShapNLPInterpreter(_TextGradientInterpreter):
     ):
         """``data``: the text(s) (with ``tokenizer`` or ``text_to_input_fn``) — the original took model-ready
         arrays; those work through ``text_to_input_fn=lambda ids: ids``. Returns ``(labels, probabilities,
-        attributions [N, L])`` with ``return_pred`` (the seed's order), else the attributions."""
+        attributions [N, L])`` with ``return_pred`` (InterpretDL's order), else the attributions."""
         text = raw_text if data is None else data
         tokens, used, probabilities = self._explain(
             text, tokenizer, text_to_input_fn, labels, gradient_of, embedding_name, max_seq_len, visual, True, merge,

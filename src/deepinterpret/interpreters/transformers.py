@@ -17,8 +17,9 @@ gradients of the explained output w.r.t. them, and combine them into a token-to-
 * Bidirectional Transformer, BT (Chen et al., TMLR 2023, https://openreview.net/forum?id=rm0zIzlhcX): attentional
   perception ``R ← R + Ā_l R`` with ``Ā_l = Σ_h Ĩ_h A_h`` (head-wise: ``I_h = mean |A_hᵀ G_h|``, normalised over
   the heads of each sample) or ``Ā_l = mean_h(A_h) · diag(‖(v W_proj)_t‖ / ‖z_t‖)`` (token-wise: ``v`` the values,
-  ``z`` the block's input); reasoning feedback ``G`` as TAM's ``W``; the explanation is ``R ⊙ G`` read at the
-  class token.
+  ``z`` the block's input, as the method's authors' code; InterpretDL 0.8.0 took ``z`` after the block's first
+  LayerNorm, which ``input_name="^blocks.[0-9]*.attn.qkv$"`` reproduces on its ViTs — the input of ``qkv``);
+  reasoning feedback ``G`` as TAM's ``W``; the explanation is ``R ⊙ G`` read at the class token.
 
 Departures from the original code (``research/interpretdl-original.md``): the patch grid comes from the number of
 tokens and the image size (not a hard-coded 14×14 or 7×7; class and distillation tokens are recognised);
@@ -56,7 +57,7 @@ _HF_PROJ = re.compile(r"\.(?:o_proj|out_proj|out_lin|attention\.output\.dense)$"
 
 
 def attention_source(adapter: ModelAdapter, pattern: str, tower: str = "hf") -> list[str] | str:
-    """The layers whose outputs are the attention probabilities (``pattern``, a regex as in the seed), or, for a
+    """The layers whose outputs are the attention probabilities (``pattern``, a regex as in InterpretDL), or, for a
     Hugging Face model with no such layers, ``tower`` (its ``output_attentions``)."""
     if adapter.is_huggingface and not adapter.match_layers(pattern):
         return tower
@@ -335,14 +336,14 @@ def attention_relevance(
     return first, feedback_weights(xp, total, steps), targets, softmax(np, np.concatenate(logits))
 
 
-# -- the seed's classes -----------------------------------------------------------------------------------------
+# -- InterpretDL's classes -----------------------------------------------------------------------------------------
 
 _CV_ATTENTION = "^blocks.[0-9]*.attn.attn_drop$"
 _NLP_ATTENTION = "^[a-z]*.encoder.layers.[0-9]*.self_attn.attn_drop$"
 
 
 class TransformerInterpreter(Interpreter):
-    """Sub-abstract interpreter for transformer models (seed 1.1.5): attention maps, their gradients, block inputs,
+    """Sub-abstract interpreter for transformer models: attention maps, their gradients, block inputs,
     values and output projections of a classification transformer."""
 
     def _build_predict_fn(
@@ -479,7 +480,7 @@ def _one_layer(adapter: ModelAdapter, pattern: str) -> str:
 
 
 class RolloutInterpreter(IntermediateLayerInterpreter, TransformerInterpreter):
-    """Attention Rollout (seed 1.3.3; Abnar & Zuidema 2020). Class-agnostic: no gradients, no label."""
+    """Attention Rollout (Abnar & Zuidema 2020). Class-agnostic: no gradients, no label."""
 
     def interpret(
         self,
@@ -504,7 +505,7 @@ class RolloutInterpreter(IntermediateLayerInterpreter, TransformerInterpreter):
 
 
 class TAMInterpreter(TransformerInterpreter):
-    """Transition Attention Maps (seed 1.2.12; Yuan et al. 2021)."""
+    """Transition Attention Maps (Yuan et al. 2021)."""
 
     def interpret(
         self,
@@ -523,7 +524,7 @@ class TAMInterpreter(TransformerInterpreter):
         baselines: Any = None,
     ) -> np.ndarray:
         """Returns the class token's transition state times the integrated attention gradient over the patch grid,
-        ``np.ndarray [N, rows, cols]``. Beyond the seed: ``attention_layer_pattern`` (the original hard-coded it),
+        ``np.ndarray [N, rows, cols]``. Beyond InterpretDL: ``attention_layer_pattern`` (the original hard-coded it),
         ``gradient_of``, ``batch_size`` (input × step pairs per model call) and ``baselines``, the start of the
         integrated-gradient path (``None``: zeros of the model input, as the paper; ``"black"``; or an array)."""
         objective, steps = check_objective(gradient_of), check_positive_int(steps, "steps")
@@ -539,7 +540,7 @@ class TAMInterpreter(TransformerInterpreter):
 
 
 class GACVInterpreter(TransformerInterpreter):
-    """Generic Attention explainability for Vision Transformers (seed 1.2.13; Chefer et al. 2021)."""
+    """Generic Attention explainability for Vision Transformers (Chefer et al. 2021)."""
 
     def interpret(
         self,
@@ -570,7 +571,7 @@ class GACVInterpreter(TransformerInterpreter):
 
 
 class GAInterpreter(TransformerInterpreter):
-    """Generic Attention explainability for bi-modal (two-tower) transformers such as CLIP (seed 1.2.13; Chefer et
+    """Generic Attention explainability for bi-modal (two-tower) transformers such as CLIP (Chefer et
     al. 2021): the relevance of image patches and text tokens for the similarity of each image with its text."""
 
     def interpret(
@@ -659,7 +660,7 @@ class GAInterpreter(TransformerInterpreter):
 
 
 class GANLPInterpreter(TransformerInterpreter):
-    """Generic Attention explainability for text transformers (seed 1.2.13; Chefer et al. 2021)."""
+    """Generic Attention explainability for text transformers (Chefer et al. 2021)."""
 
     def interpret(
         self,
@@ -690,7 +691,7 @@ class GANLPInterpreter(TransformerInterpreter):
 
 
 class BTCVInterpreter(TransformerInterpreter):
-    """Bidirectional Transformer explanation for Vision Transformers (seed 1.2.14; Chen et al., TMLR 2023)."""
+    """Bidirectional Transformer explanation for Vision Transformers (Chen et al., TMLR 2023)."""
 
     def interpret(
         self,
@@ -714,7 +715,9 @@ class BTCVInterpreter(TransformerInterpreter):
     ) -> np.ndarray:
         """Returns ``(R ⊙ G)`` at the class token over the patch grid, ``np.ndarray [N, rows, cols]``; the
         attentional perception ``R`` and the reasoning feedback ``G`` are kept in ``self.ap`` / ``self.rf``.
-        Beyond the seed: ``input_name`` (the block inputs, token-wise mode), ``batch_size`` and ``baselines`` (the
+        Beyond the original: ``input_name`` (the layers whose *input* is ``z`` of the token-wise mode; by default the
+        input of ``norm1``, i.e. the block input, as the authors' code; InterpretDL 0.8.0 took ``z`` after the first
+        LayerNorm: ``input_name="^blocks.[0-9]*.attn.qkv$"`` reproduces it), ``batch_size`` and ``baselines`` (the
         start of the reasoning-feedback path: ``None`` = zeros of the model input as the paper, ``"black"``, or an
         array)."""
         ap_mode, objective = check_ap_mode(ap_mode), check_objective(gradient_of)
@@ -732,7 +735,7 @@ class BTCVInterpreter(TransformerInterpreter):
 
 
 class BTNLPInterpreter(TransformerInterpreter):
-    """Bidirectional Transformer explanation for text transformers (seed 1.2.14; Chen et al., TMLR 2023). The
+    """Bidirectional Transformer explanation for text transformers (Chen et al., TMLR 2023). The
     integrated-gradient steps scale the output of the embedding layer (``embedding_name``)."""
 
     def interpret(
@@ -756,7 +759,8 @@ class BTNLPInterpreter(TransformerInterpreter):
         labels: Any = None,
     ) -> np.ndarray:
         """Returns ``(R ⊙ G)[:, 0, :]`` (a mean-pooled model: the mean of the real tokens' rows), ``np.ndarray
-        [N, L]`` over the tokens (padding 0); ``R`` and ``G`` are kept in ``self.ap`` / ``self.rf``."""
+        [N, L]`` over the tokens (padding 0); ``R`` and ``G`` are kept in ``self.ap`` / ``self.rf``. Token-wise,
+        ``z`` is the input of the ``input_name`` layers: the block input by default, as the authors' code."""
         ap_mode, objective = check_ap_mode(ap_mode), check_objective(gradient_of)
         embedding = _one_layer(self.adapter, embedding_name)
         batch, data = self._text_inputs(raw_text, tokenizer, text_to_input_fn, max_seq_len, embedding)

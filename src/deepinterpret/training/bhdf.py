@@ -67,11 +67,11 @@ class BHDFDetector:
 
 
 class BHDFInterpreter:
-    """Mislabelled-sample detection from training dynamics (seed 1.4.2)."""
+    """Mislabelled-sample detection from training dynamics."""
 
     def __init__(self, detector: Any = None, device: str | None = None):
         self.detector = detector if detector is not None else BHDFDetector.load()
-        self.device = device  # the shipped detector runs in NumPy; kept for the seed's signature
+        self.device = device  # the shipped detector runs in NumPy; kept for InterpretDL's signature
 
     def interpret(
         self, training_dynamics: dict | None = None, training_dynamics_path: str | os.PathLike | None = None

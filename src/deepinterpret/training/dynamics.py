@@ -140,7 +140,7 @@ def noise_scores(correct: np.ndarray) -> np.ndarray:
 
 
 class ForgettingEventsInterpreter:
-    """Forgetting events (seed 1.4.3): counts per sample while a normal training run goes on."""
+    """Forgetting events: counts per sample while a normal training run goes on."""
 
     def __init__(self, model: Any, device: str | None = None, progress: bool | None = None):
         self.model, self.device, self.progress = model, device, progress
@@ -189,7 +189,7 @@ class ForgettingEventsInterpreter:
 
 
 class TrainingDynamics:
-    """Training dynamics (seed 1.4.1): each sample's probabilities at every epoch of a normal training run."""
+    """Training dynamics: each sample's probabilities at every epoch of a normal training run."""
 
     def __init__(self, paddle_model: Any, device: str | None = None, progress: bool | None = None):
         self.model, self.device, self.progress = paddle_model, device, progress

@@ -48,7 +48,7 @@ def resize_map(map2d: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def grayscale_overlay(image: np.ndarray, map2d: np.ndarray, alpha: float = 0.4) -> np.ndarray:
-    """The seed's ``overlay_grayscale``: the map (scaled to its 99th percentile) in the green channel, blended
+    """InterpretDL's ``overlay_grayscale``: the map (scaled to its 99th percentile) in the green channel, blended
     ``alpha : 1 - alpha`` with the image. ``image`` is uint8 HWC (1 or 3 channels)."""
     image = np.asarray(image)
     if image.ndim == 2:

@@ -96,7 +96,7 @@ def digits_vit_torch() -> Any:
 # -- Vision Transformers with the timm / PaddleClas layer names -----------------------------------------------
 # ``patch_embed.proj``, ``cls_token``, ``pos_embed``, ``blocks.N.norm1``, ``blocks.N.attn.qkv``,
 # ``blocks.N.attn.attn_drop`` (its output is the attention probabilities), ``blocks.N.attn.proj``, ``norm2``,
-# ``mlp.fc1``/``fc2``, ``norm``, ``head``: the names the seed's default layer patterns are written for. The two
+# ``mlp.fc1``/``fc2``, ``norm``, ``head``: the names InterpretDL's default layer patterns are written for. The two
 # definitions compute the same function, so weights copied across give the same numbers.
 
 
