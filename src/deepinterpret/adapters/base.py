@@ -542,6 +542,44 @@ class ModelAdapter:
     def _train_epoch(self, batches, optimizer, mode, total, n_batches, seed):
         raise TypeError(f"a plain callable ({type(self.model).__name__}) cannot be trained.")
 
+    # -- training-sample attribution (influence functions, TracIn) --------------------------------------
+    # The loss is each sample's cross-entropy; parameters are named as the framework names them
+    # (``named_parameters``), their gradients flattened and concatenated in the order of ``names``.
+    def trainable_parameters(self, layers: Sequence[str] | None = None) -> list[str]:
+        """Names of the parameters that are trained (``requires_grad`` / not ``stop_gradient``), all of them or
+        those of the named ``layers`` (and their sublayers)."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) has no parameters.")
+
+    def parameter_arrays(self) -> dict[str, np.ndarray]:
+        """A copy of every parameter as a NumPy array (a checkpoint)."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) has no parameters.")
+
+    def loaded_parameters(self, arrays: dict[str, Any] | None):
+        """Context manager: the model's parameters set to ``arrays`` (a checkpoint: ``{name: array}``, every
+        trained parameter present) for the block, and put back exactly afterwards. ``None`` changes nothing."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) has no parameters.")
+
+    def read_checkpoint(self, source: Any) -> dict[str, np.ndarray]:
+        """A checkpoint as ``{name: NumPy array}``: a dict of arrays or framework tensors, or a file (``.npz``,
+        ``.safetensors``, or the framework's own format: a PyTorch state dict, a Paddle ``.pdparams``)."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) has no parameters.")
+
+    def per_sample_gradients(self, x: Any, labels: np.ndarray, names: Sequence[str]) -> Any:
+        """``[B, D]``: row ``i`` is the gradient of sample ``i``'s cross-entropy loss w.r.t. the parameters
+        ``names`` (flattened, concatenated), at the current weights and in the model's current mode."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) cannot give gradients.")
+
+    def loss_hessian_vector_product(self, x: Any, labels: np.ndarray, names: Sequence[str], vector: Any) -> Any:
+        """``[D]``: the Hessian of the SUM of the batch's cross-entropy losses w.r.t. the parameters ``names``,
+        times ``vector`` (double backward; no parameter receives ``.grad``)."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) cannot give gradients.")
+
+    def layer_input_and_output_gradient(self, x: Any, labels: np.ndarray, layer: str) -> tuple[Any, Any]:
+        """``(inputs [B, H], output gradients [B, C])`` of a linear ``layer`` called once per forward: its input,
+        and the gradient of each sample's cross-entropy loss w.r.t. its output (their outer product is the
+        sample's gradient w.r.t. the layer's weight, ``output gradient`` alone the bias's)."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) cannot give gradients.")
+
     # -- checks -------------------------------------------------------------------------------
     def check_targets(self, targets: np.ndarray, num_classes: int) -> None:
         """Raise ``ValueError`` when a target class is outside ``0..num_classes-1``."""

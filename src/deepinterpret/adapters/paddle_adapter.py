@@ -365,6 +365,164 @@ class PaddleAdapter(ModelAdapter):
                 layer.training = training
         return np.concatenate(indices), np.concatenate(probabilities)
 
+    # -- training-sample attribution (influence functions, TracIn) --------------------------------------
+    def trainable_parameters(self, layers=None) -> list[str]:
+        names = [n for n, p in self.model.named_parameters() if not p.stop_gradient]
+        if layers is None:
+            return names
+        for layer in layers:
+            if self._layer(layer) is None:
+                self.find_layers(target_layer=layer)  # raises with the closest names
+        picked = [n for n in names if any(n.startswith(f"{layer}.") for layer in layers)]
+        if not picked:
+            raise ValueError(f"the layers {list(layers)} hold no trained parameter.")
+        return picked
+
+    def parameter_arrays(self) -> dict[str, np.ndarray]:
+        return {n: p.numpy().copy() for n, p in self.model.named_parameters()}
+
+    @contextlib.contextmanager
+    def loaded_parameters(self, arrays):
+        if arrays is None:
+            yield
+            return
+        params = dict(self.model.named_parameters())
+        missing = [n for n, p in params.items() if not p.stop_gradient and n not in arrays]
+        unknown = [n for n in arrays if n not in params]
+        if missing or unknown:
+            raise ValueError(f"checkpoint does not fit the model: missing {missing[:5]}, unknown {unknown[:5]}.")
+        kept = {n: params[n].numpy().copy() for n in arrays}
+        try:
+            for n, value in arrays.items():
+                value = np.asarray(value, dtype=kept[n].dtype)
+                if value.shape != kept[n].shape:
+                    raise ValueError(f"checkpoint {n!r} has shape {value.shape}, the model {kept[n].shape}.")
+                params[n].set_value(value)
+            yield
+        finally:
+            for n, value in kept.items():
+                params[n].set_value(value)
+
+    def read_checkpoint(self, source) -> dict[str, np.ndarray]:
+        if isinstance(source, dict):
+            return {k: np.asarray(self.to_numpy(v), dtype=np.float32) for k, v in source.items()}
+        path = str(source)
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        if path.endswith(".safetensors"):
+            from safetensors.numpy import load_file
+
+            return load_file(path)
+        state = paddle.load(path)
+        return {k: np.asarray(self.to_numpy(v), dtype=np.float32) for k, v in state.items()}
+
+    @staticmethod
+    def _loss(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
+        """Per-sample cross-entropy from primitive operators (Paddle's fused softmax cross-entropy and log_softmax
+        have no double backward, which Hessian-vector products need)."""
+        shifted = logits - logits.max(axis=-1, keepdim=True).detach()
+        return paddle.log(paddle.exp(shifted).sum(axis=-1)) - paddle.take_along_axis(shifted, labels[:, None], 1)[:, 0]
+
+    def _labels(self, labels) -> paddle.Tensor:
+        return self._tensor(np.asarray(labels).astype(np.int64).reshape(-1))
+
+    def per_sample_gradients(self, x, labels, names) -> np.ndarray:
+        params = dict(self.model.named_parameters())
+        owners = {}
+        for name in names:
+            layer_name, _, kind = name.rpartition(".")
+            layer = self._layer(layer_name)
+            if isinstance(layer, paddle.nn.Linear) and kind in ("weight", "bias"):
+                owners.setdefault(layer_name, []).append(name)
+            else:
+                owners = None
+                break
+        x = self.asarray(x)
+        if owners is not None:
+            found = self._linear_per_sample_gradients(x, labels, owners)
+            if found is not None:
+                return np.concatenate([found[n].reshape(len(x), -1) for n in names], axis=1)
+        # Any other layer: one backward per sample (exact, slower).
+        chosen = [params[n] for n in names]
+        rows = []
+        for i in range(len(x)):
+            loss = self._loss(
+                logits_of(self.model(self._tensor(x[i : i + 1]))).astype("float32"), self._labels(labels[i : i + 1])
+            )
+            grads = paddle.grad([loss.sum()], chosen, allow_unused=True)
+            rows.append(_flat_gradients(chosen, grads))
+        return np.stack(rows).astype(np.float32)
+
+    def _linear_per_sample_gradients(self, x, labels, owners) -> dict[str, np.ndarray] | None:
+        """Per-sample gradients of linear layers in one forward and one backward: the weight gradient of sample
+        ``i`` is ``a_i^T δ_i`` (its input ``a_i`` and the gradient ``δ_i`` w.r.t. its output), the bias's ``δ_i``,
+        summed over the calls of the layer and over any axis between batch and features."""
+        calls: dict[str, list] = {name: [] for name in owners}
+
+        def keep(name):
+            def hook(layer, args, output):
+                calls[name].append((args[0], output))
+
+            return hook
+
+        with self._hooks([(name, keep(name), False) for name in owners]):
+            logits = logits_of(self.model(self._tensor(x))).astype("float32")
+        if any(not kept for kept in calls.values()):
+            return None
+        loss = self._loss(logits, self._labels(labels)).sum()
+        pairs = [(name, a, out) for name, kept in calls.items() for a, out in kept]
+        deltas = paddle.grad([loss], [out for _, _, out in pairs], allow_unused=True)
+        found: dict[str, np.ndarray] = {}
+        for (name, a, _), delta in zip(pairs, deltas, strict=True):
+            if delta is None:
+                continue
+            a3 = a.numpy().astype(np.float32).reshape(len(x), -1, a.shape[-1])
+            d3 = delta.numpy().astype(np.float32).reshape(len(x), -1, delta.shape[-1])
+            weight = np.einsum("bsi,bso->bio", a3, d3)
+            for param in owners[name]:
+                value = weight if param.endswith("weight") else d3.sum(axis=1)
+                found[param] = found.get(param, 0) + value
+        for name, params in owners.items():
+            for param in params:
+                if param not in found:
+                    found[param] = np.zeros((len(x), *self._layer(name).weight.shape), np.float32)
+        return found
+
+    def loss_hessian_vector_product(self, x, labels, names, vector) -> np.ndarray:
+        params = dict(self.model.named_parameters())
+        chosen = [params[n] for n in names]
+        sizes = np.cumsum([0] + [int(np.prod(p.shape)) for p in chosen])
+        vector = np.asarray(vector, np.float32)
+        logits = logits_of(self.model(self._tensor(self.asarray(x)))).astype("float32")
+        loss = self._loss(logits, self._labels(labels)).sum()
+        first = paddle.grad([loss], chosen, create_graph=True)
+        dot = sum(
+            (g * self._tensor(vector[sizes[k] : sizes[k + 1]].reshape(g.shape))).sum() for k, g in enumerate(first)
+        )
+        second = paddle.grad([dot], chosen, allow_unused=True)
+        return _flat_gradients(chosen, second)
+
+    def layer_input_and_output_gradient(self, x, labels, layer) -> tuple[np.ndarray, np.ndarray]:
+        self.find_layers(target_layer=layer)
+        kept = {}
+
+        def hook(module, args, output):
+            if "output" in kept:
+                raise ValueError(f"layer {layer!r} is called more than once in a forward pass.")
+            kept["input"], kept["output"] = args[0], output
+
+        with self._hooks([(layer, hook, False)]):
+            logits = logits_of(self.model(self._tensor(self.asarray(x)))).astype("float32")
+        if "output" not in kept:
+            raise ValueError(f"layer {layer!r} was not called in the forward pass.")
+        loss = self._loss(logits, self._labels(labels)).sum()
+        (gradient,) = paddle.grad([loss], [kept["output"]])
+        inputs = kept["input"].numpy().astype(np.float32)
+        if inputs.ndim != 2 or gradient.ndim != 2:
+            raise ValueError(f"layer {layer!r} must be a linear layer on [batch, features]; got input {inputs.shape}.")
+        return inputs, gradient.numpy().astype(np.float32)
+
     # -- LRP (the mechanism is adapters/lrp.py) -------------------------------------------------------
     def lrp_kinds(self) -> dict[str, str]:
         """``{leaf layer: kind}`` in definition order (``conv``, ``linear``, ``batchnorm``, ``relu``, ...)."""
@@ -437,6 +595,16 @@ _PADDLE_LRP_KINDS = (
         "activation",
     ),  # fmt: skip
 )
+
+
+def _flat_gradients(params, grads) -> np.ndarray:
+    """Gradients (``None``: the parameter is unused, zero) flattened and concatenated, float32."""
+    return np.concatenate(
+        [
+            (np.zeros(p.shape, np.float32) if g is None else g.numpy()).reshape(-1)
+            for p, g in zip(params, grads, strict=True)
+        ]
+    ).astype(np.float32)
 
 
 def paddle_lrp_kind(layer: paddle.nn.Layer) -> str:
