@@ -75,9 +75,9 @@ def _relative(a, b):
 
 
 def _to_paddle(model):
-    from deepinterpret.adapters.convert import torch_to_paddle
-
     import paddle
+
+    from deepinterpret.adapters.convert import torch_to_paddle
 
     layers = []
     for module in model:
