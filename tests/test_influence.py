@@ -308,7 +308,7 @@ def test_leave_k_out_retraining_confirms_the_proponents():
     predicted = probabilities.argmax(1)
     chosen = np.argsort(-probabilities.max(1))[-20:]  # the 20 least confident: where the training set matters most
     influence = it.InfluenceFunctionInterpreter(
-        model, (x, y), weight_decay=decay, hessian_rank=650, arnoldi_iterations=650
+        model, (x, y), weight_decay=decay, hessian_rank=650, arnoldi_iterations=650, batch_size=300
     )
     result = influence.interpret(x_test[chosen], predicted[chosen], (x, y), top_k=10)
     rng = np.random.default_rng(1)
