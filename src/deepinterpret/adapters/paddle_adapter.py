@@ -496,7 +496,16 @@ class PaddleAdapter(ModelAdapter):
         vector = np.asarray(vector, np.float32)
         logits = logits_of(self.model(self._tensor(self.asarray(x)))).astype("float32")
         loss = self._loss(logits, self._labels(labels)).sum()
-        first = paddle.grad([loss], chosen, create_graph=True)
+        try:
+            first = paddle.grad([loss], chosen, create_graph=True)
+        except RuntimeError as err:
+            if "grad op" not in str(err):
+                raise
+            op = str(err).split("The Op ")[-1].split(" ")[0]
+            raise TypeError(
+                f"Paddle has no second derivative for an operator of this model ({op}), which Hessian-vector "
+                "products need: restrict the parameters to the layers after it (layers=[...])."
+            ) from None
         dot = sum(
             (g * self._tensor(vector[sizes[k] : sizes[k + 1]].reshape(g.shape))).sum() for k, g in enumerate(first)
         )

@@ -38,6 +38,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..adapters import adapt, check_positive_int, chunks, resolve_seed
+from .dynamics import IndexedLoader
 
 
 @dataclass
@@ -70,7 +71,7 @@ def train_batches(train_data: Any, batch_size: int) -> Iterator[tuple[np.ndarray
         for part in chunks(len(y), batch_size):
             yield np.arange(part.start, part.stop), x[part], y[part]
         return
-    if hasattr(train_data, "batches") and hasattr(train_data, "shuffle"):  # IndexedLoader: in order
+    if isinstance(train_data, IndexedLoader):  # in order
         x, y = train_data.x, train_data.y
         for part in chunks(len(y), batch_size):
             yield np.arange(part.start, part.stop), x[part], y[part]
@@ -84,7 +85,7 @@ def train_batches(train_data: Any, batch_size: int) -> Iterator[tuple[np.ndarray
 def _count(train_data: Any) -> int | None:
     if isinstance(train_data, tuple) and len(train_data) == 2:
         return len(train_data[1])
-    if hasattr(train_data, "y"):
+    if isinstance(train_data, IndexedLoader):
         return len(train_data.y)
     return None
 
