@@ -84,7 +84,8 @@ def _to_paddle(model):
         if isinstance(module, torch.nn.Linear):
             layers.append(paddle.nn.Linear(module.in_features, module.out_features))
         elif isinstance(module, torch.nn.Conv2d):
-            layers.append(paddle.nn.Conv2D(module.in_channels, module.out_channels, module.kernel_size))
+            layers.append(paddle.nn.Conv2D(module.in_channels, module.out_channels, module.kernel_size,
+                                           module.stride, module.padding, groups=module.groups))  # fmt: skip
         else:
             layers.append(getattr(paddle.nn, type(module).__name__)())
     return torch_to_paddle(model, paddle.nn.Sequential(*layers))
@@ -251,16 +252,22 @@ def test_torch_and_paddle_give_the_same_rankings(trained_checkpoints, tmp_path):
         np.testing.assert_allclose(ours.self_influence((x, y)), theirs.self_influence((x, y)), rtol=2e-3, atol=1e-6)
 
 
-def test_paddle_convolutions_fall_back_to_one_backward_per_sample():
-    """Paddle has no vmap: layers other than linear ones get a backward per sample; same scores as PyTorch."""
+@pytest.mark.parametrize("groups", [1, 2])
+def test_paddle_per_sample_gradients_of_convolutions(groups):
+    """Paddle has no vmap: convolutions and linear layers get per-sample gradients from one backward (unfolded
+    input × output gradient); other layers (here a grouped convolution) one backward per sample. Same scores as
+    PyTorch's vmap."""
     rng = np.random.default_rng(4)
-    x, y = rng.standard_normal((12, 2, 5, 5)).astype(np.float32), rng.integers(0, 3, 12)
+    x, y = rng.standard_normal((12, 2, 6, 6)).astype(np.float32), rng.integers(0, 3, 12)
     torch.manual_seed(4)
-    model = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.Tanh(), torch.nn.Flatten(), torch.nn.Linear(27, 3))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv2d(4, 2, 3, stride=2, groups=groups),
+        torch.nn.Flatten(), torch.nn.Linear(8, 3),
+    )  # fmt: skip
     paddle_model = _to_paddle(model)
     for build in (
         lambda m: it.TracInInterpreter(m, batch_size=5),
-        lambda m: it.InfluenceFunctionInterpreter(m, (x, y), damping=0.1, layers=["3"], arnoldi_iterations=84),
+        lambda m: it.InfluenceFunctionInterpreter(m, (x, y), damping=0.1, layers=["4"], arnoldi_iterations=27),
     ):
         a, b = build(model).influence(x[:3], y[:3], (x, y)), build(paddle_model).influence(x[:3], y[:3], (x, y))
         assert _relative(b, a) < 1e-3, _relative(b, a)

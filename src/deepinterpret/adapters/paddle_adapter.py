@@ -433,17 +433,17 @@ class PaddleAdapter(ModelAdapter):
         for name in names:
             layer_name, _, kind = name.rpartition(".")
             layer = self._layer(layer_name)
-            if isinstance(layer, paddle.nn.Linear) and kind in ("weight", "bias"):
+            if self._outer_product_layer(layer) and kind in ("weight", "bias"):
                 owners.setdefault(layer_name, []).append(name)
             else:
                 owners = None
                 break
         x = self.asarray(x)
         if owners is not None:
-            found = self._linear_per_sample_gradients(x, labels, owners)
+            found = self._outer_product_gradients(x, labels, owners)
             if found is not None:
                 return np.concatenate([found[n].reshape(len(x), -1) for n in names], axis=1)
-        # Any other layer: one backward per sample (exact, slower).
+        # Any other parametrised layer: one backward per sample (exact, slower).
         chosen = [params[n] for n in names]
         rows = []
         for i in range(len(x)):
@@ -454,10 +454,26 @@ class PaddleAdapter(ModelAdapter):
             rows.append(_flat_gradients(chosen, grads))
         return np.stack(rows).astype(np.float32)
 
-    def _linear_per_sample_gradients(self, x, labels, owners) -> dict[str, np.ndarray] | None:
-        """Per-sample gradients of linear layers in one forward and one backward: the weight gradient of sample
-        ``i`` is ``a_i^T δ_i`` (its input ``a_i`` and the gradient ``δ_i`` w.r.t. its output), the bias's ``δ_i``,
-        summed over the calls of the layer and over any axis between batch and features."""
+    @staticmethod
+    def _outer_product_layer(layer: Any) -> bool:
+        """A layer whose per-sample gradients come from its input and output gradient: a linear layer, or a plain
+        2-D convolution (NCHW, one group, zero padding given as one number or one per axis)."""
+        if isinstance(layer, paddle.nn.Linear):
+            return True
+        padding = getattr(layer, "_padding", None)
+        return (
+            isinstance(layer, paddle.nn.Conv2D)
+            and layer._groups == 1
+            and layer._data_format == "NCHW"
+            and layer._padding_mode == "zeros"
+            and (isinstance(padding, int) or (isinstance(padding, (list, tuple)) and len(padding) == 2))
+        )
+
+    def _outer_product_gradients(self, x, labels, owners) -> dict[str, np.ndarray] | None:
+        """Per-sample gradients of linear and convolution layers in one forward and one backward (Paddle has no
+        vmap): the weight gradient of sample ``i`` is ``δ_iᵀ a_i``, its input ``a_i`` (a convolution's unfolded into
+        patches) times the gradient ``δ_i`` w.r.t. its output; the bias's is ``δ_i``; both summed over positions
+        (tokens, pixels) and over the calls of the layer."""
         calls: dict[str, list] = {name: [] for name in owners}
 
         def keep(name):
@@ -473,20 +489,27 @@ class PaddleAdapter(ModelAdapter):
         loss = self._loss(logits, self._labels(labels)).sum()
         pairs = [(name, a, out) for name, kept in calls.items() for a, out in kept]
         deltas = paddle.grad([loss], [out for _, _, out in pairs], allow_unused=True)
-        found: dict[str, np.ndarray] = {}
+        params = dict(self.model.named_parameters())
+        found: dict[str, np.ndarray] = {
+            n: np.zeros((len(x), *params[n].shape), np.float32) for p in owners.values() for n in p
+        }
         for (name, a, _), delta in zip(pairs, deltas, strict=True):
             if delta is None:
                 continue
-            a3 = a.numpy().astype(np.float32).reshape(len(x), -1, a.shape[-1])
-            d3 = delta.numpy().astype(np.float32).reshape(len(x), -1, delta.shape[-1])
-            weight = np.einsum("bsi,bso->bio", a3, d3)
+            layer = self._layer(name)
+            if isinstance(layer, paddle.nn.Linear):  # [B, ..., in] and [B, ..., out]; weight [in, out]
+                inputs = a.numpy().astype(np.float32).reshape(len(x), -1, a.shape[-1])
+                grads = delta.numpy().astype(np.float32).reshape(len(x), -1, delta.shape[-1])
+                weight = np.einsum("bsi,bso->bio", inputs, grads)
+            else:  # patches [B, Cin·kh·kw, L] and [B, Cout, L]; weight [Cout, Cin, kh, kw]
+                patches = paddle.nn.functional.unfold(
+                    a, layer._kernel_size, layer._stride, layer._padding, layer._dilation
+                ).numpy()
+                grads = delta.numpy().astype(np.float32).reshape(len(x), delta.shape[1], -1)
+                weight = np.einsum("bol,bil->boi", grads, patches).reshape(len(x), *layer.weight.shape)
+                grads = np.swapaxes(grads, 1, 2)
             for param in owners[name]:
-                value = weight if param.endswith("weight") else d3.sum(axis=1)
-                found[param] = found.get(param, 0) + value
-        for name, params in owners.items():
-            for param in params:
-                if param not in found:
-                    found[param] = np.zeros((len(x), *self._layer(name).weight.shape), np.float32)
+                found[param] += weight if param.endswith("weight") else grads.sum(axis=1)
         return found
 
     def loss_hessian_vector_product(self, x, labels, names, vector) -> np.ndarray:
