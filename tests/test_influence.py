@@ -197,6 +197,31 @@ def test_tracin_equals_captum_tracincp(trained_checkpoints):
     )
 
 
+def test_tracin_with_batchnorm_state_dicts_equals_captum(tmp_path):
+    """Checkpoints that hold buffers (BatchNorm statistics) load with them; the model runs in eval mode and every
+    parameter, buffer and mode flag is put back."""
+    from captum.influence import TracInCP
+
+    x, y = _data(n=30, features=4, classes=3, seed=5)
+    torch.manual_seed(5)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.BatchNorm1d(5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    paths = []
+    for epoch in range(2):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(torch.as_tensor(x)), torch.as_tensor(y)).backward()
+        optimizer.step()
+        paths.append(str(tmp_path / f"bn-{epoch}.pt"))
+        torch.save(model.state_dict(), paths[-1])
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    ours = it.TracInInterpreter(model, paths, [0.1, 0.1]).influence(x[:3], y[:3], (x, y))
+    assert model.training and all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    model.eval()
+    captum = _captum(TracInCP, model, paths, [0.1, 0.1], x, y, loss_fn=torch.nn.CrossEntropyLoss(reduction="none"))
+    reference = captum.influence((torch.as_tensor(x[:3]), torch.as_tensor(y[:3]))).numpy()
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-6)
+
+
 def test_fast_tracin_equals_captum_tracincpfast(trained_checkpoints):
     from captum.influence import TracInCPFast
 

@@ -386,22 +386,22 @@ class PaddleAdapter(ModelAdapter):
         if arrays is None:
             yield
             return
-        params = dict(self.model.named_parameters())
-        missing = [n for n, p in params.items() if not p.stop_gradient and n not in arrays]
-        unknown = [n for n in arrays if n not in params]
+        state = self.model.state_dict()  # parameters and buffers (e.g. BatchNorm statistics)
+        missing = [n for n, p in self.model.named_parameters() if not p.stop_gradient and n not in arrays]
+        unknown = [n for n in arrays if n not in state]
         if missing or unknown:
             raise ValueError(f"checkpoint does not fit the model: missing {missing[:5]}, unknown {unknown[:5]}.")
-        kept = {n: params[n].numpy().copy() for n in arrays}
+        kept = {n: state[n].numpy().copy() for n in arrays}
         try:
             for n, value in arrays.items():
                 value = np.asarray(value, dtype=kept[n].dtype)
                 if value.shape != kept[n].shape:
                     raise ValueError(f"checkpoint {n!r} has shape {value.shape}, the model {kept[n].shape}.")
-                params[n].set_value(value)
+                state[n].set_value(value)
             yield
         finally:
             for n, value in kept.items():
-                params[n].set_value(value)
+                state[n].set_value(value)
 
     def read_checkpoint(self, source) -> dict[str, np.ndarray]:
         if isinstance(source, dict):

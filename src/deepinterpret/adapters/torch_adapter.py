@@ -451,25 +451,25 @@ class TorchAdapter(ModelAdapter):
         if arrays is None:
             yield
             return
-        params = dict(self.model.named_parameters())
-        missing = [n for n, p in params.items() if p.requires_grad and n not in arrays]
-        unknown = [n for n in arrays if n not in params]
+        state = self.model.state_dict(keep_vars=True)  # parameters and buffers (e.g. BatchNorm statistics)
+        missing = [n for n, p in self.model.named_parameters() if p.requires_grad and n not in arrays]
+        unknown = [n for n in arrays if n not in state]
         if missing or unknown:
             raise ValueError(f"checkpoint does not fit the model: missing {missing[:5]}, unknown {unknown[:5]}.")
-        kept = {n: params[n].detach().clone() for n in arrays}
+        kept = {n: state[n].detach().clone() for n in arrays}
         try:
             with torch.no_grad():
                 for n, value in arrays.items():
-                    if tuple(value.shape) != tuple(params[n].shape):
+                    if tuple(value.shape) != tuple(state[n].shape):
                         raise ValueError(
-                            f"checkpoint {n!r} has shape {tuple(value.shape)}, the model {params[n].shape}."
+                            f"checkpoint {n!r} has shape {tuple(value.shape)}, the model {state[n].shape}."
                         )
-                    params[n].copy_(torch.as_tensor(np.asarray(value), dtype=params[n].dtype))
+                    state[n].copy_(torch.as_tensor(np.asarray(value), dtype=state[n].dtype))
             yield
         finally:
             with torch.no_grad():
                 for n, value in kept.items():
-                    params[n].copy_(value)
+                    state[n].copy_(value)
 
     def read_checkpoint(self, source) -> dict[str, np.ndarray]:
         if isinstance(source, dict):
