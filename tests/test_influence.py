@@ -263,9 +263,10 @@ def test_torch_and_paddle_give_the_same_rankings(trained_checkpoints, tmp_path):
         (it.TracInInterpreter(model, last_layer="2", include_bias=True),
          it.TracInInterpreter(paddle_model, last_layer="2", include_bias=True)),
         (it.GradientSimilarityInterpreter(model), it.GradientSimilarityInterpreter(paddle_model)),
-        # All 82 Arnoldi steps: the exact eigensystem, whose top 30 pairs do not depend on the parameter layout.
-        (it.InfluenceFunctionInterpreter(model, (x, y), damping=0.1, hessian_rank=30, arnoldi_iterations=82),
-         it.InfluenceFunctionInterpreter(paddle_model, (x, y), damping=0.1, hessian_rank=30, arnoldi_iterations=82)),
+        # A truncated eigensystem (rank 20 of 40 Arnoldi steps; 82 parameters): the start vector is built from the
+        # training gradients, so it does not depend on the frameworks' parameter layouts.
+        (it.InfluenceFunctionInterpreter(model, (x, y), damping=0.01, hessian_rank=20, arnoldi_iterations=40),
+         it.InfluenceFunctionInterpreter(paddle_model, (x, y), damping=0.01, hessian_rank=20, arnoldi_iterations=40)),
     ]  # fmt: skip
     for ours, theirs in pairs:
         a = ours.interpret(x[:6], None, (x, y), top_k=5)

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..adapters import adapt, check_positive_int, chunks, resolve_seed
+from ..adapters import adapt, check_positive_int, chunks, resolve_seed, sample_rng
 from .dynamics import IndexedLoader
 
 
@@ -370,14 +370,14 @@ class GradientSimilarityInterpreter(_GradientInfluence):
         return self.adapter.to_numpy(self.adapter.xp.sum(g * g, axis=1)).astype(np.float64)
 
 
-def arnoldi(hvp, size: int, iterations: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Arnoldi iteration (with re-orthogonalisation) on the symmetric operator ``hvp`` over ``R^size`` from a seeded
-    random start: ``(eigenvalues [m], eigenvectors [size, m])`` of the operator restricted to the Krylov subspace
-    it builds (``m`` ≤ ``iterations``; the exact eigensystem when ``m`` reaches ``size``). float64."""
+def arnoldi(hvp, start: np.ndarray, iterations: int) -> tuple[np.ndarray, np.ndarray]:
+    """Arnoldi iteration (with re-orthogonalisation) on the symmetric operator ``hvp`` from the vector ``start``:
+    ``(eigenvalues [m], eigenvectors [size, m])`` of the operator restricted to the Krylov subspace it builds
+    (``m`` ≤ ``iterations``; the exact eigensystem when ``m`` reaches the size). float64."""
+    size = len(start)
     m = min(iterations, size)
     basis = np.zeros((m + 1, size))
     hessenberg = np.zeros((m + 1, m))
-    start = np.random.default_rng(seed).standard_normal(size)
     basis[0] = start / np.linalg.norm(start)
     steps = m
     for k in range(m):
@@ -406,8 +406,9 @@ class InfluenceFunctionInterpreter(_GradientInfluence):
     model), times the identity.
 
     Why Arnoldi and not LiSSA: H⁻¹ comes from the ``hessian_rank`` eigenpairs of largest magnitude of H, found by
-    ``arnoldi_iterations`` Hessian-vector products (each a pass over ``hessian_data``) in the Krylov subspace of a
-    seeded random vector (Schioppa et al. 2022). This (1) is deterministic and has no convergence condition, where
+    ``arnoldi_iterations`` Hessian-vector products (each a pass over ``hessian_data``) in a Krylov subspace
+    (Schioppa et al. 2022; started from a seeded random combination of the training gradients, the same vector in
+    PyTorch and Paddle, see ``start_vector``). This (1) is deterministic and has no convergence condition, where
     LiSSA's stochastic recursion needs a scale with ‖H/scale‖ < 1 and a positive-definite H, and diverges on the
     negative curvature of a non-convex net; (2) is done once: afterwards each sample costs one gradient and a
     product with a ``[parameters, rank]`` matrix, so ranking a whole training set or computing every self-influence
@@ -450,11 +451,25 @@ class InfluenceFunctionInterpreter(_GradientInfluence):
             count += len(y)
         return total / count + self.shift * np.asarray(vector, np.float64)
 
+    def start_vector(self) -> np.ndarray:
+        """Arnoldi's start: a random combination ``Σ_i r_i ∇L(z_i)`` of the ``hessian_data`` gradients, ``r_i``
+        seeded by ``(random_seed, sample index)``. It lies where the gradients do, and it is the same vector for
+        PyTorch and Paddle (a random vector in parameter space would follow each framework's parameter layout), so a
+        truncated eigensystem ranks alike in both."""
+        total = None
+        for index, x, y in train_batches(self.hessian_data, self.batch_size):
+            weights = np.stack([sample_rng(self.seed, int(i)).standard_normal() for i in index]).astype(np.float32)
+            gradients = self.adapter.to_numpy(self.adapter.per_sample_gradients(x, y, self.names)).astype(np.float64)
+            part = weights.astype(np.float64) @ gradients
+            total = part if total is None else total + part
+        if total is None or not np.linalg.norm(total) > 0:
+            raise ValueError("hessian_data gives zero gradients: the Hessian's eigensystem cannot be found from them.")
+        return total
+
     def fit(self) -> InfluenceFunctionInterpreter:
         """Compute the Hessian's eigensystem (Arnoldi) at the model's current weights."""
-        size = int(sum(self.adapter.parameter_arrays()[n].size for n in self.names))
         with self.adapter.evaluation():
-            values, vectors = arnoldi(self.hessian_vector_product, size, self.arnoldi_iterations, self.seed)
+            values, vectors = arnoldi(self.hessian_vector_product, self.start_vector(), self.arnoldi_iterations)
         keep = np.argsort(-np.abs(values), kind="stable")[: self.hessian_rank]
         if np.any(np.abs(values[keep]) < 1e-12):
             raise ValueError("the Hessian is singular on the subspace kept: add damping or weight_decay.")
