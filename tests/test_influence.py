@@ -326,6 +326,10 @@ def test_batch_size_loaders_pictures_and_errors(trained_checkpoints, tmp_path):
         tracin.interpret(x[:2], y[:2], (x, y[:-1]))
     with pytest.raises(ValueError, match="out of range|label"):
         tracin.interpret(x[:2], [0, 9], (x, y))
+    with pytest.raises(ValueError, match="out of range"):
+        tracin.self_influence((x, np.where(np.arange(len(y)) == 7, 9, y)))
+    with pytest.raises(ValueError, match="pictures"):
+        tracin.interpret(x[:2], y[:2], loader, save_path=tmp_path / "q.png")
     with pytest.raises(ValueError, match="checkpoint"):
         it.TracInInterpreter(model, [{"0.weight": np.zeros((6, 8))}]).interpret(x[:2], y[:2], (x, y))
     with pytest.raises(ValueError, match="learning_rates"):

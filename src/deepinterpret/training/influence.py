@@ -127,13 +127,16 @@ class _GradientInfluence:
     # -- shared ----------------------------------------------------------------------------------------------
     _classes: int | None = None
 
-    def _checked(self, x: Any, y: np.ndarray) -> tuple[Any, Any]:
-        """``_features`` once the labels are known to be classes of the model (a clear error, not a deep one)."""
+    def _labels(self, x: Any, y: Any) -> np.ndarray:
+        """``y`` as int64 labels, checked to be classes of the model (a clear error, not a deep one)."""
         y = np.asarray(y).astype(np.int64).reshape(-1)
         if self._classes is None:
             self._classes = int(self.adapter.predict(self.adapter.asarray(x[:1])).shape[-1])
         self.adapter.check_targets(y, self._classes)
-        return self._features(x, y)
+        return y
+
+    def _checked(self, x: Any, y: Any) -> tuple[Any, Any]:
+        return self._features(x, self._labels(x, y))
 
     def _bar(self, train_data: Any, what: str):
         total = _count(train_data)
@@ -184,6 +187,8 @@ class _GradientInfluence:
         top_k = check_positive_int(top_k, "top_k")
         if train_data is None:
             raise ValueError("give train_data: (x, y) arrays or an iterable of (indices, x, y) batches.")
+        if (visual or save_path is not None) and not (isinstance(train_data, tuple) and len(train_data) == 2):
+            raise ValueError("pictures need train_data as (x, y) arrays, to fetch the proponents' images.")
         with self.adapter.evaluation():
             self._prepare()
             features, labels = self._test_side(test_inputs, test_labels)
@@ -217,8 +222,7 @@ class _GradientInfluence:
             self._prepare()
             with self._bar(train_data, "self-influence") as bar:
                 for index, x, y in train_batches(train_data, self.batch_size):
-                    self._checked(x[:1], y[:1])
-                    scores.update(zip(index.tolist(), self._self_scores(x, y).tolist(), strict=True))
+                    scores.update(zip(index.tolist(), self._self_scores(x, self._labels(x, y)).tolist(), strict=True))
                     bar.update(1)
         out = np.zeros(max(scores) + 1)
         out[list(scores)] = list(scores.values())
@@ -228,8 +232,6 @@ class _GradientInfluence:
         from ..viz import save_paths, show
         from ..viz.influence import influence_figure
 
-        if not (isinstance(train_data, tuple) and len(train_data) == 2):
-            raise ValueError("pictures need train_data as (x, y) arrays, to fetch the proponents' images.")
         x_train, y_train = train_data[0], np.asarray(train_data[1]).reshape(-1)
         x_test = self.adapter.to_numpy(self.adapter.asarray(test_inputs))
         for i, path in enumerate(save_paths(save_path, len(result))):
