@@ -258,6 +258,10 @@ def test_torch_and_paddle_give_the_same_rankings(trained_checkpoints, tmp_path):
         paddle_checkpoints.append(it.adapters.adapt(_to_paddle(twin)).parameter_arrays())
     np.savez(tmp_path / "first.npz", **paddle_checkpoints[0])
     paddle_checkpoints[0] = str(tmp_path / "first.npz")
+    import paddle
+
+    paddle.save({k: paddle.to_tensor(v) for k, v in paddle_checkpoints[1].items()}, str(tmp_path / "second.pdparams"))
+    paddle_checkpoints[1] = str(tmp_path / "second.pdparams")
     pairs = [
         (it.TracInInterpreter(model, paths, rates), it.TracInInterpreter(paddle_model, paddle_checkpoints, rates)),
         (it.TracInInterpreter(model, last_layer="2", include_bias=True),

@@ -548,7 +548,26 @@ class ModelAdapter:
     def trainable_parameters(self, layers: Sequence[str] | None = None) -> list[str]:
         """Names of the parameters that are trained (``requires_grad`` / not ``stop_gradient``), all of them or
         those of the named ``layers`` (and their sublayers)."""
+        names = self._trainable_names()
+        if layers is None:
+            return names
+        for layer in layers:
+            if self._layer(layer) is None:
+                self.find_layers(target_layer=layer)  # raises with the closest names
+        picked = [n for n in names if any(n.startswith(f"{layer}.") for layer in layers)]
+        if not picked:
+            raise ValueError(f"the layers {list(layers)} hold no trained parameter.")
+        return picked
+
+    def _trainable_names(self) -> list[str]:
         raise TypeError(f"a plain callable ({type(self.model).__name__}) has no parameters.")
+
+    def _check_checkpoint(self, arrays: dict[str, Any], state: dict[str, Any]) -> None:
+        """A checkpoint must name every trained parameter and nothing the model's state lacks."""
+        missing = [n for n in self._trainable_names() if n not in arrays]
+        unknown = [n for n in arrays if n not in state]
+        if missing or unknown:
+            raise ValueError(f"checkpoint does not fit the model: missing {missing[:5]}, unknown {unknown[:5]}.")
 
     def parameter_arrays(self) -> dict[str, np.ndarray]:
         """A copy of every parameter as a NumPy array (a checkpoint)."""
@@ -562,6 +581,20 @@ class ModelAdapter:
     def read_checkpoint(self, source: Any) -> dict[str, np.ndarray]:
         """A checkpoint as ``{name: NumPy array}``: a dict of arrays or framework tensors, or a file (``.npz``,
         ``.safetensors``, or the framework's own format: a PyTorch state dict, a Paddle ``.pdparams``)."""
+        if isinstance(source, dict):
+            return {k: np.asarray(self.to_numpy(v), dtype=np.float32) for k, v in source.items()}
+        path = str(source)
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        if path.endswith(".safetensors"):
+            from safetensors.numpy import load_file
+
+            return load_file(path)
+        return self.read_checkpoint(self._read_state_file(path))
+
+    def _read_state_file(self, path: str) -> dict[str, Any]:
+        """The framework's own checkpoint file as a dict of tensors."""
         raise TypeError(f"a plain callable ({type(self.model).__name__}) has no parameters.")
 
     def per_sample_gradients(self, x: Any, labels: np.ndarray, names: Sequence[str]) -> Any:

@@ -366,17 +366,8 @@ class PaddleAdapter(ModelAdapter):
         return np.concatenate(indices), np.concatenate(probabilities)
 
     # -- training-sample attribution (influence functions, TracIn) --------------------------------------
-    def trainable_parameters(self, layers=None) -> list[str]:
-        names = [n for n, p in self.model.named_parameters() if not p.stop_gradient]
-        if layers is None:
-            return names
-        for layer in layers:
-            if self._layer(layer) is None:
-                self.find_layers(target_layer=layer)  # raises with the closest names
-        picked = [n for n in names if any(n.startswith(f"{layer}.") for layer in layers)]
-        if not picked:
-            raise ValueError(f"the layers {list(layers)} hold no trained parameter.")
-        return picked
+    def _trainable_names(self) -> list[str]:
+        return [n for n, p in self.model.named_parameters() if not p.stop_gradient]
 
     def parameter_arrays(self) -> dict[str, np.ndarray]:
         return {n: p.numpy().copy() for n, p in self.model.named_parameters()}
@@ -387,10 +378,7 @@ class PaddleAdapter(ModelAdapter):
             yield
             return
         state = self.model.state_dict()  # parameters and buffers (e.g. BatchNorm statistics)
-        missing = [n for n, p in self.model.named_parameters() if not p.stop_gradient and n not in arrays]
-        unknown = [n for n in arrays if n not in state]
-        if missing or unknown:
-            raise ValueError(f"checkpoint does not fit the model: missing {missing[:5]}, unknown {unknown[:5]}.")
+        self._check_checkpoint(arrays, state)
         kept = {n: state[n].numpy().copy() for n in arrays}
         try:
             for n, value in arrays.items():
@@ -403,19 +391,8 @@ class PaddleAdapter(ModelAdapter):
             for n, value in kept.items():
                 state[n].set_value(value)
 
-    def read_checkpoint(self, source) -> dict[str, np.ndarray]:
-        if isinstance(source, dict):
-            return {k: np.asarray(self.to_numpy(v), dtype=np.float32) for k, v in source.items()}
-        path = str(source)
-        if path.endswith(".npz"):
-            with np.load(path, allow_pickle=False) as data:
-                return {k: data[k] for k in data.files}
-        if path.endswith(".safetensors"):
-            from safetensors.numpy import load_file
-
-            return load_file(path)
-        state = paddle.load(path)
-        return {k: np.asarray(self.to_numpy(v), dtype=np.float32) for k, v in state.items()}
+    def _read_state_file(self, path: str) -> dict:
+        return dict(paddle.load(path))
 
     @staticmethod
     def _loss(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:

@@ -431,17 +431,8 @@ class TorchAdapter(ModelAdapter):
         return np.concatenate(indices), np.concatenate(probabilities)
 
     # -- training-sample attribution (influence functions, TracIn) --------------------------------------
-    def trainable_parameters(self, layers=None) -> list[str]:
-        names = [n for n, p in self.model.named_parameters() if p.requires_grad]
-        if layers is None:
-            return names
-        for layer in layers:
-            if self._layer(layer) is None:
-                self.find_layers(target_layer=layer)  # raises with the closest names
-        picked = [n for n in names if any(n.startswith(f"{layer}.") for layer in layers)]
-        if not picked:
-            raise ValueError(f"the layers {list(layers)} hold no trained parameter.")
-        return picked
+    def _trainable_names(self) -> list[str]:
+        return [n for n, p in self.model.named_parameters() if p.requires_grad]
 
     def parameter_arrays(self) -> dict[str, np.ndarray]:
         return {n: p.detach().cpu().numpy().copy() for n, p in self.model.named_parameters()}
@@ -452,10 +443,7 @@ class TorchAdapter(ModelAdapter):
             yield
             return
         state = self.model.state_dict(keep_vars=True)  # parameters and buffers (e.g. BatchNorm statistics)
-        missing = [n for n, p in self.model.named_parameters() if p.requires_grad and n not in arrays]
-        unknown = [n for n in arrays if n not in state]
-        if missing or unknown:
-            raise ValueError(f"checkpoint does not fit the model: missing {missing[:5]}, unknown {unknown[:5]}.")
+        self._check_checkpoint(arrays, state)
         kept = {n: state[n].detach().clone() for n in arrays}
         try:
             with torch.no_grad():
@@ -471,20 +459,10 @@ class TorchAdapter(ModelAdapter):
                 for n, value in kept.items():
                     state[n].copy_(value)
 
-    def read_checkpoint(self, source) -> dict[str, np.ndarray]:
-        if isinstance(source, dict):
-            return {k: self.to_numpy(v).astype(np.float32) for k, v in source.items()}
-        path = str(source)
-        if path.endswith(".npz"):
-            with np.load(path, allow_pickle=False) as data:
-                return {k: data[k] for k in data.files}
-        if path.endswith(".safetensors"):
-            from safetensors.numpy import load_file
-
-            return load_file(path)
+    def _read_state_file(self, path: str) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = state.get("model_state_dict", state.get("state_dict", state)) if isinstance(state, dict) else state
-        return {k: v.detach().float().numpy() for k, v in state.items() if isinstance(v, torch.Tensor)}
+        return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(logits, labels, reduction="none")
