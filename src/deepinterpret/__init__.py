@@ -64,7 +64,16 @@ from .interpreters import (
     TAMInterpreter,
     TransformerInterpreter,
 )
-from .training import BHDFInterpreter, ForgettingEventsInterpreter, TrainingDynamics, sgd_noise, tidy
+from .training import (
+    BHDFInterpreter,
+    ForgettingEventsInterpreter,
+    GradientSimilarityInterpreter,
+    InfluenceFunctionInterpreter,
+    TracInInterpreter,
+    TrainingDynamics,
+    sgd_noise,
+    tidy,
+)
 
 __version__ = "0.1.0"
 
@@ -72,6 +81,9 @@ __version__ = "0.1.0"
 SmoothGradCVInterpreter = SmoothGradInterpreter
 
 __all__ = [
+    "GradientSimilarityInterpreter",
+    "InfluenceFunctionInterpreter",
+    "TracInInterpreter",
     "BHDFInterpreter",
     "ForgettingEventsInterpreter",
     "TrainingDynamics",

@@ -544,6 +544,77 @@ class ModelAdapter:
     def _train_epoch(self, batches, optimizer, mode, total, n_batches, seed):
         raise TypeError(f"a plain callable ({type(self.model).__name__}) cannot be trained.")
 
+    # -- training-sample attribution (influence functions, TracIn) --------------------------------------
+    # The loss is each sample's cross-entropy; parameters are named as the framework names them
+    # (``named_parameters``), their gradients flattened and concatenated in the order of ``names``.
+    def trainable_parameters(self, layers: Sequence[str] | None = None) -> list[str]:
+        """Names of the parameters that are trained (``requires_grad`` / not ``stop_gradient``), all of them or
+        those of the named ``layers`` (and their sublayers)."""
+        names = self._trainable_names()
+        if layers is None:
+            return names
+        for layer in layers:
+            if self._layer(layer) is None:
+                self.find_layers(target_layer=layer)  # raises with the closest names
+        picked = [n for n in names if any(n.startswith(f"{layer}.") for layer in layers)]
+        if not picked:
+            raise ValueError(f"the layers {list(layers)} hold no trained parameter.")
+        return picked
+
+    def _trainable_names(self) -> list[str]:
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) has no parameters.")
+
+    def _check_checkpoint(self, arrays: dict[str, Any], state: dict[str, Any]) -> None:
+        """A checkpoint must name every trained parameter and nothing the model's state lacks."""
+        missing = [n for n in self._trainable_names() if n not in arrays]
+        unknown = [n for n in arrays if n not in state]
+        if missing or unknown:
+            raise ValueError(f"checkpoint does not fit the model: missing {missing[:5]}, unknown {unknown[:5]}.")
+
+    def parameter_arrays(self) -> dict[str, np.ndarray]:
+        """A copy of every parameter as a NumPy array (a checkpoint)."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) has no parameters.")
+
+    def loaded_parameters(self, arrays: dict[str, Any] | None):
+        """Context manager: the model's parameters set to ``arrays`` (a checkpoint: ``{name: array}``, every
+        trained parameter present) for the block, and put back exactly afterwards. ``None`` changes nothing."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) has no parameters.")
+
+    def read_checkpoint(self, source: Any) -> dict[str, np.ndarray]:
+        """A checkpoint as ``{name: NumPy array}``: a dict of arrays or framework tensors, or a file (``.npz``,
+        ``.safetensors``, or the framework's own format: a PyTorch state dict, a Paddle ``.pdparams``)."""
+        if isinstance(source, dict):
+            return {k: np.asarray(self.to_numpy(v), dtype=np.float32) for k, v in source.items()}
+        path = str(source)
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        if path.endswith(".safetensors"):
+            from safetensors.numpy import load_file
+
+            return load_file(path)
+        return self.read_checkpoint(self._read_state_file(path))
+
+    def _read_state_file(self, path: str) -> dict[str, Any]:
+        """The framework's own checkpoint file as a dict of tensors."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) has no parameters.")
+
+    def per_sample_gradients(self, x: Any, labels: np.ndarray, names: Sequence[str]) -> Any:
+        """``[B, D]``: row ``i`` is the gradient of sample ``i``'s cross-entropy loss w.r.t. the parameters
+        ``names`` (flattened, concatenated), at the current weights and in the model's current mode."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) cannot give gradients.")
+
+    def loss_hessian_vector_product(self, x: Any, labels: np.ndarray, names: Sequence[str], vector: Any) -> Any:
+        """``[D]``: the Hessian of the SUM of the batch's cross-entropy losses w.r.t. the parameters ``names``,
+        times ``vector`` (double backward; no parameter receives ``.grad``)."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) cannot give gradients.")
+
+    def layer_input_and_output_gradient(self, x: Any, labels: np.ndarray, layer: str) -> tuple[Any, Any]:
+        """``(inputs [B, H], output gradients [B, C])`` of a linear ``layer`` called once per forward: its input,
+        and the gradient of each sample's cross-entropy loss w.r.t. its output (their outer product is the
+        sample's gradient w.r.t. the layer's weight, ``output gradient`` alone the bias's)."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) cannot give gradients.")
+
     # -- checks -------------------------------------------------------------------------------
     def check_targets(self, targets: np.ndarray, num_classes: int) -> None:
         """Raise ``ValueError`` when a target class is outside ``0..num_classes-1``."""

@@ -369,6 +369,173 @@ class PaddleAdapter(ModelAdapter):
                 layer.training = training
         return np.concatenate(indices), np.concatenate(probabilities)
 
+    # -- training-sample attribution (influence functions, TracIn) --------------------------------------
+    def _trainable_names(self) -> list[str]:
+        return [n for n, p in self.model.named_parameters() if not p.stop_gradient]
+
+    def parameter_arrays(self) -> dict[str, np.ndarray]:
+        return {n: p.numpy().copy() for n, p in self.model.named_parameters()}
+
+    @contextlib.contextmanager
+    def loaded_parameters(self, arrays):
+        if arrays is None:
+            yield
+            return
+        state = self.model.state_dict()  # parameters and buffers (e.g. BatchNorm statistics)
+        self._check_checkpoint(arrays, state)
+        kept = {n: state[n].numpy().copy() for n in arrays}
+        try:
+            for n, value in arrays.items():
+                value = np.asarray(value, dtype=kept[n].dtype)
+                if value.shape != kept[n].shape:
+                    raise ValueError(f"checkpoint {n!r} has shape {value.shape}, the model {kept[n].shape}.")
+                state[n].set_value(value)
+            yield
+        finally:
+            for n, value in kept.items():
+                state[n].set_value(value)
+
+    def _read_state_file(self, path: str) -> dict:
+        return dict(paddle.load(path))
+
+    @staticmethod
+    def _loss(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
+        """Per-sample cross-entropy from primitive operators (Paddle's fused softmax cross-entropy and log_softmax
+        have no double backward, which Hessian-vector products need)."""
+        shifted = logits - logits.max(axis=-1, keepdim=True).detach()
+        return paddle.log(paddle.exp(shifted).sum(axis=-1)) - paddle.take_along_axis(shifted, labels[:, None], 1)[:, 0]
+
+    def _labels(self, labels) -> paddle.Tensor:
+        return self._tensor(np.asarray(labels).astype(np.int64).reshape(-1))
+
+    def per_sample_gradients(self, x, labels, names) -> np.ndarray:
+        params = dict(self.model.named_parameters())
+        owners = {}
+        for name in names:
+            layer_name, _, kind = name.rpartition(".")
+            layer = self._layer(layer_name)
+            if self._outer_product_layer(layer) and kind in ("weight", "bias"):
+                owners.setdefault(layer_name, []).append(name)
+            else:
+                owners = None
+                break
+        x = self.asarray(x)
+        if owners is not None:
+            found = self._outer_product_gradients(x, labels, owners)
+            if found is not None:
+                return np.concatenate([found[n].reshape(len(x), -1) for n in names], axis=1)
+        # Any other parametrised layer: one backward per sample (exact, slower).
+        chosen = [params[n] for n in names]
+        rows = []
+        for i in range(len(x)):
+            loss = self._loss(
+                logits_of(self.model(self._tensor(x[i : i + 1]))).astype("float32"), self._labels(labels[i : i + 1])
+            )
+            grads = paddle.grad([loss.sum()], chosen, allow_unused=True)
+            rows.append(_flat_gradients(chosen, grads))
+        return np.stack(rows).astype(np.float32)
+
+    @staticmethod
+    def _outer_product_layer(layer: Any) -> bool:
+        """A layer whose per-sample gradients come from its input and output gradient: a linear layer, or a plain
+        2-D convolution (NCHW, one group, zero padding given as one number or one per axis)."""
+        if isinstance(layer, paddle.nn.Linear):
+            return True
+        padding = getattr(layer, "_padding", None)
+        return (
+            isinstance(layer, paddle.nn.Conv2D)
+            and layer._groups == 1
+            and layer._data_format == "NCHW"
+            and layer._padding_mode == "zeros"
+            and (isinstance(padding, int) or (isinstance(padding, (list, tuple)) and len(padding) == 2))
+        )
+
+    def _outer_product_gradients(self, x, labels, owners) -> dict[str, np.ndarray] | None:
+        """Per-sample gradients of linear and convolution layers in one forward and one backward (Paddle has no
+        vmap): the weight gradient of sample ``i`` is ``δ_iᵀ a_i``, its input ``a_i`` (a convolution's unfolded into
+        patches) times the gradient ``δ_i`` w.r.t. its output; the bias's is ``δ_i``; both summed over positions
+        (tokens, pixels) and over the calls of the layer."""
+        calls: dict[str, list] = {name: [] for name in owners}
+
+        def keep(name):
+            def hook(layer, args, output):
+                calls[name].append((args[0], output))
+
+            return hook
+
+        with self._hooks([(name, keep(name), False) for name in owners]):
+            logits = logits_of(self.model(self._tensor(x))).astype("float32")
+        if any(not kept for kept in calls.values()):
+            return None
+        loss = self._loss(logits, self._labels(labels)).sum()
+        pairs = [(name, a, out) for name, kept in calls.items() for a, out in kept]
+        deltas = paddle.grad([loss], [out for _, _, out in pairs], allow_unused=True)
+        params = dict(self.model.named_parameters())
+        found: dict[str, np.ndarray] = {
+            n: np.zeros((len(x), *params[n].shape), np.float32) for p in owners.values() for n in p
+        }
+        for (name, a, _), delta in zip(pairs, deltas, strict=True):
+            if delta is None:
+                continue
+            layer = self._layer(name)
+            if isinstance(layer, paddle.nn.Linear):  # [B, ..., in] and [B, ..., out]; weight [in, out]
+                inputs = a.numpy().astype(np.float32).reshape(len(x), -1, a.shape[-1])
+                grads = delta.numpy().astype(np.float32).reshape(len(x), -1, delta.shape[-1])
+                weight = np.einsum("bsi,bso->bio", inputs, grads)
+            else:  # patches [B, Cin·kh·kw, L] and [B, Cout, L]; weight [Cout, Cin, kh, kw]
+                patches = paddle.nn.functional.unfold(
+                    a, layer._kernel_size, layer._stride, layer._padding, layer._dilation
+                ).numpy()
+                grads = delta.numpy().astype(np.float32).reshape(len(x), delta.shape[1], -1)
+                weight = np.einsum("bol,bil->boi", grads, patches).reshape(len(x), *layer.weight.shape)
+                grads = np.swapaxes(grads, 1, 2)
+            for param in owners[name]:
+                found[param] += weight if param.endswith("weight") else grads.sum(axis=1)
+        return found
+
+    def loss_hessian_vector_product(self, x, labels, names, vector) -> np.ndarray:
+        params = dict(self.model.named_parameters())
+        chosen = [params[n] for n in names]
+        sizes = np.cumsum([0] + [int(np.prod(p.shape)) for p in chosen])
+        vector = np.asarray(vector, np.float32)
+        logits = logits_of(self.model(self._tensor(self.asarray(x)))).astype("float32")
+        loss = self._loss(logits, self._labels(labels)).sum()
+        try:
+            first = paddle.grad([loss], chosen, create_graph=True)
+        except RuntimeError as err:
+            if "grad op" not in str(err):
+                raise
+            op = str(err).split("The Op ")[-1].split(" ")[0]
+            raise TypeError(
+                f"Paddle has no second derivative for an operator of this model ({op}), which Hessian-vector "
+                "products need: restrict the parameters to the layers after it (layers=[...])."
+            ) from None
+        dot = sum(
+            (g * self._tensor(vector[sizes[k] : sizes[k + 1]].reshape(g.shape))).sum() for k, g in enumerate(first)
+        )
+        second = paddle.grad([dot], chosen, allow_unused=True)
+        return _flat_gradients(chosen, second)
+
+    def layer_input_and_output_gradient(self, x, labels, layer) -> tuple[np.ndarray, np.ndarray]:
+        self.find_layers(target_layer=layer)
+        kept = {}
+
+        def hook(module, args, output):
+            if "output" in kept:
+                raise ValueError(f"layer {layer!r} is called more than once in a forward pass.")
+            kept["input"], kept["output"] = args[0], output
+
+        with self._hooks([(layer, hook, False)]):
+            logits = logits_of(self.model(self._tensor(self.asarray(x)))).astype("float32")
+        if "output" not in kept:
+            raise ValueError(f"layer {layer!r} was not called in the forward pass.")
+        loss = self._loss(logits, self._labels(labels)).sum()
+        (gradient,) = paddle.grad([loss], [kept["output"]])
+        inputs = kept["input"].numpy().astype(np.float32)
+        if inputs.ndim != 2 or gradient.ndim != 2:
+            raise ValueError(f"layer {layer!r} must be a linear layer on [batch, features]; got input {inputs.shape}.")
+        return inputs, gradient.numpy().astype(np.float32)
+
     # -- LRP (the mechanism is adapters/lrp.py) -------------------------------------------------------
     def lrp_kinds(self) -> dict[str, str]:
         """``{leaf layer: kind}`` in definition order (``conv``, ``linear``, ``batchnorm``, ``relu``, ...)."""
@@ -441,6 +608,16 @@ _PADDLE_LRP_KINDS = (
         "activation",
     ),  # fmt: skip
 )
+
+
+def _flat_gradients(params, grads) -> np.ndarray:
+    """Gradients (``None``: the parameter is unused, zero) flattened and concatenated, float32."""
+    return np.concatenate(
+        [
+            (np.zeros(p.shape, np.float32) if g is None else g.numpy()).reshape(-1)
+            for p, g in zip(params, grads, strict=True)
+        ]
+    ).astype(np.float32)
 
 
 def paddle_lrp_kind(layer: paddle.nn.Layer) -> str:

@@ -434,6 +434,100 @@ class TorchAdapter(ModelAdapter):
                 module.training = training
         return np.concatenate(indices), np.concatenate(probabilities)
 
+    # -- training-sample attribution (influence functions, TracIn) --------------------------------------
+    def _trainable_names(self) -> list[str]:
+        return [n for n, p in self.model.named_parameters() if p.requires_grad]
+
+    def parameter_arrays(self) -> dict[str, np.ndarray]:
+        return {n: p.detach().cpu().numpy().copy() for n, p in self.model.named_parameters()}
+
+    @contextlib.contextmanager
+    def loaded_parameters(self, arrays):
+        if arrays is None:
+            yield
+            return
+        state = self.model.state_dict(keep_vars=True)  # parameters and buffers (e.g. BatchNorm statistics)
+        self._check_checkpoint(arrays, state)
+        kept = {n: state[n].detach().clone() for n in arrays}
+        try:
+            with torch.no_grad():
+                for n, value in arrays.items():
+                    if tuple(value.shape) != tuple(state[n].shape):
+                        raise ValueError(
+                            f"checkpoint {n!r} has shape {tuple(value.shape)}, the model {state[n].shape}."
+                        )
+                    state[n].copy_(torch.as_tensor(np.asarray(value), dtype=state[n].dtype))
+            yield
+        finally:
+            with torch.no_grad():
+                for n, value in kept.items():
+                    state[n].copy_(value)
+
+    def _read_state_file(self, path: str) -> dict:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("model_state_dict", state.get("state_dict", state)) if isinstance(state, dict) else state
+        return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+
+    def per_sample_gradients(self, x, labels, names) -> torch.Tensor:
+        from torch.func import functional_call, grad, vmap
+
+        params = dict(self.model.named_parameters())
+        chosen = {n: params[n].detach() for n in names}
+        fixed = {n: p.detach() for n, p in params.items() if n not in chosen}
+        fixed.update(dict(self.model.named_buffers()))
+
+        def loss(weights, xi, yi):
+            logits = logits_of(functional_call(self.model, (weights, fixed), (xi[None],))).float()
+            return self._loss(logits, yi[None])[0]
+
+        x = self.asarray(x)
+        y = self.targets(np.asarray(labels).reshape(-1))
+        # vmap over the batch: one vectorised pass gives every sample's own gradient (randomness only in eval).
+        grads = vmap(grad(loss), in_dims=(None, 0, 0), randomness="different")(chosen, x, y)
+        return torch.cat([grads[n].reshape(len(x), -1).float() for n in names], dim=1)
+
+    def loss_hessian_vector_product(self, x, labels, names, vector) -> torch.Tensor:
+        params = dict(self.model.named_parameters())
+        chosen = [params[n] for n in names]
+        vector = self.asarray(vector)
+        pieces = torch.split(vector, [p.numel() for p in chosen])
+        with torch.enable_grad():
+            logits = logits_of(self.model(self.asarray(x))).float()
+            loss = self._loss(logits, self.targets(np.asarray(labels).reshape(-1))).sum()
+            first = torch.autograd.grad(loss, chosen, create_graph=True)
+            dot = sum((g * v.reshape(g.shape)).sum() for g, v in zip(first, pieces, strict=True))
+            second = torch.autograd.grad(dot, chosen, allow_unused=True)
+        return torch.cat(
+            [(torch.zeros_like(p) if h is None else h).reshape(-1).float() for p, h in zip(chosen, second, strict=True)]
+        )
+
+    def layer_input_and_output_gradient(self, x, labels, layer) -> tuple[torch.Tensor, torch.Tensor]:
+        self.find_layers(target_layer=layer)
+        kept = {}
+
+        def hook(module, args, output):
+            if "output" in kept:
+                raise ValueError(f"layer {layer!r} is called more than once in a forward pass.")
+            kept["input"], kept["output"] = args[0], output
+
+        handle = self._layer(layer).register_forward_hook(hook)
+        try:
+            with torch.enable_grad():
+                logits = logits_of(self.model(self.asarray(x))).float()
+                if "output" not in kept:
+                    raise ValueError(f"layer {layer!r} was not called in the forward pass.")
+                loss = self._loss(logits, self.targets(np.asarray(labels).reshape(-1))).sum()
+                (gradient,) = torch.autograd.grad(loss, kept["output"])
+        finally:
+            handle.remove()
+        inputs = kept["input"].detach().float()
+        if inputs.ndim != 2 or gradient.ndim != 2:
+            raise ValueError(f"layer {layer!r} must be a linear layer on [batch, features]; got input {inputs.shape}.")
+        return inputs, gradient.detach().float()
+
     # -- passes -------------------------------------------------------------------------------
     def _forward_nograd(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

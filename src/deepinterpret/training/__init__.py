@@ -1,5 +1,5 @@
 """Dataset-level interpreters that watch a training run: training dynamics, forgetting events, TIDY, the BHDF
-mislabelled-sample detector and SGDNoise."""
+mislabelled-sample detector, SGDNoise, and training-sample attribution (TracIn, influence functions)."""
 
 from .bhdf import BHDFDetector, BHDFInterpreter
 from .dynamics import (
@@ -14,6 +14,12 @@ from .dynamics import (
     record_training,
     tidy,
     transform_dynamics,
+)
+from .influence import (
+    GradientSimilarityInterpreter,
+    InfluenceFunctionInterpreter,
+    InfluenceResult,
+    TracInInterpreter,
 )
 from .sgd_noise import sgd_noise
 
@@ -32,4 +38,8 @@ __all__ = [
     "sgd_noise",
     "tidy",
     "transform_dynamics",
+    "GradientSimilarityInterpreter",
+    "InfluenceFunctionInterpreter",
+    "InfluenceResult",
+    "TracInInterpreter",
 ]

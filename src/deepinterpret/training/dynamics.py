@@ -86,8 +86,10 @@ def record_training(
     mode: str = "sgd",
     progress: bool | None = None,
     seed: int = 0,
+    checkpoints: list | None = None,
 ) -> Dynamics:
-    """Train ``model`` for ``epochs`` and record every sample's probabilities at every epoch."""
+    """Train ``model`` for ``epochs`` and record every sample's probabilities at every epoch. ``checkpoints``: a
+    list to which the parameters after each epoch are appended (``{name: NumPy array}``, for TracIn)."""
     adapter = adapt(model, device)
     epochs = check_positive_int(epochs, "epochs")
     per_epoch, labels = [], {}
@@ -99,6 +101,8 @@ def record_training(
             batches = list(stream)
             total = sum(len(_host(b[0]).reshape(-1)) for b in batches)
             per_epoch.append(adapter.train_epoch(batches, optimizer, mode, total, len(batches), seed + epoch))
+        if checkpoints is not None:
+            checkpoints.append(adapter.parameter_arrays())
     size = int(max(i.max() for i, _ in per_epoch)) + 1
     classes = per_epoch[0][1].shape[1]
     table = np.full((epochs, size, classes), np.nan, dtype=np.float32)
@@ -194,11 +198,23 @@ class TrainingDynamics:
     def __init__(self, paddle_model: Any, device: str | None = None, progress: bool | None = None):
         self.model, self.device, self.progress = paddle_model, device, progress
 
-    def generator(self, train_loader: Any, optimizer: Any, epochs: int, batch_size: int | None = None, seed: int = 0):
+    def generator(
+        self,
+        train_loader: Any,
+        optimizer: Any,
+        epochs: int,
+        batch_size: int | None = None,
+        seed: int = 0,
+        keep_checkpoints: bool = False,
+    ):
         """Train and return ``{sample index: [epochs, classes] probabilities}`` (NaN rows: not seen that epoch).
-        The assigned labels are kept in ``assigned_targets``."""
+        The assigned labels are kept in ``assigned_targets``; with ``keep_checkpoints``, the parameters after each
+        epoch in ``checkpoints`` (a list of ``{name: array}``, what ``TracInInterpreter`` takes)."""
         loader = as_loader(train_loader, batch_size, seed)
-        self.dynamics = record_training(self.model, loader, optimizer, epochs, self.device, progress=self.progress)
+        self.checkpoints = [] if keep_checkpoints else None
+        self.dynamics = record_training(
+            self.model, loader, optimizer, epochs, self.device, progress=self.progress, checkpoints=self.checkpoints
+        )
         self.assigned_targets = self.dynamics.labels
         return {i: self.dynamics.probabilities[:, i] for i in range(self.dynamics.probabilities.shape[1])}
 

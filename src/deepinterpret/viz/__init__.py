@@ -1,6 +1,7 @@
 """Visualisation: heatmaps, overlays, PNG files, figures, HTML reports and notebook display."""
 
 from .images import grayscale_overlay, magnitude_map, resize_map, save_image, save_paths, show, to_unit
+from .influence import influence_figure
 from .report import ReportRow, comparison_figure, heatmap_overlay, html_report, perturbation_curves
 from .text import show_text, text_html, token_colour
 
@@ -9,6 +10,7 @@ __all__ = [
     "comparison_figure",
     "grayscale_overlay",
     "heatmap_overlay",
+    "influence_figure",
     "html_report",
     "magnitude_map",
     "perturbation_curves",
