@@ -213,6 +213,8 @@ def test_errors_are_clear(nets):
     with pytest.raises(ValueError, match="in place"):
         it.GuidedBackpropInterpreter(inplace).interpret(x, visual=False)
     assert not any(m._forward_hooks for m in inplace.modules())
+    with pytest.raises(TypeError, match="perturbation method"):
+        it.SaliencyInterpreter(lambda batch: np.zeros((len(batch), 3))).interpret(x, visual=False)
 
 
 def test_adebayo_guided_backprop_survives_randomisation_gradients_and_grad_cam_do_not():

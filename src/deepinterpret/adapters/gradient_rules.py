@@ -132,7 +132,12 @@ def modified_gradient(
     gradient and every hook is removed afterwards.
     """
     check_rule(rule)
-    kinds = adapter.lrp_kinds()
+    if not adapter.differentiable:
+        raise TypeError(
+            f"{type(adapter.model).__name__} is a plain callable and cannot give gradients; gradient methods need "
+            "a torch.nn.Module or paddle.nn.Layer. Use a perturbation method (LIME, Occlusion) for black boxes."
+        )
+    kinds = adapter.lrp_kinds() if rule is not None else {}
     layers = [name for name, kind in kinds.items() if kind in RULE_KINDS[rule]]
     if rule == "rescale":
         unknown = [f"{n} ({adapter.lrp_type(n)})" for n, k in kinds.items() if k == "unknown"]
