@@ -213,6 +213,11 @@ def test_errors_are_clear(nets):
     with pytest.raises(ValueError, match="in place"):
         it.GuidedBackpropInterpreter(inplace).interpret(x, visual=False)
     assert not any(m._forward_hooks for m in inplace.modules())
+    gelu = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GELU(), nn.Flatten(), nn.Linear(4 * 14 * 14, 3)).eval()
+    with pytest.warns(RuntimeWarning, match="no ReLU layer"):
+        guided = it.GuidedBackpropInterpreter(gelu).interpret(x, labels=[0, 1], visual=False)
+    plain = it.SaliencyInterpreter(gelu).interpret(x, labels=[0, 1], visual=False, absolute=False)
+    np.testing.assert_array_equal(guided, plain)
     with pytest.raises(TypeError, match="perturbation method"):
         it.SaliencyInterpreter(lambda batch: np.zeros((len(batch), 3))).interpret(x, visual=False)
 
@@ -238,3 +243,26 @@ def test_adebayo_guided_backprop_survives_randomisation_gradients_and_grad_cam_d
     assert similarity["guided"] > 0.4
     assert similarity["guided"] > similarity["gradient"] + 0.2
     assert similarity["guided"] > similarity["gradcam"] + 0.25
+
+
+def test_cli_explains_a_digit_with_each_method(tmp_path):
+    from PIL import Image
+
+    from deepinterpret.cli import main
+
+    split = it.zoo.digits_split()
+    path = tmp_path / "digit.png"
+    Image.fromarray(split.test_images[int(np.flatnonzero(split.test_labels == 4)[0])]).save(path)
+    for method, extra in (
+        ("saliency", []),
+        ("inputxgrad", []),
+        ("guidedbp", []),
+        ("deconvnet", []),
+        ("guidedgradcam", []),
+        ("deeplift", ["--baselines", "black"]),
+    ):
+        out = tmp_path / method
+        assert main(["explain", str(path), "--method", method, *extra, "--out", str(out), "--quiet"]) == 0
+        attributions = np.load(out / f"digit_{method}.npy")
+        assert attributions.shape == (1, 32, 32) and np.abs(attributions).sum() > 0
+        assert (out / f"digit_{method}.png").is_file()

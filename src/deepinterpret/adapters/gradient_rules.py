@@ -139,6 +139,13 @@ def modified_gradient(
         )
     kinds = adapter.lrp_kinds() if rule is not None else {}
     layers = [name for name, kind in kinds.items() if kind in RULE_KINDS[rule]]
+    if rule in ("guided", "deconv") and not layers:
+        warnings.warn(
+            f"{type(adapter.model).__name__} has no ReLU layer (nn.ReLU): the {rule} rule changes nothing and the "
+            "result is the plain gradient (a functional ReLU inside forward() cannot be hooked).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     if rule == "rescale":
         unknown = [f"{n} ({adapter.lrp_type(n)})" for n, k in kinds.items() if k == "unknown"]
         if unknown:

@@ -24,7 +24,7 @@ import numpy as np
 from ..adapters import ModelAdapter, check_batch_size, check_objective, chunks, softmax
 from ..adapters.gradient_rules import check_rule, modified_gradient
 from ..data import resolve_labels
-from .base import Interpreter
+from .base import InputGradientInterpreter
 from .cam import grad_cam_weights, gradient_cam
 
 INTERPOLATIONS = ("bilinear", "nearest")
@@ -97,7 +97,7 @@ def guided_grad_cam(
     return guided * upsampled[:, None], cams, targets, probabilities
 
 
-class _GradientFamilyInterpreter(Interpreter):
+class _GradientFamilyInterpreter(InputGradientInterpreter):
     """What every gradient-family interpreter does around its math: inputs, classes, predictions, the picture."""
 
     def _record(self, targets: np.ndarray, probabilities: np.ndarray, labels_given: bool) -> None:
@@ -199,15 +199,15 @@ class GuidedGradCAMInterpreter(_GradientFamilyInterpreter):
         self,
         inputs: Any,
         target_layer_name: str,
-        labels: Any = None,
-        gradient_of: str = "logit",
-        interpolation: str = "bilinear",
+        label: Any = None,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
         save_path: Any = None,
+        labels: Any = None,
+        gradient_of: str = "logit",
         batch_size: int = 16,
-        label: Any = None,
+        interpolation: str = "bilinear",
     ) -> np.ndarray:
         """Returns ``np.ndarray [N, C, H, W]``; the Grad-CAM maps at the layer's resolution are kept in
         ``self.cam_maps``. ``interpolation``: ``"bilinear"`` (the paper) or ``"nearest"`` (Captum's default)."""

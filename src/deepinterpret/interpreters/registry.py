@@ -145,12 +145,14 @@ IMAGE_METHODS: dict[str, MethodSpec] = {
             GuidedBackpropInterpreter,
             "Guided Backprop: only positive gradients pass the ReLUs",
             ("gradient_of", "batch_size"),
+            convolutional=True,
         ),
         MethodSpec(
             "deconvnet",
             DeconvNetInterpreter,
             "DeconvNet: ReLUs pass the positive part of the gradient",
             ("gradient_of", "batch_size"),
+            convolutional=True,
         ),
         MethodSpec(
             "guidedgradcam",
@@ -164,6 +166,7 @@ IMAGE_METHODS: dict[str, MethodSpec] = {
             DeepLIFTInterpreter,
             "DeepLIFT (rescale rule) from a baseline (zeros)",
             ("gradient_of", "batch_size", "baselines"),
+            convolutional=True,
         ),
     )
 }
