@@ -240,7 +240,7 @@ def test_adebayo_guided_backprop_survives_randomisation_gradients_and_grad_cam_d
         )
         assert result["layers"] == ["classifier", "features.9", "features.8"]
         similarity[name] = float(np.mean(result["spearman"]))
-    assert similarity["guided"] > 0.4
+    assert similarity["guided"] > 0.35
     assert similarity["guided"] > similarity["gradient"] + 0.2
     assert similarity["guided"] > similarity["gradcam"] + 0.25
 

@@ -99,8 +99,8 @@ def _rule_for(rule: str, kind: str, eps: float):
 # -- the one mechanism ----------------------------------------------------------------------------------------
 
 
-def _reference_values(adapter, reference, layers: list[str]) -> dict[str, list[tuple[Any, Any]]]:
-    """``{layer: [(input, output) per call]}`` of each layer for the reference batch, without a graph."""
+def _reference_values(adapter, reference, layers: list[str]) -> tuple[dict[str, list[tuple[Any, Any]]], Any]:
+    """``({layer: [(input, output) per call]}, logits)`` for the reference batch, without a graph."""
     values: dict[str, list[tuple[Any, Any]]] = {name: [] for name in layers}
 
     def keep(name: str):
@@ -111,8 +111,7 @@ def _reference_values(adapter, reference, layers: list[str]) -> dict[str, list[t
 
     with adapter._hooks([(name, keep(name), False) for name in layers]), adapter._no_graph():
         logits = logits_of(adapter._call(reference))
-    values["__logits__"] = [(None, logits)]
-    return values
+    return values, logits
 
 
 def modified_gradient(
@@ -156,7 +155,7 @@ def modified_gradient(
                 stacklevel=3,
             )
     ops = adapter.lrp_ops
-    references = _reference_values(adapter, reference, layers) if rule == "rescale" else {}
+    references, reference_logits = _reference_values(adapter, reference, layers) if rule == "rescale" else ({}, None)
     calls = dict.fromkeys(layers, 0)
     busy: set[str] = set()
 
@@ -190,5 +189,4 @@ def modified_gradient(
             targets = adapter.to_numpy(logits).argmax(-1)
         value = adapter._objective(logits, targets, objective)
         (gradient,) = ops.grad(value, [inputs])
-    reference_logits = references["__logits__"][0][1] if references else None
     return ops.detach(gradient), ops.detach(value), ops.detach(logits), np.asarray(targets), reference_logits
