@@ -37,6 +37,7 @@ bench: setup
 	$(PY) benchmarks/bench_transformers.py
 	$(PY) benchmarks/bench_text.py
 	$(PY) benchmarks/bench_lrp.py
+	$(PY) benchmarks/bench_gradient_family.py
 	$(PY) benchmarks/evaluate_digits.py
 
 clean:

@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument(
         "--ap-mode", choices=["head", "token"], help="attentional perception of bt: head- or token-wise"
     )
-    options.add_argument("--baselines", choices=["black"], help="start the integration (tam, bt) from a black image")
+    options.add_argument("--baselines", choices=["black"], help="start from a black image (tam, bt, deeplift)")
     options.add_argument("--composite", help="LRP rules by layer type: alpha1_beta0 (default), epsilon, epsilon_plus…")
     explain.set_defaults(run=cmd_explain)
 

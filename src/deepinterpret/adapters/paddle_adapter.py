@@ -689,3 +689,14 @@ class PaddleLRPOps:
     @staticmethod
     def grad(value, leaves):
         return list(paddle.grad([value.sum()], leaves, allow_unused=True))
+
+    # -- the gradient family's modified backward passes (adapters/gradient_rules.py) --------------------------
+    @staticmethod
+    def mask(condition):
+        return condition.astype("float32")
+
+    @staticmethod
+    def positive_gradient(t):
+        """``t`` with a gradient hook that clips the gradient arriving at it at 0."""
+        t.register_hook(lambda g: paddle.clip(g, min=0.0))
+        return t

@@ -673,3 +673,14 @@ class TorchLRPOps:
     @staticmethod
     def grad(value, leaves):
         return list(torch.autograd.grad(value.sum(), leaves, allow_unused=True))
+
+    # -- the gradient family's modified backward passes (adapters/gradient_rules.py) --------------------------
+    @staticmethod
+    def mask(condition):
+        return condition.float()
+
+    @staticmethod
+    def positive_gradient(t):
+        """``t`` with a gradient hook that clips the gradient arriving at it at 0."""
+        t.register_hook(lambda g: g.clamp(min=0))
+        return t

@@ -11,7 +11,17 @@ from .cam import (
     score_cam,
 )
 from .consensus import ConsensusInterpreter
+from .deeplift import DeepLIFTInterpreter, deeplift
 from .gradient_shap import GradShapCVInterpreter, gradient_shap
+from .gradients import (
+    DeconvNetInterpreter,
+    GuidedBackpropInterpreter,
+    GuidedGradCAMInterpreter,
+    InputXGradientInterpreter,
+    SaliencyInterpreter,
+    guided_grad_cam,
+    rule_gradients,
+)
 from .integrated_gradients import QUADRATURES, IntGradCVInterpreter, integrated_gradients, quadrature
 from .lime import (
     GLIMECVInterpreter,
@@ -36,6 +46,15 @@ from .transformers import (
 )
 
 __all__ = [
+    "DeconvNetInterpreter",
+    "DeepLIFTInterpreter",
+    "GuidedBackpropInterpreter",
+    "GuidedGradCAMInterpreter",
+    "InputXGradientInterpreter",
+    "SaliencyInterpreter",
+    "deeplift",
+    "guided_grad_cam",
+    "rule_gradients",
     "COMPOSITES",
     "LRPCVInterpreter",
     "GradShapNLPInterpreter",

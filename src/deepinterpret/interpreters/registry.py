@@ -7,7 +7,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .cam import GradCAMInterpreter, GradCAMPlusPlusInterpreter, LayerCAMInterpreter, ScoreCAMInterpreter
+from .deeplift import DeepLIFTInterpreter
 from .gradient_shap import GradShapCVInterpreter
+from .gradients import (
+    DeconvNetInterpreter,
+    GuidedBackpropInterpreter,
+    GuidedGradCAMInterpreter,
+    InputXGradientInterpreter,
+    SaliencyInterpreter,
+)
 from .integrated_gradients import IntGradCVInterpreter
 from .lrp import LRPCVInterpreter
 from .occlusion import OcclusionInterpreter
@@ -125,6 +133,40 @@ IMAGE_METHODS: dict[str, MethodSpec] = {
             ("ap_mode", "start_layer", "steps", "gradient_of", "batch_size", "baselines"),
             dict(start_layer=0, steps=10, baselines="black"),
             needs_attention=True,
+        ),
+        MethodSpec(
+            "saliency", SaliencyInterpreter, "Saliency: magnitude of the gradient", ("gradient_of", "batch_size")
+        ),
+        MethodSpec(
+            "inputxgrad", InputXGradientInterpreter, "Input x Gradient of the logit", ("gradient_of", "batch_size")
+        ),
+        MethodSpec(
+            "guidedbp",
+            GuidedBackpropInterpreter,
+            "Guided Backprop: only positive gradients pass the ReLUs",
+            ("gradient_of", "batch_size"),
+            convolutional=True,
+        ),
+        MethodSpec(
+            "deconvnet",
+            DeconvNetInterpreter,
+            "DeconvNet: ReLUs pass the positive part of the gradient",
+            ("gradient_of", "batch_size"),
+            convolutional=True,
+        ),
+        MethodSpec(
+            "guidedgradcam",
+            GuidedGradCAMInterpreter,
+            "Guided Grad-CAM: Guided Backprop x upsampled Grad-CAM",
+            ("gradient_of", "batch_size"),
+            needs_layer=True,
+        ),
+        MethodSpec(
+            "deeplift",
+            DeepLIFTInterpreter,
+            "DeepLIFT (rescale rule) from a baseline (zeros)",
+            ("gradient_of", "batch_size", "baselines"),
+            convolutional=True,
         ),
     )
 }

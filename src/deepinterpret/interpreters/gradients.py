@@ -1,0 +1,223 @@
+"""The gradient family: one gradient (plain or with a modified backward) per input, no sampling.
+
+* Saliency (Simonyan et al. 2014, https://arxiv.org/abs/1312.6034): ``|∇_x f_y(x)|`` (signed with
+  ``absolute=False``).
+* Input × Gradient (Shrikumar et al. 2016, https://arxiv.org/abs/1605.01713): ``x ⊙ ∇_x f_y(x)``.
+* Guided Backpropagation (Springenberg et al. 2015) and DeconvNet (Zeiler & Fergus 2014): the gradient with the
+  ReLUs' backward changed (``adapters/gradient_rules.py``).
+* Guided Grad-CAM (Selvaraju et al. 2017, https://arxiv.org/abs/1610.02391): Guided Backpropagation times the
+  Grad-CAM map of a convolutional layer, upsampled to the input (bilinearly, or ``"nearest"`` as Captum's
+  default).
+
+The class logit is differentiated by default (``gradient_of="logit"``), as Captum and the papers do. Each chunk
+of ``batch_size`` inputs costs one forward and one backward (Guided Grad-CAM: two of each); with no label given,
+the predicted class of that same forward is explained. The ReLUs must be layers (``nn.ReLU``), not functional
+calls inside ``forward``: a functional ReLU keeps its ordinary gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..adapters import ModelAdapter, check_batch_size, check_objective, chunks, softmax
+from ..adapters.gradient_rules import check_rule, modified_gradient
+from ..data import resolve_labels
+from .base import InputGradientInterpreter
+from .cam import grad_cam_weights, gradient_cam
+
+INTERPOLATIONS = ("bilinear", "nearest")
+
+
+def rule_gradients(
+    adapter: ModelAdapter,
+    x: Any,
+    targets: np.ndarray | None,
+    rule: str | None = None,
+    objective: str = "logit",
+    batch_size: int = 16,
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """``(gradients like x, targets, probabilities [N, K])``: the gradient of ``objective`` of class
+    ``targets[i]`` for each input, with the backward changed by ``rule`` (``None``: the plain gradient;
+    ``"guided"``; ``"deconv"``), in chunks of ``batch_size``."""
+    check_rule(rule)
+    check_objective(objective)
+    x = adapter.asarray(x)
+    parts, used, logits = [], [], []
+    with adapter.evaluation():
+        for part in chunks(int(x.shape[0]), check_batch_size(batch_size)):
+            gradient, _, part_logits, part_targets, _ = modified_gradient(
+                adapter, x[part], None if targets is None else targets[part], rule, objective
+            )
+            parts.append(adapter.asarray(gradient))
+            used.append(part_targets)
+            logits.append(adapter.to_numpy(part_logits))
+    return adapter.xp.concat(parts, axis=0), np.concatenate(used), softmax(np, np.concatenate(logits))
+
+
+def nearest_matrix(size_out: int, size_in: int) -> np.ndarray:
+    """``(size_out, size_in)`` matrix of 1-D nearest-neighbour resizing as PyTorch's ``interpolate(mode="nearest")``
+    (source index ``floor(i · in / out)``); a 2-D resize is ``R_h @ M @ R_w.T``."""
+    source = np.minimum(np.floor(np.arange(size_out) * (size_in / size_out)).astype(np.int64), size_in - 1)
+    matrix = np.zeros((size_out, size_in), dtype=np.float32)
+    matrix[np.arange(size_out), source] = 1.0
+    return matrix
+
+
+def nearest_resize(adapter: ModelAdapter, maps: Any, height: int, width: int) -> Any:
+    """Nearest-neighbour resize of the last two axes of ``maps``, on the model's device."""
+    xp = adapter.xp
+    rows = adapter.asarray(nearest_matrix(height, int(maps.shape[-2])))
+    cols = adapter.asarray(nearest_matrix(width, int(maps.shape[-1])))
+    return xp.matmul(xp.matmul(rows, maps), xp.permute_dims(cols, (1, 0)))
+
+
+def guided_grad_cam(
+    adapter: ModelAdapter,
+    x: Any,
+    targets: np.ndarray | None,
+    layer: str,
+    objective: str = "logit",
+    interpolation: str = "bilinear",
+    batch_size: int = 16,
+) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+    """``(Guided Grad-CAM like x, Grad-CAM maps [N, h, w], targets, probabilities)``: Guided Backpropagation
+    times the Grad-CAM map of ``layer`` upsampled to the input's size."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}; got {interpolation!r}.")
+    x = adapter.asarray(x)
+    cams, targets, probabilities = gradient_cam(adapter, x, targets, layer, grad_cam_weights, objective, batch_size)
+    guided, _, _ = rule_gradients(adapter, x, targets, "guided", objective, batch_size)
+    height, width = int(x.shape[-2]), int(x.shape[-1])
+    if interpolation == "bilinear":
+        upsampled = adapter.resize(cams, height, width)
+    else:
+        upsampled = nearest_resize(adapter, cams, height, width)
+    return guided * upsampled[:, None], cams, targets, probabilities
+
+
+class _GradientFamilyInterpreter(InputGradientInterpreter):
+    """What every gradient-family interpreter does around its math: inputs, classes, predictions, the picture."""
+
+    def _record(self, targets: np.ndarray, probabilities: np.ndarray, labels_given: bool) -> None:
+        self.labels = targets
+        self.predicted_label = probabilities.argmax(axis=1) if labels_given else targets
+        self.predicted_proba = probabilities[np.arange(len(targets)), self.predicted_label]
+
+    def _explain(self, inputs, labels, label, resize_to, crop_to, gradient_of, batch_size, rule):
+        objective = check_objective(gradient_of)
+        batch_size = check_batch_size(batch_size)
+        batch = self._load_images(inputs, resize_to, crop_to)
+        targets = resolve_labels(self._labels(label, labels), len(batch))
+        gradients, used, probabilities = rule_gradients(self.adapter, batch.data, targets, rule, objective, batch_size)
+        self._record(used, probabilities, targets is not None)
+        return batch, gradients
+
+    def _show(self, batch, explanation, visual: bool, save_path: Any) -> np.ndarray:
+        explanation = self.adapter.to_numpy(explanation)
+        self._visualize_gradients(batch, explanation, visual, save_path)
+        return explanation
+
+
+class SaliencyInterpreter(_GradientFamilyInterpreter):
+    """Saliency maps (Simonyan et al. 2014): the magnitude of the gradient of the class score, per pixel and
+    channel (Captum's ``Saliency``)."""
+
+    def interpret(
+        self,
+        inputs: Any,
+        labels: Any = None,
+        absolute: bool = True,
+        gradient_of: str = "logit",
+        resize_to: int | None = 224,
+        crop_to: int | None = None,
+        visual: bool = True,
+        save_path: Any = None,
+        batch_size: int = 16,
+        label: Any = None,
+    ) -> np.ndarray:
+        """Returns ``|∇_x f_y(x)|`` (``absolute=False``: the signed gradient), ``np.ndarray [N, C, H, W]``."""
+        batch, gradients = self._explain(inputs, labels, label, resize_to, crop_to, gradient_of, batch_size, None)
+        return self._show(batch, self.adapter.xp.abs(gradients) if absolute else gradients, visual, save_path)
+
+
+class InputXGradientInterpreter(_GradientFamilyInterpreter):
+    """Input × Gradient (Shrikumar et al. 2016): each input element times the gradient of the class score."""
+
+    def interpret(
+        self,
+        inputs: Any,
+        labels: Any = None,
+        gradient_of: str = "logit",
+        resize_to: int | None = 224,
+        crop_to: int | None = None,
+        visual: bool = True,
+        save_path: Any = None,
+        batch_size: int = 16,
+        label: Any = None,
+    ) -> np.ndarray:
+        """Returns ``x ⊙ ∇_x f_y(x)`` in model-input space, ``np.ndarray [N, C, H, W]``."""
+        batch, gradients = self._explain(inputs, labels, label, resize_to, crop_to, gradient_of, batch_size, None)
+        return self._show(batch, self.adapter.asarray(batch.data) * gradients, visual, save_path)
+
+
+class GuidedBackpropInterpreter(_GradientFamilyInterpreter):
+    """Guided Backpropagation (Springenberg et al. 2015): only positive gradients pass the ReLUs, and only where
+    the ReLU's input was positive."""
+
+    rule = "guided"
+
+    def interpret(
+        self,
+        inputs: Any,
+        labels: Any = None,
+        gradient_of: str = "logit",
+        resize_to: int | None = 224,
+        crop_to: int | None = None,
+        visual: bool = True,
+        save_path: Any = None,
+        batch_size: int = 16,
+        label: Any = None,
+    ) -> np.ndarray:
+        """Returns the modified gradient, ``np.ndarray [N, C, H, W]``."""
+        batch, gradients = self._explain(inputs, labels, label, resize_to, crop_to, gradient_of, batch_size, self.rule)
+        return self._show(batch, gradients, visual, save_path)
+
+
+class DeconvNetInterpreter(GuidedBackpropInterpreter):
+    """DeconvNet (Zeiler & Fergus 2014): the ReLUs pass the positive part of the gradient, whatever their input."""
+
+    rule = "deconv"
+
+
+class GuidedGradCAMInterpreter(_GradientFamilyInterpreter):
+    """Guided Grad-CAM (Selvaraju et al. 2017): Guided Backpropagation times the upsampled Grad-CAM map of a
+    convolutional layer (Captum's ``GuidedGradCam``)."""
+
+    def interpret(
+        self,
+        inputs: Any,
+        target_layer_name: str,
+        label: Any = None,
+        resize_to: int | None = 224,
+        crop_to: int | None = None,
+        visual: bool = True,
+        save_path: Any = None,
+        labels: Any = None,
+        gradient_of: str = "logit",
+        batch_size: int = 16,
+        interpolation: str = "bilinear",
+    ) -> np.ndarray:
+        """Returns ``np.ndarray [N, C, H, W]``; the Grad-CAM maps at the layer's resolution are kept in
+        ``self.cam_maps``. ``interpolation``: ``"bilinear"`` (the paper) or ``"nearest"`` (Captum's default)."""
+        objective = check_objective(gradient_of)
+        batch_size = check_batch_size(batch_size)
+        batch = self._load_images(inputs, resize_to, crop_to)
+        targets = resolve_labels(self._labels(label, labels), len(batch))
+        result, cams, used, probabilities = guided_grad_cam(
+            self.adapter, batch.data, targets, target_layer_name, objective, interpolation, batch_size
+        )
+        self.cam_maps = self.adapter.to_numpy(cams)
+        self._record(used, probabilities, targets is not None)
+        return self._show(batch, result, visual, save_path)
