@@ -23,6 +23,7 @@ def add_batch_command(commands, common: argparse.ArgumentParser) -> None:
     batch.add_argument("--batch-size", type=int, default=32, help="records per chunk, samples per model pass")
     batch.add_argument("--workers", type=int, default=None, help="Ray actors (each loads the model once)")
     batch.add_argument("--gpus-per-worker", type=float, default=None, help="GPUs per Ray actor")
+    batch.add_argument("--cpus-per-worker", type=float, default=None, help="CPUs (threads) per Ray actor")
     batch.add_argument("--evaluate", default=None, help="evaluators to score each map: deletion,insertion,morf,lerf")
     batch.add_argument("--target", default="prediction", choices=["prediction", "label"], help="class to explain")
     batch.add_argument("--column", default=None, help="the image-path or text column (default: usual names)")
@@ -58,6 +59,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         gpus_per_worker=args.gpus_per_worker,
+        cpus_per_worker=args.cpus_per_worker,
         evaluate=args.evaluate,
         target=args.target,
         framework=args.framework,
