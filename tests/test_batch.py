@@ -122,30 +122,31 @@ def test_rows_are_the_public_classes_results(clean_run, digits_dir):
     np.testing.assert_allclose(grad["probability"], cam.predicted_proba, rtol=1e-5)
     labels = np.asarray([int(i.split("/")[0]) for i in grad["id"]])
     assert (grad["prediction"] == labels).mean() > 0.9
-    # A stochastic method's row is the interpreter's result for that image with the seed drawn from the record id.
+    # A stochastic method's rows are the interpreter's result on the chunk (here a shard of 5) with the job's seed.
     smooth = result.arrays("smoothgrad")
     sg = it.SmoothGradInterpreter(entry.model, normalization=entry.normalization)
-    for k in (0, 33):
+    for start in (0, 30):
+        chunk = slice(start, start + 5)
         alone = sg.interpret(
-            paths[k],
+            paths[chunk],
+            smooth["prediction"][chunk],
             n_samples=4,
             resize_to=32,
             visual=False,
             batch_size=8,
-            random_seed=batch.record_seed(0, smooth["id"][k]),
+            random_seed=0,
         )
-        np.testing.assert_allclose(smooth["attribution"][k], alone[0], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(smooth["attribution"][chunk], alone, rtol=1e-5, atol=1e-7)
     assert smooth["attribution"].shape == (60, 1, 32, 32)
 
 
-def test_values_do_not_depend_on_chunking(clean_run, digits_dir, tmp_path):
+def test_deterministic_methods_do_not_depend_on_chunking(clean_run, digits_dir, tmp_path):
     _, _, reference = clean_run
-    batch.explain(digits_dir, "digits-cnn", METHODS, tmp_path / "o", batch_size=3, rows_per_shard=17, progress=False)
-    other = batch.load(tmp_path / "o")
-    for method in ("gradcam", "smoothgrad"):
-        a, b = reference.arrays(method), other.arrays(method)
-        np.testing.assert_array_equal(a["id"], b["id"])
-        np.testing.assert_allclose(a["attribution"], b["attribution"], rtol=1e-5, atol=1e-7)
+    records = [{"path": str(digits_dir / i), "id": i} for i in reference.arrays("gradcam")["id"][::3]]
+    batch.explain(records, "digits-cnn", ["gradcam"], tmp_path / "o", batch_size=3, rows_per_shard=7, progress=False)
+    a, b = reference.arrays("gradcam"), batch.load(tmp_path / "o").arrays("gradcam")
+    np.testing.assert_array_equal(a["id"][::3], b["id"])
+    np.testing.assert_allclose(a["attribution"][::3], b["attribution"], rtol=1e-5, atol=1e-7)
 
 
 def test_evaluator_scores_are_the_evaluators(digits_dir, tmp_path):
@@ -297,21 +298,26 @@ def ray_cluster():
 
 
 def test_ray_gives_the_local_rows(ray_cluster, clean_run, digits_dir, text_model, texts_csv, tmp_path):
-    # One actor with the local process's two threads: the same float operations, bit-identical rows.
+    # One actor with the local process's two threads: the same float operations, bit-identical rows. (Actors with
+    # other thread counts agree to float rounding: BLAS sums in another order.)
     ray_settings = dict(engine="ray", workers=1, cpus_per_worker=2, **SETTINGS)
     batch.explain(digits_dir, "digits-cnn", METHODS, tmp_path / "ray", **ray_settings)
     _assert_same_rows(batch.load(tmp_path / "ray"), clean_run[2])
-    # Two single-threaded actors: the same rows; values equal to float rounding (BLAS sums in another order).
     kwargs = dict(batch_size=16, rows_per_shard=16, progress=False)
     batch.explain(texts_csv, text_model, ["intgrad:steps=4"], tmp_path / "t-local", **kwargs)
-    batch.explain(texts_csv, text_model, ["intgrad:steps=4"], tmp_path / "t-ray", engine="ray", workers=2, **kwargs)
-    local, ray = batch.load(tmp_path / "t-local"), batch.load(tmp_path / "t-ray")
-    assert len(local) == 59 and local.errors == ray.errors
-    for name in ("id", "method", "prediction", "target", "tokens", "shape"):
-        assert local.table[name].equals(ray.table[name])
-    np.testing.assert_allclose(ray.table["probability"], local.table["probability"], rtol=1e-6)
-    a, b = (np.concatenate(r.to_pandas().attribution.to_list()) for r in (local, ray))
-    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+    batch.explain(
+        texts_csv,
+        text_model,
+        ["intgrad:steps=4"],
+        tmp_path / "t-ray",
+        **kwargs,
+        engine="ray",
+        workers=1,
+        cpus_per_worker=2,
+    )
+    local = batch.load(tmp_path / "t-local")
+    assert len(local) == 59 and local.errors[0]["id"] == "r17"
+    _assert_same_rows(batch.load(tmp_path / "t-ray"), local)
 
 
 def test_ray_sigkill_halfway_then_rerun_gives_the_clean_rows(ray_cluster, clean_run, digits_dir, tmp_path):

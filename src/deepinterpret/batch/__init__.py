@@ -17,7 +17,7 @@ import os
 import time
 from typing import Any
 
-from .job import EVALUATORS, JobSettings, ShardWorker, environment_versions, parse_method, record_seed, validate
+from .job import EVALUATORS, JobSettings, ShardWorker, environment_versions, parse_method, validate
 from .output import BatchResult, ShardFiles, finish_output, load, prepare_output, row_schema
 from .progress import JobProgress
 from .records import Columns, RecordSource, open_records
@@ -79,7 +79,7 @@ def explain(
         target: ``"prediction"`` (explain the predicted class) or ``"label"`` (the label column's class).
         resize_to, crop_to, normalization: image preprocessing (default: the model's); images are centre-cropped
             square so that images of any shape share a batch.
-        random_seed: stochastic methods draw each record's noise from ``(random_seed, record id)``.
+        random_seed: the seed of the stochastic methods (SmoothGrad, GradientSHAP, LIME), given to each chunk's call.
         rows_per_shard: records per Parquet shard (the unit that a resumed job skips or redoes).
         visuals: also write a PNG (images) or HTML (texts) per row under ``out/visuals``.
 
@@ -173,6 +173,5 @@ __all__ = [
     "load",
     "open_records",
     "parse_method",
-    "record_seed",
     "row_schema",
 ]

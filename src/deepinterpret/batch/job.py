@@ -1,14 +1,15 @@
 """The settings of a dataset job and the worker that explains one shard of records with them.
 
 Both engines run the same :class:`ShardWorker`: it loads the model once, then for each shard of records it loads
-the inputs, predicts them, runs every method in chunks of ``batch_size`` records (stochastic methods record by
-record with a seed drawn from the record's id, so a row never depends on its neighbours), scores the explanations
-with the evaluators asked for, and writes the shard's Parquet file and its errors atomically.
+the inputs, predicts them, runs every method on chunks of ``batch_size`` records (one interpreter call per chunk,
+so that the samples of several records share each model pass), scores the explanations with the evaluators asked
+for, and writes the shard's Parquet file and its errors atomically. Chunks are cut the same way by both engines and
+in a resumed run (shard ``k`` holds records ``k·rows_per_shard ...``, chunks of ``batch_size`` inside it), and the
+stochastic methods get the job's ``random_seed``: the rows are the same whatever engine or run computed them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,6 @@ from .output import ShardFiles, row_schema
 EVALUATORS = ("deletion", "insertion", "morf", "lerf")
 SCORE_KEYS = {"deletion": "deletion_score", "insertion": "insertion_score", "morf": "MoRF_score", "lerf": "LeRF_score"}
 TEXT_OPTIONS = ("steps", "n_samples", "noise_amount", "num_samples", "start_layer", "batch_size", "random_seed")
-STOCHASTIC_TEXT = ("smoothgrad", "gradshap", "lime")
 
 
 @dataclass
@@ -78,12 +78,6 @@ def parse_method(text: Any) -> tuple[str, dict[str, Any]]:
         except json.JSONDecodeError:
             options[key.strip()] = value.strip()
     return name.strip(), options
-
-
-def record_seed(seed: int, record_id: str) -> int:
-    """The seed of one record's stochastic method: drawn from the job's seed and the record's id."""
-    digest = hashlib.sha256(f"{seed}:{record_id}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
 
 
 def validate(settings: JobSettings, resolved: Any) -> None:
@@ -163,8 +157,9 @@ class ShardWorker:
             kwargs.setdefault("batch_size", s.batch_size)
             if spec.needs_layer:
                 kwargs["target_layer_name"] = options.get("layer", r.layer)
-            stochastic = "random_seed" in spec.options and "random_seed" not in options
-            self.interpreters[name] = (spec, interpreter, kwargs, stochastic)
+            if "random_seed" in spec.options:
+                kwargs.setdefault("random_seed", s.random_seed)
+            self.interpreters[name] = (spec, interpreter, kwargs)
         self.evaluators = {}
         if s.evaluate:
             from ..evaluators import DeletionInsertion, Perturbation
@@ -220,8 +215,8 @@ class ShardWorker:
         else:
             targets = predictions
         rows = []
-        for name, (spec, interpreter, kwargs, stochastic) in self.interpreters.items():
-            maps = self._run_method(spec, interpreter, kwargs, stochastic, kept, data, targets, errors)
+        for name, (spec, interpreter, kwargs) in self.interpreters.items():
+            maps = self._run_method(spec, interpreter, kwargs, kept, data, targets, errors)
             for i, record in enumerate(kept):
                 if maps[i] is None:
                     continue
@@ -234,19 +229,17 @@ class ShardWorker:
                 rows.append(row)
         return rows
 
-    def _run_method(self, spec, interpreter, kwargs, stochastic, records, data, targets, errors) -> list[Any]:
+    def _run_method(self, spec, interpreter, kwargs, records, data, targets, errors) -> list[Any]:
         labels = {"labels": targets} if spec.takes_labels else {}
 
         def one(i: int) -> Any:
-            extra = {"random_seed": record_seed(self.settings.random_seed, records[i]["id"])} if stochastic else {}
             single = {"labels": targets[i : i + 1]} if spec.takes_labels else {}
-            return interpreter.interpret(data[i : i + 1], resize_to=None, visual=False, **single, **kwargs, **extra)[0]
+            return interpreter.interpret(data[i : i + 1], resize_to=None, visual=False, **single, **kwargs)[0]
 
-        if not stochastic:
-            try:
-                return list(interpreter.interpret(data, resize_to=None, visual=False, **labels, **kwargs))
-            except (ValueError, TypeError):
-                pass  # find the record at fault: one by one below
+        try:
+            return list(interpreter.interpret(data, resize_to=None, visual=False, **labels, **kwargs))
+        except (ValueError, TypeError):
+            pass  # find the record at fault: one by one below
         maps: list[Any] = []
         for i in range(len(records)):
             try:
@@ -296,8 +289,7 @@ class ShardWorker:
                 **kwargs,
             )
             call = dict(n_steps=options.get("steps"), internal_batch_size=options.get("batch_size", s.batch_size))
-            stochastic = name in STOCHASTIC_TEXT and "random_seed" not in options
-            self.explainers[name] = (explainer, call, stochastic)
+            self.explainers[name] = (explainer, call)
 
     def _explain_texts(self, records: list[dict], errors: list[dict]) -> list[dict]:
         s = self.settings
@@ -312,11 +304,9 @@ class ShardWorker:
             else:
                 kept.append(record)
         rows = []
-        for name, (explainer, call, stochastic) in self.explainers.items():
+        for name, (explainer, call) in self.explainers.items():
             groups: list[list[int]]
-            if stochastic:
-                groups = [[i] for i in range(len(kept))]
-            elif s.target == "label":
+            if s.target == "label":
                 by_label: dict[int, list[int]] = {}
                 for i, record in enumerate(kept):
                     by_label.setdefault(int(record["label"]), []).append(i)
@@ -326,16 +316,14 @@ class ShardWorker:
             for group in groups:
                 members = [kept[i] for i in group]
                 try:
-                    results = self._text_call(explainer, call, stochastic, members)
+                    results = self._text_call(explainer, call, members)
                 except (ValueError, TypeError) as error:
                     errors.extend(_error(record, name, error) for record in members)
                     continue
                 rows.extend(self._text_rows(name, members, explainer, results))
         return rows
 
-    def _text_call(self, explainer, call, stochastic, members) -> list[Any]:
-        if stochastic:
-            explainer.random_seed = record_seed(self.settings.random_seed, members[0]["id"])
+    def _text_call(self, explainer, call, members) -> list[Any]:
         index = int(members[0]["label"]) if self.settings.target == "label" else None
         result = explainer([m["text"] for m in members], index=index, **call)
         return [result] if len(members) == 1 else result

@@ -12,9 +12,10 @@ read with pyarrow; a ``DatasetDict`` needs ``split=``), or any iterable of dicts
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -272,4 +273,8 @@ def _iterable(items: Iterable, modality: str, columns: Columns) -> RecordSource:
             else:
                 yield _record(index, {key: item}, key, None, None, modality, None, f"record {index}")
 
-    return RecordSource(f"{type(items).__name__} of records", total, read)
+    description = f"{type(items).__name__} of records"
+    if isinstance(items, Sequence):  # a resumed job must get the same records: their digest is a setting
+        digest = hashlib.sha256(json.dumps(list(items), sort_keys=True, default=str).encode()).hexdigest()[:16]
+        description += f" ({len(items)}, sha256 {digest})"
+    return RecordSource(description, total, read)
