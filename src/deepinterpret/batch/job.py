@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -189,9 +190,10 @@ class ShardWorker:
             source = record["path"]
         return load_images(source, self.resize_to, self.crop_to, self.normalization, self.channels)
 
-    def _explain_images(self, records: list[dict], errors: list[dict]) -> list[dict]:
+    def _read_images(self, records: list[dict]) -> tuple[list[dict], Any, list[dict]]:
+        """Decode a chunk's images (on the helper thread, while the model works on the previous chunk)."""
         s = self.settings
-        loaded, kept = [], []
+        loaded, kept, errors = [], [], []
         for record in records:
             try:
                 if record.get("error"):
@@ -202,6 +204,12 @@ class ShardWorker:
                 kept.append(record)
             except (ValueError, TypeError, OSError) as error:
                 errors.append(_error(record, None, error))
+        return kept, loaded, errors
+
+    def _explain_images(self, prepared: tuple[list[dict], Any, list[dict]], errors: list[dict]) -> list[dict]:
+        s = self.settings
+        kept, loaded, read_errors = prepared
+        errors.extend(read_errors)
         if not kept:
             return []
         images = np.concatenate([b.images for b in loaded])
@@ -291,6 +299,9 @@ class ShardWorker:
             call = dict(n_steps=options.get("steps"), internal_batch_size=options.get("batch_size", s.batch_size))
             self.explainers[name] = (explainer, call)
 
+    def _read_texts(self, records: list[dict]) -> list[dict]:
+        return records
+
     def _explain_texts(self, records: list[dict], errors: list[dict]) -> list[dict]:
         s = self.settings
         kept = []
@@ -351,12 +362,17 @@ class ShardWorker:
     # -- one shard ---------------------------------------------------------------------------------------------
     def process(self, shard: int, records: list[dict]) -> tuple[int, int]:
         """Explain ``records`` (shard ``shard``) and write the shard; returns ``(rows written, errors)``."""
-        explain = self._explain_images if self.settings.modality == "image" else self._explain_texts
+        image = self.settings.modality == "image"
+        read, explain = (self._read_images, self._explain_images) if image else (self._read_texts, self._explain_texts)
         size = self.settings.batch_size
+        chunks = [records[start : start + size] for start in range(0, len(records), size)]
         errors: list[dict] = []
-        with self.files.shard_writer(shard, self.schema) as writer:
-            for start in range(0, len(records), size):
-                rows = explain(records[start : start + size], errors)
+        with self.files.shard_writer(shard, self.schema) as writer, ThreadPoolExecutor(max_workers=1) as helper:
+            pending = helper.submit(read, chunks[0]) if chunks else None
+            for index in range(len(chunks)):
+                prepared = pending.result()
+                pending = helper.submit(read, chunks[index + 1]) if index + 1 < len(chunks) else None
+                rows = explain(prepared, errors)
                 rows.sort(key=lambda row: (row["index"], self.settings.method_names.index(row["method"])))
                 writer.write(rows, errors)
         return writer.rows, len(errors)
