@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import resnet18_sized
 from PIL import Image
 
 import deepinterpret as it
+from common import resnet18_sized
 from deepinterpret import batch
 
 METHODS = ["gradcam", "smoothgrad:n_samples=8"]
@@ -53,7 +53,7 @@ def raw_passes(entry, images: np.ndarray) -> None:
     for start in range(0, len(images), BATCH):
         chunk = images[start : start + BATCH]
         labels = cam.predict_proba(chunk, 32, batch_size=BATCH).argmax(1)
-        cam.interpret(chunk, labels, target_layer_name="features", resize_to=32, visual=False, batch_size=BATCH)
+        cam.interpret(chunk, "features", labels, resize_to=32, visual=False, batch_size=BATCH)
         sg.interpret(chunk, labels, n_samples=8, resize_to=32, visual=False, batch_size=BATCH, random_seed=0)
 
 
@@ -95,7 +95,8 @@ def main() -> None:
                 out = root / f"out-{engine}-{round_}"
                 extra = dict(workers=1, cpus_per_worker=2) if engine == "ray" else {}
                 job = dict(batch_size=BATCH, rows_per_shard=64, progress=False, engine=engine, **extra)
-                times[engine].append(_timed(lambda: batch.explain(root / "digits", "digits-cnn", METHODS, out, **job)))
+                run = lambda out=out, job=job: batch.explain(root / "digits", "digits-cnn", METHODS, out, **job)  # noqa: E731
+                times[engine].append(_timed(run))
         assert batch.load(root / "out-ray-0").table.equals(batch.load(root / "out-local-0").table)
     finally:
         ray.shutdown()
