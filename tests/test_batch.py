@@ -327,3 +327,15 @@ def test_ray_sigkill_halfway_then_rerun_gives_the_clean_rows(ray_cluster, clean_
     _kill_halfway(_cli(digits_dir, out, *flags), out)
     batch.explain(digits_dir, "digits-cnn", METHODS, out, engine="ray", workers=1, cpus_per_worker=2, **SETTINGS)
     _assert_same_rows(batch.load(out), clean_run[2])
+
+
+def test_progress_of_the_whole_job_shows_in_the_logs(caplog, monkeypatch):
+    from deepinterpret.batch import progress
+
+    caplog.set_level("INFO", logger="deepinterpret.batch")
+    meter = batch.JobProgress(total=600, resumed=120, bar=False, interval=0.0)
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: meter.start + 10.0)  # ten seconds in
+    meter.update(240)
+    assert meter.line() == "rows 360/600 (60.0%), 24.0 rows/s, ETA 0:00:10"
+    meter.close()
+    assert caplog.messages[0].startswith("rows 360/600 (60.0%)") and "finished in" in caplog.messages[-1]
