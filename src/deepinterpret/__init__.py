@@ -5,7 +5,7 @@ sg = it.SmoothGradInterpreter(model, device="cpu")
 gradients = sg.interpret("cat.jpg", visual=False)
 """
 
-from . import adapters, data, evaluators, explainers, interpreters, training, viz, zoo
+from . import adapters, batch, data, evaluators, explainers, interpreters, training, viz, zoo
 from .adapters import adapt
 from .data import Normalization
 from .evaluators import (
@@ -159,6 +159,7 @@ __all__ = [
     "__version__",
     "adapt",
     "adapters",
+    "batch",
     "data",
     "interpreters",
     "viz",

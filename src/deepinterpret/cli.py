@@ -5,6 +5,8 @@
     deepinterpret explain-text TEXT... [--model SPEC] [--method NAME] [--class-name C]   words that made the class;
                                                         HTML + JSON
     deepinterpret list                                  the methods and models available
+    deepinterpret batch INPUTS --model M --method A [--method B] --out DIR [--engine local|ray]   a whole dataset,
+                                                        resumable; Parquet shards (see deepinterpret.batch)
 
 SPEC is a zoo name (default ``digits-cnn``), a local Hugging Face model folder, a TorchScript file, or a Paddle
 model saved with ``paddle.jit.save``. Exit status: 0 on success, 2 on a usage error (bad path, model, method or
@@ -53,30 +55,20 @@ def _parse_normalization(text: str | None):
 
 
 def resolve_model(spec: str, framework: str = "torch") -> dict[str, Any]:
-    """A zoo name or a model path → the model and its preprocessing."""
-    if spec in zoo.available():
-        if zoo.modality(spec) != "image":
-            raise UsageError(f"zoo model {spec!r} is a text model; `deepinterpret explain` explains image models.")
-        entry = zoo.load(spec, framework)
-        return dict(
-            model=entry.model,
-            normalization=entry.normalization,
-            resize_to=entry.image_size,
-            classes=entry.classes,
-            name=spec,
-            layer=entry.cam_layer,
-        )
-    from .adapters.loading import load_model_file
+    """A zoo name or a model path → the model and its preprocessing (see :mod:`deepinterpret.zoo.resolve`)."""
+    from .zoo.resolve import resolve_model as resolve
+    from .zoo.resolve import spec_modality
 
-    loaded = load_model_file(spec)
-    normalization = (loaded.mean, loaded.std) if loaded.mean is not None else None
+    if spec in zoo.available() and spec_modality(spec) != "image":
+        raise UsageError(f"zoo model {spec!r} is a text model; `deepinterpret explain` explains image models.")
+    resolved = resolve(spec, framework, expect="image")
     return dict(
-        model=loaded.model,
-        normalization=normalization,
-        resize_to=loaded.image_size or 224,
-        classes=loaded.classes,
-        name=str(spec),
-        layer=None,
+        model=resolved.model,
+        normalization=resolved.normalization,
+        resize_to=resolved.resize_to,
+        classes=resolved.classes,
+        name=resolved.name,
+        layer=resolved.layer,
     )
 
 
@@ -332,6 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--device", default=None, help="cpu, gpu, gpu:N")
     text.add_argument("--out", default="explanations", help="output folder (default: explanations)")
     text.set_defaults(run=cmd_explain_text)
+
+    from .batch.command import add_batch_command
+
+    add_batch_command(commands, common)
     return parser
 
 

@@ -1,0 +1,419 @@
+"""The settings of a dataset job and the worker that explains one shard of records with them.
+
+Both engines run the same :class:`ShardWorker`: it loads the model once, then for each shard of records it loads
+the inputs, predicts them, runs every method on chunks of ``batch_size`` records (one interpreter call per chunk,
+so that the samples of several records share each model pass), scores the explanations with the evaluators asked
+for, and writes the shard's Parquet file and its errors atomically. Chunks are cut the same way by both engines and
+in a resumed run (shard ``k`` holds records ``k·rows_per_shard ...``, chunks of ``batch_size`` inside it), and the
+stochastic methods get the job's ``random_seed``: the rows are the same whatever engine or run computed them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .output import ShardFiles, row_schema
+
+EVALUATORS = ("deletion", "insertion", "morf", "lerf")
+SCORE_KEYS = {"deletion": "deletion_score", "insertion": "insertion_score", "morf": "MoRF_score", "lerf": "LeRF_score"}
+TEXT_OPTIONS = ("steps", "n_samples", "noise_amount", "num_samples", "start_layer", "batch_size", "random_seed")
+
+
+@dataclass
+class JobSettings:
+    """Everything that decides the rows of a job (and so must be the same when a job is resumed)."""
+
+    inputs: str
+    model: str
+    methods: list[tuple[str, dict[str, Any]]]
+    modality: str = "image"
+    framework: str = "torch"
+    target: str = "prediction"  # or "label": explain the label column's class
+    evaluate: list[str] = field(default_factory=list)
+    resize_to: int | None = None
+    crop_to: int | None = None
+    normalization: Any = None
+    random_seed: int = 0
+    batch_size: int = 32
+    rows_per_shard: int = 256
+    visuals: bool = False
+    columns: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["methods"] = [[name, options] for name, options in self.methods]
+        return json.loads(json.dumps(data, default=str))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobSettings:
+        data = dict(data)
+        data["methods"] = [(name, dict(options)) for name, options in data["methods"]]
+        return cls(**data)
+
+    @property
+    def method_names(self) -> list[str]:
+        return [name for name, _ in self.methods]
+
+
+def parse_method(text: Any) -> tuple[str, dict[str, Any]]:
+    """``"smoothgrad"``, ``"smoothgrad:n_samples=16,noise_amount=0.2"`` or ``("smoothgrad", {...})`` → name, options.
+    Option values are read as JSON (numbers, true/false, lists) and otherwise kept as strings."""
+    if isinstance(text, (tuple, list)) and len(text) == 2:
+        return str(text[0]), dict(text[1])
+    if not isinstance(text, str) or not text:
+        raise TypeError(f"a method is a name like 'smoothgrad' or 'smoothgrad:n_samples=16'; got {text!r}.")
+    name, _, rest = text.partition(":")
+    options: dict[str, Any] = {}
+    for part in filter(None, rest.split(",")):
+        key, eq, value = part.partition("=")
+        if not eq:
+            raise ValueError(f"method option {part!r} in {text!r} must be written key=value.")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value.strip()
+    return name.strip(), options
+
+
+def validate(settings: JobSettings, resolved: Any) -> None:
+    """Every check that can fail before work starts: method names and options, the evaluators, the target."""
+    if not settings.methods:
+        raise ValueError("give at least one method.")
+    names = settings.method_names
+    if len(set(names)) != len(names):
+        raise ValueError(f"a method appears twice: {names}; each method runs once per input.")
+    if settings.target not in ("prediction", "label"):
+        raise ValueError(f"target must be 'prediction' or 'label'; got {settings.target!r}.")
+    for name in settings.evaluate:
+        if name not in EVALUATORS:
+            raise ValueError(f"unknown evaluator {name!r}; available: {', '.join(EVALUATORS)}.")
+    if settings.modality == "text":
+        from ..explainers import TEXT_METHODS
+
+        if settings.evaluate:
+            raise ValueError("the evaluators of a dataset job (deletion, insertion, ...) apply to image models.")
+        for name, options in settings.methods:
+            if name not in TEXT_METHODS:
+                raise ValueError(f"unknown text method {name!r}; available: {', '.join(TEXT_METHODS)}.")
+            unknown = sorted(set(options) - set(TEXT_OPTIONS))
+            if unknown:
+                raise ValueError(f"text method {name!r} does not take {unknown}; options: {', '.join(TEXT_OPTIONS)}.")
+        return
+    from ..interpreters.registry import get_method
+
+    for name, options in settings.methods:
+        spec = get_method(name)
+        allowed = set(spec.options) | ({"layer"} if spec.needs_layer else set())
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise ValueError(f"method {name!r} does not take {unknown}; it takes: {', '.join(sorted(allowed))}.")
+        if spec.needs_layer and options.get("layer", resolved.layer) is None:
+            raise ValueError(f"method {name!r} needs a convolutional layer: give it as '{name}:layer=NAME'.")
+        if spec.needs_attention and not resolved.attention:
+            raise ValueError(f"method {name!r} explains Vision Transformers; model {resolved.name!r} is not one.")
+        if spec.convolutional and not resolved.convolutional:
+            raise ValueError(f"method {name!r} needs a convolutional network; model {resolved.name!r} is not one.")
+
+
+class ShardWorker:
+    """Loads the model once (per process or Ray actor) and explains shards of records with the job's methods."""
+
+    def __init__(self, settings: JobSettings, out: str, device: str | None = None, resolved: Any = None):
+        from ..zoo.resolve import resolve_model
+
+        self.settings = settings
+        self.files = ShardFiles(out)
+        self.resolved = resolved or resolve_model(settings.model, settings.framework, settings.modality)
+        validate(settings, self.resolved)
+        self.schema = row_schema(settings.modality, settings.evaluate)
+        self.device = device
+        if settings.modality == "image":
+            self._init_image()
+        else:
+            self._init_text()
+
+    # -- images ------------------------------------------------------------------------------------------------
+    def _init_image(self) -> None:
+        from ..data import as_normalization
+        from ..interpreters.base import Interpreter
+        from ..interpreters.registry import get_method
+
+        s, r = self.settings, self.resolved
+        self.normalization = as_normalization(s.normalization if s.normalization is not None else r.normalization)
+        self.resize_to = s.resize_to or r.resize_to
+        self.crop_to = s.crop_to or self.resize_to  # square crops: images of any shape form one batch
+        self.base = Interpreter(r.model, device=self.device, normalization=self.normalization, progress=False)
+        self.channels = self.base.adapter.expected_input_channels()
+        self.interpreters = {}
+        for name, options in s.methods:
+            spec = get_method(name)
+            interpreter = spec.cls(r.model, device=self.device, normalization=self.normalization, progress=False)
+            kwargs = {k: v for k, v in options.items() if k != "layer"}
+            kwargs.setdefault("batch_size", s.batch_size)
+            if spec.needs_layer:
+                kwargs["target_layer_name"] = options.get("layer", r.layer)
+            if "random_seed" in spec.options:
+                kwargs.setdefault("random_seed", s.random_seed)
+            self.interpreters[name] = (spec, interpreter, kwargs)
+        self.evaluators = {}
+        if s.evaluate:
+            from ..evaluators import DeletionInsertion, Perturbation
+
+            wanted = set(s.evaluate)
+            if wanted & {"deletion", "insertion"}:
+                self.evaluators["di"] = DeletionInsertion(
+                    r.model, self.device, "deletion" in wanted, "insertion" in wanted, normalization=self.normalization
+                )
+            if wanted & {"morf", "lerf"}:
+                self.evaluators["pert"] = Perturbation(
+                    r.model, self.device, "morf" in wanted, "lerf" in wanted, normalization=self.normalization
+                )
+
+    def _load_image(self, record: dict) -> Any:
+        from PIL import Image
+
+        from ..data import load_images
+
+        if "image_bytes" in record:
+            try:
+                source: Any = Image.open(io.BytesIO(record["image_bytes"]))
+                source.load()
+            except OSError as error:
+                raise ValueError(f"cannot read image bytes: {error}") from None
+        else:
+            source = record["path"]
+        return load_images(source, self.resize_to, self.crop_to, self.normalization, self.channels)
+
+    def _read_images(self, records: list[dict]) -> tuple[list[dict], Any, list[dict]]:
+        """Decode a chunk's images (on the helper thread, while the model works on the previous chunk)."""
+        s = self.settings
+        loaded, kept, errors = [], [], []
+        for record in records:
+            try:
+                if record.get("error"):
+                    raise ValueError(record["error"])
+                if s.target == "label" and record.get("label") is None:
+                    raise ValueError("target='label' but the record has no label")
+                loaded.append(self._load_image(record))
+                kept.append(record)
+            except (ValueError, TypeError, OSError) as error:
+                errors.append(_error(record, None, error))
+        return kept, loaded, errors
+
+    def _explain_images(self, prepared: tuple[list[dict], Any, list[dict]], errors: list[dict]) -> list[dict]:
+        s = self.settings
+        kept, loaded, read_errors = prepared
+        errors.extend(read_errors)
+        if not kept:
+            return []
+        images = np.concatenate([b.images for b in loaded])
+        data = np.concatenate([b.data for b in loaded])
+        adapter = self.base.adapter
+        with adapter.evaluation():
+            probabilities = adapter.to_numpy(adapter.predict(data, s.batch_size, output="probability"))
+        predictions = probabilities.argmax(axis=1)
+        if s.target == "label":
+            targets = np.asarray([r["label"] for r in kept], np.int64)
+        else:
+            targets = predictions
+        rows = []
+        for name, (spec, interpreter, kwargs) in self.interpreters.items():
+            maps = self._run_method(spec, interpreter, kwargs, kept, data, targets, errors)
+            for i, record in enumerate(kept):
+                if maps[i] is None:
+                    continue
+                row = _base_row(record, predictions[i], probabilities[i], targets[i], name, self.resolved.classes)
+                row["attribution"] = np.asarray(maps[i], np.float32).ravel()
+                row["shape"] = list(np.shape(maps[i]))
+                row.update(self._scores(images[i], maps[i], int(targets[i]), record, name, errors))
+                if s.visuals:
+                    self._picture(record, name, images[i], maps[i])
+                rows.append(row)
+        return rows
+
+    def _run_method(self, spec, interpreter, kwargs, records, data, targets, errors) -> list[Any]:
+        labels = {"labels": targets} if spec.takes_labels else {}
+
+        def one(i: int) -> Any:
+            single = {"labels": targets[i : i + 1]} if spec.takes_labels else {}
+            return interpreter.interpret(data[i : i + 1], resize_to=None, visual=False, **single, **kwargs)[0]
+
+        try:
+            return list(interpreter.interpret(data, resize_to=None, visual=False, **labels, **kwargs))
+        except (ValueError, TypeError):
+            pass  # find the record at fault: one by one below
+        maps: list[Any] = []
+        for i in range(len(records)):
+            try:
+                maps.append(one(i))
+            except (ValueError, TypeError) as error:
+                errors.append(_error(records[i], spec.name, error))
+                maps.append(None)
+        return maps
+
+    def _scores(self, image, explanation, target, record, method, errors) -> dict[str, float | None]:
+        scores: dict[str, float | None] = {name: None for name in self.settings.evaluate}
+        try:
+            for evaluator in self.evaluators.values():
+                result = evaluator.evaluate(
+                    image, explanation, batch_size=self.settings.batch_size, resize_to=None, label=target
+                )
+                for name in scores:
+                    if SCORE_KEYS[name] in result:
+                        scores[name] = float(result[SCORE_KEYS[name]])
+        except (ValueError, TypeError) as error:
+            errors.append(_error(record, method, error, stage="evaluate"))
+        return scores
+
+    def _picture(self, record: dict, method: str, image: np.ndarray, explanation: np.ndarray) -> None:
+        from ..viz import grayscale_overlay, heatmap_overlay, magnitude_map, save_image
+
+        array = np.asarray(explanation)
+        picture = heatmap_overlay(image, array) if array.ndim == 2 else grayscale_overlay(image, magnitude_map(array))
+        path = self.files.visual_path(method, record, ".png")
+        save_image(path, picture)
+
+    # -- texts -------------------------------------------------------------------------------------------------
+    def _init_text(self) -> None:
+        from ..explainers import SequenceClassificationExplainer
+
+        s, r = self.settings, self.resolved
+        self.explainers = {}
+        for name, options in s.methods:
+            kwargs = {k: v for k, v in options.items() if k not in ("steps", "batch_size", "random_seed")}
+            explainer = SequenceClassificationExplainer(
+                r.model,
+                r.tokenizer,
+                method=name,
+                device=self.device,
+                merge_subwords="sum",
+                random_seed=options.get("random_seed", s.random_seed),
+                **kwargs,
+            )
+            call = dict(n_steps=options.get("steps"), internal_batch_size=options.get("batch_size", s.batch_size))
+            self.explainers[name] = (explainer, call)
+
+    def _read_texts(self, records: list[dict]) -> list[dict]:
+        return records
+
+    def _explain_texts(self, records: list[dict], errors: list[dict]) -> list[dict]:
+        s = self.settings
+        kept = []
+        for record in records:
+            if record.get("error"):
+                errors.append(_error(record, None, ValueError(record["error"])))
+            elif not record["text"].strip():
+                errors.append(_error(record, None, ValueError("empty text")))
+            elif s.target == "label" and record.get("label") is None:
+                errors.append(_error(record, None, ValueError("target='label' but the record has no label")))
+            else:
+                kept.append(record)
+        rows = []
+        for name, (explainer, call) in self.explainers.items():
+            groups: list[list[int]]
+            if s.target == "label":
+                by_label: dict[int, list[int]] = {}
+                for i, record in enumerate(kept):
+                    by_label.setdefault(int(record["label"]), []).append(i)
+                groups = list(by_label.values())
+            else:
+                groups = [list(range(len(kept)))] if kept else []
+            for group in groups:
+                members = [kept[i] for i in group]
+                try:
+                    results = self._text_call(explainer, call, members)
+                except (ValueError, TypeError) as error:
+                    errors.extend(_error(record, name, error) for record in members)
+                    continue
+                rows.extend(self._text_rows(name, members, explainer, results))
+        return rows
+
+    def _text_call(self, explainer, call, members) -> list[Any]:
+        index = int(members[0]["label"]) if self.settings.target == "label" else None
+        result = explainer([m["text"] for m in members], index=index, **call)
+        return [result] if len(members) == 1 else result
+
+    def _text_rows(self, name, members, explainer, results) -> list[dict]:
+        from ..viz import text_html
+
+        rows = []
+        for i, (record, words) in enumerate(zip(members, results, strict=True)):
+            prediction = int(explainer.predicted_class_indexes[i])
+            target = int(record["label"]) if self.settings.target == "label" else prediction
+            row = _base_row(record, prediction, None, target, name, self.resolved.classes)
+            row["probability"] = float(explainer.records[i]["probability"])
+            row["tokens"] = [w for w, _ in words]
+            row["attribution"] = np.asarray([v for _, v in words], np.float32)
+            row["shape"] = [len(words)]
+            if self.settings.visuals:
+                path = self.files.visual_path(name, record, ".html")
+                title = f"{record['id']}: predicted {row['prediction_name']} ({row['probability']:.2f})"
+                with open(path, "w", encoding="utf-8") as handle:
+                    handle.write(text_html(row["tokens"], row["attribution"], title))
+            rows.append(row)
+        return rows
+
+    # -- one shard ---------------------------------------------------------------------------------------------
+    def process(self, shard: int, records: list[dict]) -> tuple[int, int]:
+        """Explain ``records`` (shard ``shard``) and write the shard; returns ``(rows written, errors)``."""
+        image = self.settings.modality == "image"
+        read, explain = (self._read_images, self._explain_images) if image else (self._read_texts, self._explain_texts)
+        size = self.settings.batch_size
+        chunks = [records[start : start + size] for start in range(0, len(records), size)]
+        errors: list[dict] = []
+        with self.files.shard_writer(shard, self.schema) as writer, ThreadPoolExecutor(max_workers=1) as helper:
+            pending = helper.submit(read, chunks[0]) if chunks else None
+            for index in range(len(chunks)):
+                prepared = pending.result()
+                pending = helper.submit(read, chunks[index + 1]) if index + 1 < len(chunks) else None
+                rows = explain(prepared, errors)
+                rows.sort(key=lambda row: (row["index"], self.settings.method_names.index(row["method"])))
+                writer.write(rows, errors)
+        return writer.rows, len(errors)
+
+
+def _base_row(record, prediction, probabilities, target, method, classes) -> dict[str, Any]:
+    prediction = int(prediction)
+    return dict(
+        index=int(record["index"]),
+        id=str(record["id"]),
+        source=str(record["source"]),
+        label=record.get("label"),
+        prediction=prediction,
+        prediction_name=classes[prediction] if prediction < len(classes) else str(prediction),
+        probability=None if probabilities is None else float(probabilities[prediction]),
+        target=int(target),
+        method=method,
+    )
+
+
+def _error(record: dict, method: str | None, error: BaseException, stage: str = "explain") -> dict[str, Any]:
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return dict(
+        index=int(record["index"]),
+        id=str(record["id"]),
+        source=str(record.get("source")),
+        method=method,
+        stage=stage if method else "read",
+        reason=reason,
+    )
+
+
+def environment_versions() -> dict[str, str]:
+    """The versions that decide the numbers: Python, deepinterpret and the packages it computes with."""
+    import platform
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for package in ("deepinterpret", "numpy", "torch", "paddlepaddle", "transformers", "pyarrow", "ray"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
