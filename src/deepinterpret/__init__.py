@@ -32,9 +32,11 @@ from .explainers import (
     ZeroShotClassificationExplainer,
 )
 from .interpreters import (
+    AblationCAMInterpreter,
     BTCVInterpreter,
     BTNLPInterpreter,
     ConsensusInterpreter,
+    EigenCAMInterpreter,
     GACVInterpreter,
     GAInterpreter,
     GANLPInterpreter,
@@ -43,12 +45,15 @@ from .interpreters import (
     GradCAMPlusPlusInterpreter,
     GradShapCVInterpreter,
     GradShapNLPInterpreter,
+    HiResCAMInterpreter,
     InputGradientInterpreter,
     InputOutputInterpreter,
     IntermediateLayerInterpreter,
     Interpreter,
     IntGradCVInterpreter,
     IntGradNLPInterpreter,
+    KernelSHAPCVInterpreter,
+    KernelSHAPNLPInterpreter,
     LayerCAMInterpreter,
     LIMECVInterpreter,
     LIMENLPInterpreter,
@@ -56,6 +61,7 @@ from .interpreters import (
     NormLIMECVInterpreter,
     NormLIMENLPInterpreter,
     OcclusionInterpreter,
+    RISEInterpreter,
     RolloutInterpreter,
     ScoreCAMInterpreter,
     SmoothGradInterpreter,
@@ -63,6 +69,7 @@ from .interpreters import (
     SmoothGradNLPInterpreter,
     TAMInterpreter,
     TransformerInterpreter,
+    XGradCAMInterpreter,
 )
 from .training import BHDFInterpreter, ForgettingEventsInterpreter, TrainingDynamics, sgd_noise, tidy
 
@@ -139,4 +146,11 @@ __all__ = [
     "interpreters",
     "viz",
     "zoo",
+    "RISEInterpreter",
+    "KernelSHAPCVInterpreter",
+    "KernelSHAPNLPInterpreter",
+    "HiResCAMInterpreter",
+    "XGradCAMInterpreter",
+    "EigenCAMInterpreter",
+    "AblationCAMInterpreter",
 ]

@@ -10,11 +10,21 @@ from .cam import (
     gradient_cam,
     score_cam,
 )
+from .cam_variants import (
+    AblationCAMInterpreter,
+    EigenCAMInterpreter,
+    HiResCAMInterpreter,
+    XGradCAMInterpreter,
+    ablation_cam,
+    eigen_cam,
+)
 from .consensus import ConsensusInterpreter
 from .gradient_shap import GradShapCVInterpreter, gradient_shap
 from .integrated_gradients import QUADRATURES, IntGradCVInterpreter, integrated_gradients, quadrature
 from .lime import (
     GLIMECVInterpreter,
+    KernelSHAPCVInterpreter,
+    KernelSHAPNLPInterpreter,
     LIMECVInterpreter,
     LIMENLPInterpreter,
     NormLIMECVInterpreter,
@@ -22,6 +32,7 @@ from .lime import (
 )
 from .lrp import COMPOSITES, LRPCVInterpreter
 from .occlusion import OcclusionInterpreter, occlusion
+from .rise import RISEInterpreter, rise
 from .smoothgrad import SmoothGradInterpreter, SmoothGradInterpreterV2, smooth_grad
 from .text_gradients import GradShapNLPInterpreter, IntGradNLPInterpreter, SmoothGradNLPInterpreter
 from .transformers import (
@@ -77,4 +88,14 @@ __all__ = [
     "integrated_gradients",
     "quadrature",
     "smooth_grad",
+    "RISEInterpreter",
+    "rise",
+    "KernelSHAPCVInterpreter",
+    "KernelSHAPNLPInterpreter",
+    "HiResCAMInterpreter",
+    "XGradCAMInterpreter",
+    "EigenCAMInterpreter",
+    "AblationCAMInterpreter",
+    "ablation_cam",
+    "eigen_cam",
 ]
