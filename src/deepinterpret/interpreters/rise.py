@@ -5,8 +5,9 @@
 over ``N`` random masks ``M_i``, each made as in the paper: a ``s × s`` grid of cells kept with probability ``p``
 (``grid_size``, ``keep_probability``), upsampled bilinearly to ``(s + 1)·c`` (``c = ceil(H / s)``, per axis) and
 cropped to ``H × W`` at a random shift in ``[0, c)``. The upsampling and the crop are one matrix product per mask,
-``M = R_h[dy:dy+H] · G · R_w[dx:dx+W]ᵀ`` with ``R`` the bilinear interpolation matrix (half-pixel centres; at the
-border it equals the reference code's ``skimage.transform.resize(order=1, mode="reflect")``). ``f_y`` is the
+``M = R_h[dy:dy+H] · G · R_w[dx:dx+W]ᵀ`` with ``R`` the matrix of the reference code's
+``skimage.transform.resize(order=1, mode="reflect", anti_aliasing=False)`` (bilinear, half-pixel centres, the
+grid mirrored at its border). ``f_y`` is the
 probability of the target class (the paper's), its logit (``output="logit"``) or the value of a target object.
 
 Cost and memory: the ``N`` masked copies of each input go through the model in batches of ``batch_size`` without a
@@ -29,7 +30,6 @@ from tqdm.auto import tqdm
 
 from ..adapters import (
     ModelAdapter,
-    bilinear_matrix,
     check_batch_size,
     check_positive_int,
     chunks,
@@ -49,6 +49,25 @@ def check_probability(value: Any, name: str) -> float:
     return number
 
 
+def mirrored_bilinear(size_out: int, size_in: int) -> np.ndarray:
+    """``(size_out, size_in)`` matrix of 1-D bilinear upsampling with half-pixel centres and the input mirrored
+    about its first and last samples (NumPy's ``reflect``), as ``skimage.transform.resize(order=1,
+    mode="reflect")``."""
+    src = (np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5
+    low = np.floor(src).astype(int)
+    frac = src - low
+    period = max(2 * (size_in - 1), 1)
+
+    def mirror(i: np.ndarray) -> np.ndarray:
+        i = np.abs(i) % period
+        return np.where(i > size_in - 1, period - i, i) if size_in > 1 else np.zeros_like(i)
+
+    matrix = np.zeros((size_out, size_in), dtype=np.float64)
+    np.add.at(matrix, (np.arange(size_out), mirror(low)), 1 - frac)
+    np.add.at(matrix, (np.arange(size_out), mirror(low + 1)), frac)
+    return matrix.astype(np.float32)
+
+
 def mask_parts(
     seed: int, indices: np.ndarray, grid_size: int, keep_probability: float, height: int, width: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -56,7 +75,7 @@ def mask_parts(
     ``mask = rows @ grid @ columnsᵀ`` (the upsampled grid, cropped at the mask's shift)."""
     s = grid_size
     cell_h, cell_w = math.ceil(height / s), math.ceil(width / s)
-    up_h, up_w = bilinear_matrix((s + 1) * cell_h, s), bilinear_matrix((s + 1) * cell_w, s)
+    up_h, up_w = mirrored_bilinear((s + 1) * cell_h, s), mirrored_bilinear((s + 1) * cell_w, s)
     grids = np.empty((len(indices), s, s), dtype=np.float32)
     shifts = np.empty((len(indices), 2), dtype=np.int64)
     for row, index in enumerate(np.asarray(indices).tolist()):
