@@ -17,8 +17,9 @@ MAX_EXTRA_TOKENS = 8  # class, distillation and register tokens that may precede
 
 
 def _fits(h: int, w: int, height: int, width: int) -> bool:
-    """Whether an ``h×w`` grid has the input's aspect ratio (within 10 %) and no more cells than pixels."""
-    return 0 < h <= height and 0 < w <= width and abs((h / w) / (height / width) - 1) <= 0.1
+    """Whether an ``h×w`` grid has the input's aspect ratio (to less than one cell, as patches cut with floor or
+    ceil give) and no more cells than pixels."""
+    return 0 < h <= height and 0 < w <= width and abs(h * width / height - w) < 1 and abs(w * height / width - h) < 1
 
 
 def token_grid(tokens: int, height: int, width: int) -> tuple[int, int, int]:
