@@ -184,3 +184,12 @@ def test_torch_paddle_parity_and_determinism(setting):
     values = [coefficients(r, 3, 16) for r in runs]
     np.testing.assert_allclose(values[0], values[1], rtol=1e-3, atol=1e-4 * np.abs(values[0]).max())
     np.testing.assert_allclose(values[0], values[2], rtol=1e-4, atol=1e-6)
+
+
+def test_text_explainer_and_cli_take_kernelshap():
+    sentiment = it.zoo.load("minilm-sentiment")
+    explainer = it.SequenceClassificationExplainer(
+        sentiment.model, sentiment.tokenizer, method="kernelshap", num_samples=200
+    )
+    scores = dict(explainer("a dull, boring and awful film", class_name="negative"))
+    assert max(scores, key=scores.get) in ("dull", "boring", "awful"), scores

@@ -7,9 +7,10 @@
 Attributions are layer Integrated Gradients on the word embeddings by default, from a reference of ``[PAD]``
 tokens that keeps the special tokens (so those get exactly 0), summed over the embedding dimensions and divided
 by their L2 norm, as transformers-interpret computes them. Beyond it: ``method=`` picks ``"intgrad"``,
-``"smoothgrad"``, ``"gradshap"``, ``"lime"`` or ``"generic_attention"``; a list of texts is explained in batches;
-the per-label explainers (multi-label, token classification) read every label from each forward pass (one
-backward per label) instead of starting over, and zero-shot labels go through the model together.
+``"smoothgrad"``, ``"gradshap"``, ``"lime"``, ``"generic_attention"`` or ``"kernelshap"`` (LIME with the Shapley
+kernel); a list of texts is explained in batches; the per-label explainers (multi-label, token classification)
+read every label from each forward pass (one backward per label) instead of starting over, and zero-shot labels
+go through the model together.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ..interpreters.text_gradients import embedding_attributions, find_embedding
 from ..interpreters.transformers import ModelInputs, attention_relevance
 from ..viz import show_text, text_html, token_colour
 
-TEXT_METHODS = ("intgrad", "smoothgrad", "gradshap", "lime", "generic_attention")
+TEXT_METHODS = ("intgrad", "smoothgrad", "gradshap", "lime", "generic_attention", "kernelshap")
 
 
 class BaseExplainer:
@@ -98,7 +99,7 @@ class BaseExplainer:
         (``None``: each text's predicted class, read off the first pass of the gradient methods)."""
         steps = 50 if n_steps is None else n_steps
         batch_size = internal_batch_size or max(steps, 16)
-        if targets is None and self.method in ("lime", "generic_attention"):
+        if targets is None and self.method in ("lime", "generic_attention", "kernelshap"):
             with self.adapter.evaluation():
                 targets = self.adapter.predict_inputs(batch.inputs, output="logit").argmax(axis=1)[:, None]
         if self.method in ("intgrad", "smoothgrad", "gradshap"):
@@ -113,7 +114,7 @@ class BaseExplainer:
             )  # fmt: skip
             self.convergence_delta = result["delta"]
             scores, logits, targets = result["tokens"], result["logits"], result["targets"]
-        elif self.method == "lime":
+        elif self.method in ("lime", "kernelshap"):
             scores, logits = self._lime(batch, targets, batch_size, output, positions)
         else:
             scores, logits = self._generic_attention(batch, targets, objective, batch_size)
@@ -124,7 +125,8 @@ class BaseExplainer:
 
     def _lime(self, batch, targets, batch_size, output, positions):
         if output is not None or positions is not None:
-            raise ValueError("method='lime' explains sequence classification outputs only.")
+            raise ValueError(f"method={self.method!r} explains sequence classification outputs only.")
+        kernel = "shap" if self.method == "kernelshap" else "lime"  # KernelSHAP: LIME with the Shapley kernel
         unk = getattr(self.tokenizer, "unk_token_id", 0) or 0
         num_samples = self.options.get("num_samples", 500)
         scores = np.zeros((len(batch), targets.shape[1], batch.inputs["input_ids"].shape[1]), np.float32)
@@ -133,9 +135,9 @@ class BaseExplainer:
             inputs = {k: v[i : i + 1, : batch.positions[i].max() + 1] for k, v in batch.inputs.items()}
             maskable = [int(p) for p, s in zip(batch.positions[i], batch.special[i], strict=True) if not s]
             masks, probabilities = lime_text(
-                self.adapter, inputs, "input_ids", maskable, unk, num_samples, batch_size, self.random_seed
+                self.adapter, inputs, "input_ids", maskable, unk, num_samples, batch_size, self.random_seed, kernel
             )
-            weights = kernel_weights(masks)
+            weights = kernel_weights(masks, kernel=kernel)
             for t, target in enumerate(targets[i]):
                 coefficients, _, _ = fit_surrogate(masks, probabilities[:, target], weights)
                 scores[i, t, maskable] = coefficients

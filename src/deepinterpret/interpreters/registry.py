@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .cam import GradCAMInterpreter, GradCAMPlusPlusInterpreter, LayerCAMInterpreter, ScoreCAMInterpreter
+from .cam_variants import AblationCAMInterpreter, EigenCAMInterpreter, HiResCAMInterpreter, XGradCAMInterpreter
 from .gradient_shap import GradShapCVInterpreter
 from .integrated_gradients import IntGradCVInterpreter
 from .lrp import LRPCVInterpreter
 from .occlusion import OcclusionInterpreter
+from .rise import RISEInterpreter
 from .smoothgrad import SmoothGradInterpreter
 from .transformers import BTCVInterpreter, GACVInterpreter, RolloutInterpreter, TAMInterpreter
 
@@ -125,6 +127,42 @@ IMAGE_METHODS: dict[str, MethodSpec] = {
             ("ap_mode", "start_layer", "steps", "gradient_of", "batch_size", "baselines"),
             dict(start_layer=0, steps=10, baselines="black"),
             needs_attention=True,
+        ),
+        MethodSpec(
+            "rise",
+            RISEInterpreter,
+            "RISE: random masks weighted by the masked input's score",
+            ("n_masks", "grid_size", "batch_size", "random_seed"),
+            dict(n_masks=500, batch_size=100, random_seed=0),
+        ),
+        MethodSpec(
+            "hirescam",
+            HiResCAMInterpreter,
+            "HiResCAM: activations times gradients, element-wise",
+            ("gradient_of", "batch_size"),
+            needs_layer=True,
+        ),
+        MethodSpec(
+            "xgradcam",
+            XGradCAMInterpreter,
+            "XGrad-CAM: gradients averaged with the activations as weights",
+            ("gradient_of", "batch_size"),
+            needs_layer=True,
+        ),
+        MethodSpec(
+            "eigencam",
+            EigenCAMInterpreter,
+            "Eigen-CAM: first principal component of the activations",
+            ("batch_size",),
+            needs_layer=True,
+            takes_labels=False,
+        ),
+        MethodSpec(
+            "ablationcam",
+            AblationCAMInterpreter,
+            "Ablation-CAM: channels weighted by the score drop without them",
+            ("batch_size",),
+            needs_layer=True,
         ),
     )
 }
