@@ -133,7 +133,7 @@ IMAGE_METHODS: dict[str, MethodSpec] = {
             RISEInterpreter,
             "RISE: random masks weighted by the masked input's score",
             ("n_masks", "grid_size", "batch_size", "random_seed"),
-            dict(n_masks=500, batch_size=100, random_seed=0),
+            dict(n_masks=256, grid_size=4, batch_size=128, random_seed=0),
         ),
         MethodSpec(
             "hirescam",

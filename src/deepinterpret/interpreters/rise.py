@@ -36,7 +36,7 @@ from ..adapters import (
     resolve_seed,
     sample_rng,
 )
-from .base import InputOutputInterpreter, add_rows
+from .base import InputOutputInterpreter
 
 
 def check_probability(value: Any, name: str) -> float:
@@ -146,8 +146,13 @@ def rise(
             else:
                 grids, rows, columns = (adapter.asarray(a) for a in drawn)
                 chunk_masks = xp.matmul(xp.matmul(rows, grids), xp.permute_dims(columns, (0, 2, 1)))
-            scores = adapter.scores(x[images] * chunk_masks[:, None], targets[images], output, batch_size)
-            add_rows(xp, total, images, adapter.asarray(scores)[:, None, None] * chunk_masks)
+            one_input = images[0] == images[-1]  # the usual chunk: one input, broadcast instead of gathered
+            inputs = x[int(images[0])][None] if one_input else x[images]
+            scores = adapter.asarray(adapter.scores(inputs * chunk_masks[:, None], targets[images], output, batch_size))
+            for owner in np.unique(images):  # Σ_i f_i M_i of each input as one matrix product
+                lo, hi = np.searchsorted(images, owner), np.searchsorted(images, owner, side="right")
+                flat = xp.reshape(chunk_masks[lo:hi], (hi - lo, height * width))
+                total[int(owner)] += xp.reshape(xp.matmul(scores[None, lo:hi], flat), (height, width))
             bar.update(len(images))
     bar.close()
     return total / (n_masks * keep_probability)
