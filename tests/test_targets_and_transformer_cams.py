@@ -204,6 +204,12 @@ def test_regression_output_and_function_targets():
     with torch.no_grad():
         gap = (regressor(torch.from_numpy(x)) - regressor(torch.zeros(2, 3, 16, 16)))[:, 0].numpy()
     np.testing.assert_allclose(ig.reshape(2, -1).sum(axis=1), gap, rtol=0.01, atol=1e-4)
+    smooth = it.SmoothGradInterpreter(regressor).interpret(
+        x, labels=RegressionOutput(0), n_samples=2, noise_amount=0.0, resize_to=None, visual=False
+    )  # no noise: the gradient of the regression output
+    inputs = torch.from_numpy(x).requires_grad_(True)
+    (gradient,) = torch.autograd.grad(regressor(inputs).sum(), inputs)
+    np.testing.assert_allclose(smooth, gradient.numpy(), rtol=1e-5, atol=1e-7)
 
     # any function of the output: the logit of class 2 written as a function equals labels=2 on the logit
     model, paddle_model = cnn_pair()
