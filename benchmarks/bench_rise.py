@@ -6,7 +6,7 @@ Prints, measured side by side in one run (interleaved, best of --repeats):
     process CPU time are both reported: on a shared machine the CPU-time ratio is the steadier one;
   * peak memory does not grow with N (the masks are made per batch): the GPU peak at N and 2N with --device gpu.
 
-    python benchmarks/bench_rise.py [--masks 1000] [--batch-size 50] [--device cpu|gpu] [--repeats 2]
+    python benchmarks/bench_rise.py [--masks 1000] [--batch-size 50] [--device cpu|gpu] [--repeats 2] [--threads N]
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = torch.device("cuda" if args.device.startswith("gpu") and torch.cuda.is_available() else "cpu")
     model = resnet18_sized().to(device)
