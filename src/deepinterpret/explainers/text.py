@@ -7,10 +7,9 @@
 Attributions are layer Integrated Gradients on the word embeddings by default, from a reference of ``[PAD]``
 tokens that keeps the special tokens (so those get exactly 0), summed over the embedding dimensions and divided
 by their L2 norm, as transformers-interpret computes them. Beyond it: ``method=`` picks ``"intgrad"``,
-``"smoothgrad"``, ``"gradshap"``, ``"lime"``, ``"generic_attention"`` or ``"kernelshap"`` (LIME with the Shapley
-kernel); a list of texts is explained in batches; the per-label explainers (multi-label, token classification)
-read every label from each forward pass (one backward per label) instead of starting over, and zero-shot labels
-go through the model together.
+``"smoothgrad"``, ``"gradshap"``, ``"lime"`` or ``"generic_attention"``; a list of texts is explained in batches;
+the per-label explainers (multi-label, token classification) read every label from each forward pass (one
+backward per label) instead of starting over, and zero-shot labels go through the model together.
 """
 
 from __future__ import annotations
