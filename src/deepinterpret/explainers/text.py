@@ -98,7 +98,7 @@ class BaseExplainer:
         (``None``: each text's predicted class, read off the first pass of the gradient methods)."""
         steps = 50 if n_steps is None else n_steps
         batch_size = internal_batch_size or max(steps, 16)
-        if targets is None and self.method in ("lime", "generic_attention", "kernelshap"):
+        if targets is None and self.method in ("lime", "generic_attention"):
             with self.adapter.evaluation():
                 targets = self.adapter.predict_inputs(batch.inputs, output="logit").argmax(axis=1)[:, None]
         if self.method in ("intgrad", "smoothgrad", "gradshap"):
@@ -126,6 +126,9 @@ class BaseExplainer:
         if output is not None or positions is not None:
             raise ValueError(f"method={self.method!r} explains sequence classification outputs only.")
         kernel = "shap" if self.method == "kernelshap" else "lime"  # KernelSHAP: LIME with the Shapley kernel
+        if targets is None:  # kernelshap: the predicted class
+            with self.adapter.evaluation():
+                targets = self.adapter.predict_inputs(batch.inputs, output="logit").argmax(axis=1)[:, None]
         unk = getattr(self.tokenizer, "unk_token_id", 0) or 0
         num_samples = self.options.get("num_samples", 500)
         scores = np.zeros((len(batch), targets.shape[1], batch.inputs["input_ids"].shape[1]), np.float32)
