@@ -32,11 +32,13 @@ from .explainers import (
     ZeroShotClassificationExplainer,
 )
 from .interpreters import (
+    AblationCAMInterpreter,
     BTCVInterpreter,
     BTNLPInterpreter,
     ConsensusInterpreter,
     DeconvNetInterpreter,
     DeepLIFTInterpreter,
+    EigenCAMInterpreter,
     GACVInterpreter,
     GAInterpreter,
     GANLPInterpreter,
@@ -47,6 +49,7 @@ from .interpreters import (
     GradShapNLPInterpreter,
     GuidedBackpropInterpreter,
     GuidedGradCAMInterpreter,
+    HiResCAMInterpreter,
     InputGradientInterpreter,
     InputOutputInterpreter,
     InputXGradientInterpreter,
@@ -54,6 +57,8 @@ from .interpreters import (
     Interpreter,
     IntGradCVInterpreter,
     IntGradNLPInterpreter,
+    KernelSHAPCVInterpreter,
+    KernelSHAPNLPInterpreter,
     LayerCAMInterpreter,
     LIMECVInterpreter,
     LIMENLPInterpreter,
@@ -61,6 +66,7 @@ from .interpreters import (
     NormLIMECVInterpreter,
     NormLIMENLPInterpreter,
     OcclusionInterpreter,
+    RISEInterpreter,
     RolloutInterpreter,
     SaliencyInterpreter,
     ScoreCAMInterpreter,
@@ -69,6 +75,7 @@ from .interpreters import (
     SmoothGradNLPInterpreter,
     TAMInterpreter,
     TransformerInterpreter,
+    XGradCAMInterpreter,
 )
 from .training import (
     BHDFInterpreter,
@@ -164,4 +171,11 @@ __all__ = [
     "interpreters",
     "viz",
     "zoo",
+    "RISEInterpreter",
+    "KernelSHAPCVInterpreter",
+    "KernelSHAPNLPInterpreter",
+    "HiResCAMInterpreter",
+    "XGradCAMInterpreter",
+    "EigenCAMInterpreter",
+    "AblationCAMInterpreter",
 ]

@@ -257,6 +257,8 @@ METHOD_OPTIONS = {
     "ap_mode": "ap_mode",
     "baselines": "baselines",
     "composite": "composite",
+    "n_masks": "n_masks",
+    "grid_size": "grid_size",
 }
 
 
@@ -311,12 +313,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     options.add_argument("--baselines", choices=["black"], help="start from a black image (tam, bt, deeplift)")
     options.add_argument("--composite", help="LRP rules by layer type: alpha1_beta0 (default), epsilon, epsilon_plus…")
+    options.add_argument("--n-masks", type=int, help="random masks (rise; default 4000)")
+    options.add_argument("--grid-size", type=int, help="mask grid cells per side (rise; default 7)")
     explain.set_defaults(run=cmd_explain)
 
     text = commands.add_parser("explain-text", parents=[common], help="explain a text classifier's prediction")
     text.add_argument("texts", nargs="+", metavar="TEXT", help="texts to explain")
     text.add_argument("--model", default="minilm-sentiment", help="zoo text model or a Hugging Face folder")
-    text.add_argument("--method", default="intgrad", help="intgrad, smoothgrad, gradshap, lime, generic_attention")
+    text.add_argument(
+        "--method", default="intgrad", help="intgrad, smoothgrad, gradshap, lime, generic_attention, kernelshap"
+    )
     text.add_argument("--label", type=int, default=None, help="class index to explain (default: the predicted one)")
     text.add_argument("--class-name", default=None, help="class name to explain, e.g. negative")
     text.add_argument("--steps", type=int, default=None, help="integration steps / samples (default 50)")

@@ -60,7 +60,11 @@ def parse_device(device: Any = None, use_cuda: bool | None = None) -> Device:
     return Device(kind, int(match.group(2) or 0))
 
 
-def check_objective(gradient_of: str) -> str:
+def check_objective(gradient_of: Any) -> Any:
+    """One of :data:`OBJECTIVES`, or a target object: ``target(output, rows, as_tensor) -> [B]`` (see
+    ``deepinterpret.data.targets``), which the adapters evaluate on the model's output instead of a class score."""
+    if callable(gradient_of):
+        return gradient_of
     if gradient_of not in OBJECTIVES:
         raise ValueError(f"gradient_of must be one of {OBJECTIVES}; got {gradient_of!r}.")
     return gradient_of
@@ -259,6 +263,44 @@ class ModelAdapter:
         parts = [self._forward_nograd(x[part]) for part in chunks(int(x.shape[0]), batch_size)]
         logits = self.xp.concat(parts, axis=0)
         return softmax(self.xp, logits) if output == "probability" else logits
+
+    def scores(self, x: Any, targets: np.ndarray, output: Any = "probability", batch_size: int = 64) -> np.ndarray:
+        """What a perturbation method reads off each row of ``x``: the probability or logit of class ``targets[j]``
+        (``output`` ``"probability"`` / ``"logit"``), or the value of a target object (``output`` callable, given
+        ``targets`` as the row → input indices). In chunks, no graph; NumPy ``[B]``."""
+        targets, x = np.asarray(targets), self.asarray(x)
+        parts = [
+            self.scores_of(self._forward_nograd(x[part]), targets[part], output)
+            for part in chunks(int(x.shape[0]), batch_size)
+        ]
+        return np.concatenate(parts).astype(np.float32)
+
+    def scores_of(self, logits: Any, targets: np.ndarray, output: Any = "probability") -> np.ndarray:
+        """:meth:`scores` read off model outputs already computed (an ``xp`` array, e.g. a capture pass's)."""
+        targets = np.asarray(targets)
+        if callable(output):
+            return self.to_numpy(output(logits, targets, self.asarray)).astype(np.float32)
+        if output not in ("logit", "probability"):
+            raise ValueError(f"output must be 'logit', 'probability' or a target object; got {output!r}.")
+        values = self.to_numpy(softmax(self.xp, logits) if output == "probability" else logits)
+        self.check_targets(targets, int(values.shape[-1]))
+        return values[np.arange(len(targets)), targets].astype(np.float32)
+
+    def scaled_layer_scores(
+        self, x: Any, layer: str, factors: np.ndarray, targets: np.ndarray, output: Any = "logit"
+    ) -> np.ndarray:
+        """:meth:`scores` of one model batch ``x`` in which the output of ``layer`` is multiplied by ``factors``
+        (a NumPy array that broadcasts against it, e.g. ``[B, C, 1, 1]`` to switch channels off row by row). One
+        forward, no graph."""
+        scale = self._framework_tensor(np.asarray(factors, dtype=np.float32))
+
+        def hook(module, args, out):
+            if isinstance(out, (tuple, list)):
+                return (out[0] * scale, *out[1:])
+            return out * scale
+
+        with self._hooks([(layer, hook, False)]):
+            return self.scores(x, targets, output, batch_size=max(1, int(np.asarray(targets).shape[0])))
 
     def _forward_inputs_nograd(self, inputs: tuple | dict, field: str | None = None) -> Any:
         raise TypeError(f"{type(self.model).__name__} cannot take token inputs.")

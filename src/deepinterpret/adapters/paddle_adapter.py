@@ -116,7 +116,10 @@ class PaddleAdapter(ModelAdapter):
             self.model.eval()
 
     def _objective(self, logits: paddle.Tensor, targets: np.ndarray, objective: str) -> paddle.Tensor:
-        """Per-sample probability, logit or cross-entropy loss of each sample's target class."""
+        """Per-sample probability, logit or cross-entropy loss of each sample's target class; or the value of a
+        target object (``objective`` callable; ``targets``: the input each row belongs to)."""
+        if callable(objective):
+            return objective(logits, np.asarray(targets), self._framework_tensor)
         self.check_targets(np.asarray(targets), int(logits.shape[-1]))
         index = self._tensor(np.asarray(targets, dtype=np.int64)[:, None])
         if objective == "logit":

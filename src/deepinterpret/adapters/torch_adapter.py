@@ -534,7 +534,10 @@ class TorchAdapter(ModelAdapter):
             return logits_of(self.model(x)).float()
 
     def _objective(self, logits: torch.Tensor, targets: np.ndarray, objective: str) -> torch.Tensor:
-        """Per-sample probability, logit or cross-entropy loss of each sample's target class."""
+        """Per-sample probability, logit or cross-entropy loss of each sample's target class; or the value of a
+        target object (``objective`` callable; ``targets``: the input each row belongs to)."""
+        if callable(objective):
+            return objective(logits, np.asarray(targets), self._framework_tensor)
         self.check_targets(np.asarray(targets), int(logits.shape[-1]))
         index = self.targets(targets)[:, None]
         if objective == "logit":

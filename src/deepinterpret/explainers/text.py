@@ -55,7 +55,7 @@ from ..interpreters.text_gradients import embedding_attributions, find_embedding
 from ..interpreters.transformers import ModelInputs, attention_relevance
 from ..viz import show_text, text_html, token_colour
 
-TEXT_METHODS = ("intgrad", "smoothgrad", "gradshap", "lime", "generic_attention")
+TEXT_METHODS = ("intgrad", "smoothgrad", "gradshap", "lime", "generic_attention", "kernelshap")
 GRADIENT_OF = ("probability", "logit")
 
 
@@ -193,7 +193,7 @@ class BaseExplainer:
             )  # fmt: skip
             self.convergence_delta = result["delta"]
             scores, logits, targets = result["tokens"], result["logits"], result["targets"]
-        elif self.method == "lime":
+        elif self.method in ("lime", "kernelshap"):
             scores, logits = self._lime(batch, targets, batch_size, output, positions)
         else:
             scores, logits = self._generic_attention(batch, targets, objective, batch_size)
@@ -204,7 +204,11 @@ class BaseExplainer:
 
     def _lime(self, batch, targets, batch_size, output, positions):
         if output is not None or positions is not None:
-            raise ValueError("method='lime' explains sequence classification outputs only.")
+            raise ValueError(f"method={self.method!r} explains sequence classification outputs only.")
+        kernel = "shap" if self.method == "kernelshap" else "lime"  # KernelSHAP: LIME with the Shapley kernel
+        if targets is None:  # kernelshap: the predicted class
+            with self.adapter.evaluation():
+                targets = self.adapter.predict_inputs(batch.inputs, output="logit").argmax(axis=1)[:, None]
         unk = getattr(self.tokenizer, "unk_token_id", 0) or 0
         num_samples = self.options.get("num_samples", 500)
         scores = np.zeros((len(batch), targets.shape[1], batch.inputs["input_ids"].shape[1]), np.float32)
@@ -213,9 +217,9 @@ class BaseExplainer:
             inputs = {k: v[i : i + 1, : batch.positions[i].max() + 1] for k, v in batch.inputs.items()}
             maskable = [int(p) for p, s in zip(batch.positions[i], batch.special[i], strict=True) if not s]
             masks, probabilities = lime_text(
-                self.adapter, inputs, "input_ids", maskable, unk, num_samples, batch_size, self.random_seed
+                self.adapter, inputs, "input_ids", maskable, unk, num_samples, batch_size, self.random_seed, kernel
             )
-            weights = kernel_weights(masks)
+            weights = kernel_weights(masks, kernel=kernel)
             for t, target in enumerate(targets[i]):
                 coefficients, _, _ = fit_surrogate(masks, probabilities[:, target], weights)
                 scores[i, t, maskable] = coefficients

@@ -10,6 +10,14 @@ from .cam import (
     gradient_cam,
     score_cam,
 )
+from .cam_variants import (
+    AblationCAMInterpreter,
+    EigenCAMInterpreter,
+    HiResCAMInterpreter,
+    XGradCAMInterpreter,
+    ablation_cam,
+    eigen_cam,
+)
 from .consensus import ConsensusInterpreter
 from .deeplift import DeepLIFTInterpreter, deeplift
 from .gradient_shap import GradShapCVInterpreter, gradient_shap
@@ -25,6 +33,8 @@ from .gradients import (
 from .integrated_gradients import QUADRATURES, IntGradCVInterpreter, integrated_gradients, quadrature
 from .lime import (
     GLIMECVInterpreter,
+    KernelSHAPCVInterpreter,
+    KernelSHAPNLPInterpreter,
     LIMECVInterpreter,
     LIMENLPInterpreter,
     NormLIMECVInterpreter,
@@ -32,6 +42,7 @@ from .lime import (
 )
 from .lrp import COMPOSITES, LRPCVInterpreter
 from .occlusion import OcclusionInterpreter, occlusion
+from .rise import RISEInterpreter, rise
 from .smoothgrad import SmoothGradInterpreter, SmoothGradInterpreterV2, smooth_grad
 from .text_gradients import GradShapNLPInterpreter, IntGradNLPInterpreter, SmoothGradNLPInterpreter
 from .transformers import (
@@ -96,4 +107,14 @@ __all__ = [
     "integrated_gradients",
     "quadrature",
     "smooth_grad",
+    "RISEInterpreter",
+    "rise",
+    "KernelSHAPCVInterpreter",
+    "KernelSHAPNLPInterpreter",
+    "HiResCAMInterpreter",
+    "XGradCAMInterpreter",
+    "EigenCAMInterpreter",
+    "AblationCAMInterpreter",
+    "ablation_cam",
+    "eigen_cam",
 ]

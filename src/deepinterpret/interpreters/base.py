@@ -14,7 +14,7 @@ from array_api_compat import device as array_device
 from tqdm.auto import tqdm
 
 from ..adapters import ModelAdapter, adapt, check_objective, chunks, softmax
-from ..data import ImageBatch, as_normalization, load_images, resolve_labels
+from ..data import ImageBatch, as_normalization, as_target, load_images, resolve_labels
 from ..viz import grayscale_overlay, heatmap_overlay, magnitude_map, save_image, save_paths, show
 
 # (image indices, sample indices) of one chunk -> host (NumPy) randomness for it; runs on a helper thread
@@ -157,7 +157,12 @@ class Interpreter:
 
     def _resolve_targets(self, labels: Any, data: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Target class per input: the given labels, or (``None``) the predicted class, with its probability
-        kept in ``predicted_label`` / ``predicted_proba``."""
+        kept in ``predicted_label`` / ``predicted_proba``. For a target object (see :meth:`_objective_of`) the
+        input indices are returned: the adapter hands them to the target with each batch."""
+        if as_target(labels) is not None:
+            self.predicted_label = self.predicted_proba = None
+            self.labels = None
+            return np.arange(int(data.shape[0]))
         targets = resolve_labels(labels, int(data.shape[0]))
         if targets is None:
             with self.adapter.evaluation():
@@ -181,11 +186,21 @@ class Interpreter:
         save_path: Any,
     ) -> np.ndarray:
         """Record the classes explained and the predictions, draw each 2-D map as a heatmap over its image (shown
-        and/or saved), and return the maps as NumPy ``[N, h, w]``."""
-        self.labels = targets
-        self.predicted_label = probabilities.argmax(axis=1) if labels_given else targets
-        self.predicted_proba = probabilities[np.arange(len(targets)), self.predicted_label]
+        and/or saved), and return the maps as NumPy ``[N, h, w]``. ``probabilities=None``: a target object was
+        explained (no class, no prediction recorded)."""
+        if probabilities is None:
+            self.labels = self.predicted_label = self.predicted_proba = None
+        else:
+            self.labels = targets
+            self.predicted_label = probabilities.argmax(axis=1) if labels_given else targets
+            self.predicted_proba = probabilities[np.arange(len(targets)), self.predicted_label]
         explanation = self.adapter.to_numpy(maps)
+        self._draw_maps(batch, explanation, visual, save_path)
+        return explanation
+
+    @staticmethod
+    def _draw_maps(batch: ImageBatch, explanation: np.ndarray, visual: bool, save_path: Any) -> None:
+        """Each 2-D map as a heatmap over its image, shown and/or saved."""
         paths = save_paths(save_path, len(batch))
         if visual or any(p is not None for p in paths):
             for image, map2d, path in zip(batch.images, explanation, paths, strict=True):
@@ -194,7 +209,14 @@ class Interpreter:
                     show(picture)
                 if path is not None:
                     save_image(path, picture)
-        return explanation
+
+    @staticmethod
+    def _objective_of(labels: Any, default: Any) -> Any:
+        """What to explain: a target object passed as ``labels`` (a region of a segmentation output, a regression
+        output, any function of the output: ``deepinterpret.data.targets``), else ``default`` (the class score
+        named by ``gradient_of`` / ``output``)."""
+        target = as_target(labels)
+        return default if target is None else target
 
     @staticmethod
     def _labels(label: Any, labels: Any) -> Any:

@@ -32,18 +32,16 @@ from typing import Any
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, chunks, softmax
-from ..data import resolve_labels
+from ..data import as_target, resolve_labels
 from .base import Interpreter
+from .feature_grid import as_feature_map
 
 _EPS = 1e-7
 
 
-def _feature_map(activations: Any, layer: str) -> None:
-    if activations.ndim != 4:
-        raise ValueError(
-            f"layer {layer!r} outputs shape {tuple(activations.shape)}; CAM methods need a convolutional feature map "
-            "(N, C, H, W). Pick a convolutional layer or block."
-        )
+def _feature_map(xp: Any, array: Any, layer: str, x: Any) -> Any:
+    """The layer's output (or its gradient) as ``[N, C, h, w]``; transformer tokens on their patch grid."""
+    return as_feature_map(xp, array, layer, int(x.shape[-2]), int(x.shape[-1]))
 
 
 def grad_cam_weights(xp: Any, activations: Any, gradients: Any) -> Any:
@@ -90,8 +88,8 @@ def gradient_cam(
     with adapter.evaluation():
         for part in chunks(int(x.shape[0]), batch_size):
             result = adapter.layer_gradient(x[part], layer, None if targets is None else targets[part], objective)
-            _feature_map(result.activations, layer)
-            maps.append(combine(xp, result.activations, channel_weights(xp, result.activations, result.gradients)))
+            acts, grads = (_feature_map(xp, a, layer, x) for a in (result.activations, result.gradients))
+            maps.append(combine(xp, acts, channel_weights(xp, acts, grads)))
             used.append(result.targets)
             logits.append(adapter.to_numpy(result.logits))
     return xp.concat(maps, axis=0), np.concatenate(used), softmax(np, np.concatenate(logits))
@@ -117,8 +115,7 @@ def score_cam(
             captured, part_logits = adapter.capture_activations(x[part], [layer])
             activations.append(captured[layer])
             logits.append(adapter.to_numpy(part_logits))
-        acts = xp.concat(activations, axis=0)
-        _feature_map(acts, layer)
+        acts = _feature_map(xp, xp.concat(activations, axis=0), layer, x)
         probabilities = softmax(np, np.concatenate(logits))
         if targets is None:
             targets = probabilities.argmax(axis=1)
@@ -200,10 +197,12 @@ class _GradientCAMInterpreter(_CAMInterpreter):
         objective = check_objective(gradient_of or self.default_objective)
         batch_size = check_batch_size(batch_size)
         batch = self._load_images(inputs, resize_to, crop_to)
-        targets = resolve_labels(self._labels(label, labels), len(batch))
+        target = as_target(self._labels(label, labels))  # a function of the output instead of a class score
+        targets = np.arange(len(batch)) if target else resolve_labels(self._labels(label, labels), len(batch))
         maps, used, probabilities = gradient_cam(
-            self.adapter, batch.data, targets, target_layer_name, self.channel_weights, objective, batch_size
+            self.adapter, batch.data, targets, target_layer_name, self.channel_weights, target or objective, batch_size
         )
+        probabilities = None if target else probabilities
         return self._finish(batch, maps, used, probabilities, targets is not None, visual, save_path)
 
 

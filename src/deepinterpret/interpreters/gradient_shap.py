@@ -100,7 +100,7 @@ class GradShapCVInterpreter(InputGradientInterpreter):
             baselines,
             n_samples,
             noise_amount,
-            gradient_of,
+            self._objective_of(labels, gradient_of),
             batch_size,
             random_seed,
             self.progress,

@@ -172,7 +172,7 @@ class IntGradCVInterpreter(InputGradientInterpreter):
             baselines,
             steps,
             num_random_trials,
-            gradient_of,
+            self._objective_of(labels, gradient_of),
             method,
             batch_size,
             random_seed,

@@ -17,6 +17,14 @@ NormLIME: LIME on many images; each superpixel is mapped to a cluster (KMeans ov
 fitted on the images at hand — the original used a downloaded feature extractor), and the global weight of
 (class y, cluster k) is the mean over the superpixels of cluster k explained for class y of ``w² / Σ_j |w_j|``.
 Global weights and temporary results are JSON / npz of plain arrays, never pickles.
+
+KernelSHAP (Lundberg & Lee 2017, https://arxiv.org/abs/1705.07874) is this machinery with the Shapley kernel
+(``kernel="shap"``), as Captum's ``KernelShap`` builds it on its ``Lime``: the first coalition keeps every feature,
+the second none, and each further one keeps ``k`` features drawn uniformly, with ``k`` drawn with probability
+``∝ (M − 1) / (k (M − k))`` — sampling from the Shapley kernel, so every sampled coalition has weight 1, and the
+full and empty coalitions weight 10⁶ (so the fitted intercept is ``f(empty)`` and the weights sum to
+``f(x) − f(empty)``: efficiency). The surrogate is the weighted least-squares fit, whose weights estimate the
+Shapley values of the superpixels (or tokens) with the hidden ones set to ``hide_color`` (images) or ``unk_id``.
 """
 
 from __future__ import annotations
@@ -55,15 +63,44 @@ def segment(image: np.ndarray, method: str = "quickshift", **kwargs: Any) -> np.
     return np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
 
 
-def sample_masks(num_features: int, num_samples: int, seed: int) -> np.ndarray:
-    """``num_samples`` uniform binary masks over the features; the first keeps everything."""
-    masks = np.random.default_rng([seed, 0]).integers(0, 2, size=(num_samples, num_features)).astype(np.float32)
+KERNELS = ("lime", "shap")
+SHAP_INFINITE_WEIGHT = 1e6  # the weight of the full and empty coalitions (Captum's ``inf_weight``)
+
+
+def check_kernel(kernel: str) -> str:
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}.")
+    return kernel
+
+
+def sample_masks(num_features: int, num_samples: int, seed: int, kernel: str = "lime") -> np.ndarray:
+    """``num_samples`` binary masks over the features; the first keeps everything. ``lime``: uniform masks;
+    ``shap``: the second keeps nothing and the others are sampled from the Shapley kernel (see the module doc)."""
+    rng = np.random.default_rng([seed, 0])
+    if check_kernel(kernel) == "lime":
+        masks = rng.integers(0, 2, size=(num_samples, num_features)).astype(np.float32)
+        masks[0] = 1.0
+        return masks
+    m = num_features
+    masks = np.zeros((num_samples, m), dtype=np.float32)
     masks[0] = 1.0
+    if m < 2:  # no coalition between empty and full: alternate the two
+        masks[2::2] = 1.0
+        return masks
+    sizes = np.arange(1, m)
+    shapley = 1.0 / (sizes * (m - sizes))
+    chosen = rng.choice(sizes, size=max(num_samples - 2, 0), p=shapley / shapley.sum())
+    ranks = np.argsort(np.argsort(rng.random((len(chosen), m)), axis=1), axis=1)
+    masks[2:] = ranks < chosen[:, None]
     return masks
 
 
-def kernel_weights(masks: np.ndarray, width: float = KERNEL_WIDTH) -> np.ndarray:
-    """LIME's exponential kernel on the cosine distance of each mask to the all-ones mask."""
+def kernel_weights(masks: np.ndarray, width: float = KERNEL_WIDTH, kernel: str = "lime") -> np.ndarray:
+    """LIME's exponential kernel on the cosine distance of each mask to the all-ones mask; or (``shap``) the
+    weights of coalitions sampled from the Shapley kernel: 1, and 10⁶ for the full and the empty one."""
+    if check_kernel(kernel) == "shap":
+        kept = masks.sum(axis=1)
+        return np.where((kept == 0) | (kept == masks.shape[1]), SHAP_INFINITE_WEIGHT, 1.0)
     norms = np.linalg.norm(masks, axis=1) * np.sqrt(masks.shape[1])
     cosine = np.divide(masks.sum(axis=1), norms, out=np.zeros(len(masks)), where=norms > 0)
     distance = 1.0 - cosine
@@ -111,6 +148,7 @@ def lime_image(
     hide_color: float | None = None,
     random_seed: int | None = None,
     progress: bool | None = None,
+    kernel: str = "lime",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The model's probabilities on the perturbed images: ``(masks [num_samples, S], probabilities
     [num_samples, classes])``. ``x`` is one model-ready image ``[C, H, W]``; ``hide_color`` a value in model
@@ -132,7 +170,7 @@ def lime_image(
     else:
         hidden = np.full_like(flat, float(hide_color))
     onehot_x, flat_x, hidden_x = adapter.asarray(onehot), adapter.asarray(flat), adapter.asarray(hidden)
-    masks = sample_masks(num_features, num_samples, resolve_seed(random_seed))
+    masks = sample_masks(num_features, num_samples, resolve_seed(random_seed), kernel)
     probabilities = []
     bar = tqdm(total=num_samples, desc="LIME", disable=None if progress is None else not progress, leave=False)
     with adapter.evaluation():
@@ -182,6 +220,8 @@ def normlime_weights(explanations: list[dict], clusters: np.ndarray, g_name: str
 class _LIMEBase(Interpreter):
     """What LIME for images and for text share: the random seed, the last results, choosing and fitting the classes."""
 
+    kernel = "lime"  # how coalitions are sampled and weighted: LIME's kernel, or the Shapley kernel (KernelSHAP)
+
     def __init__(self, model: Any, device: str | None = None, random_seed: int | None = None, **kwargs: Any):
         super().__init__(model, device, **kwargs)
         self.random_seed = random_seed
@@ -196,7 +236,7 @@ class _LIMEBase(Interpreter):
         else:
             classes = np.atleast_1d(np.asarray(classes, dtype=np.int64))
             self.adapter.check_targets(classes, len(original))
-        weights = kernel_weights(masks)
+        weights = kernel_weights(masks, kernel=self.kernel)
         coefficients, r2 = {}, {}
         for label in classes.tolist():
             coefficients[label], r2[label] = fit(masks, probabilities[:, label], weights, label)
@@ -244,7 +284,7 @@ class LIMECVInterpreter(_LIMEBase):
         hidden = None if hide_color is None else float((hide_color / norm.scale - norm.mean[0]) / norm.std[0])
         seed = self.random_seed if random_seed is None else random_seed
         masks, probabilities = lime_image(
-            self.adapter, batch.data[0], segments, num_samples, batch_size, hidden, seed, self.progress
+            self.adapter, batch.data[0], segments, num_samples, batch_size, hidden, seed, self.progress, self.kernel
         )
         classes, coefficients, r2 = self._fit_classes(
             masks,
@@ -505,6 +545,7 @@ def lime_text(
     num_samples: int,
     batch_size: int,
     random_seed: int | None,
+    kernel: str = "lime",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Masks over ``positions`` and the model's probabilities with masked tokens set to ``unk_id``."""
     num_samples = check_positive_int(num_samples, "num_samples")
@@ -512,7 +553,7 @@ def lime_text(
         raise ValueError("num_samples must be at least 2 for LIME.")
     if not positions:
         raise ValueError("the text has no tokens to explain.")
-    masks = sample_masks(len(positions), num_samples, resolve_seed(random_seed))
+    masks = sample_masks(len(positions), num_samples, resolve_seed(random_seed), kernel)
     ids = np.repeat(np.asarray(inputs[key]), num_samples, axis=0)
     columns = np.asarray(positions)
     ids[:, columns] = np.where(masks > 0, ids[:, columns], unk_id)
@@ -559,6 +600,7 @@ class LIMENLPInterpreter(_LIMEBase):
             num_samples,
             check_batch_size(batch_size),
             self.random_seed if random_seed is None else random_seed,
+            self.kernel,
         )
         classes, coefficients, r2 = self._fit_classes(
             masks,
@@ -723,3 +765,22 @@ class _LimeCache:
     def save(self) -> None:
         if self.path and self.dirty:
             np.savez(self.path, **self.entries)
+
+
+# -- KernelSHAP: the same machinery with the Shapley kernel ----------------------------------------------------
+
+
+class KernelSHAPCVInterpreter(LIMECVInterpreter):
+    """KernelSHAP for images (Lundberg & Lee 2017) over superpixels: :class:`LIMECVInterpreter` with the Shapley
+    kernel. Returns ``{class: [(superpixel, Shapley value), ...]}``, superpixels ordered by ``|value|``; hidden
+    superpixels take ``hide_color`` (``None``: their mean colour). ``num_samples`` counts the full and the empty
+    coalition."""
+
+    kernel = "shap"
+
+
+class KernelSHAPNLPInterpreter(LIMENLPInterpreter):
+    """KernelSHAP for text (Lundberg & Lee 2017) over token positions: :class:`LIMENLPInterpreter` with the
+    Shapley kernel; hidden tokens take ``unk_id``. Returns ``{class: [(position, Shapley value), ...]}``."""
+
+    kernel = "shap"

@@ -6,7 +6,8 @@ at the border. For each position the occluded input is ``x·(1 − M) + baseline
 ``Δ = f_y(x) − f_y(x_occluded)``. Each element's attribution is the **average** of Δ over the windows that cover
 it, as Captum's ``Occlusion`` computes it (the original InterpretDL summed them without dividing by the
 coverage count). All windows go through the model in batches of ``batch_size``, built just before their pass
-and without a graph; ``f`` is the probability (or logit, ``output="logit"``) of the target class.
+and without a graph; ``f`` is the probability (or logit, ``output="logit"``) of the target class, or the value of
+a target object passed as ``labels`` (e.g. a region of a segmentation output).
 """
 
 from __future__ import annotations
@@ -67,16 +68,14 @@ def occlusion(
         coverage[where] += 1
     total = xp.zeros_like(x)
     with adapter.evaluation():
-        reference = adapter.to_numpy(adapter.predict(x, batch_size, output))[np.arange(n), targets]
+        reference = adapter.scores(x, targets, output, batch_size)
         for part in chunks(n * count, batch_size):
             flat = np.arange(part.start, part.stop)
             images, windows = flat // count, flat % count
             occluded = x[images]  # a copy (advanced indexing)
             for row, (image, w) in enumerate(zip(images.tolist(), windows.tolist(), strict=True)):
                 occluded[(row, *slices[w])] = base[(image, *slices[w])]
-            scores = adapter.to_numpy(adapter.predict(occluded, batch_size, output))[
-                np.arange(len(flat)), targets[images]
-            ]
+            scores = adapter.scores(occluded, targets[images], output, batch_size)
             deltas = reference[images] - scores
             for image, w, delta in zip(images.tolist(), windows.tolist(), deltas.tolist(), strict=True):
                 total[(image, *slices[w])] += delta
@@ -113,7 +112,14 @@ class OcclusionInterpreter(InputOutputInterpreter):
         batch = self._load_images(inputs, resize_to, crop_to)
         targets = self._resolve_targets(labels, batch.data, batch_size)
         result = occlusion(
-            self.adapter, batch.data, targets, sliding_window_shapes, strides, baselines, batch_size, output
+            self.adapter,
+            batch.data,
+            targets,
+            sliding_window_shapes,
+            strides,
+            baselines,
+            batch_size,
+            self._objective_of(labels, output),
         )
         explanation = self.adapter.to_numpy(result)
         self._visualize_gradients(batch, explanation, visual, save_path)

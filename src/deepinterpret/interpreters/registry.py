@@ -8,6 +8,7 @@ from typing import Any
 
 from .cam import GradCAMInterpreter, GradCAMPlusPlusInterpreter, LayerCAMInterpreter, ScoreCAMInterpreter
 from .deeplift import DeepLIFTInterpreter
+from .cam_variants import AblationCAMInterpreter, EigenCAMInterpreter, HiResCAMInterpreter, XGradCAMInterpreter
 from .gradient_shap import GradShapCVInterpreter
 from .gradients import (
     DeconvNetInterpreter,
@@ -19,6 +20,7 @@ from .gradients import (
 from .integrated_gradients import IntGradCVInterpreter
 from .lrp import LRPCVInterpreter
 from .occlusion import OcclusionInterpreter
+from .rise import RISEInterpreter
 from .smoothgrad import SmoothGradInterpreter
 from .transformers import BTCVInterpreter, GACVInterpreter, RolloutInterpreter, TAMInterpreter
 
@@ -162,11 +164,47 @@ IMAGE_METHODS: dict[str, MethodSpec] = {
             needs_layer=True,
         ),
         MethodSpec(
+            "rise",
+            RISEInterpreter,
+            "RISE: random masks weighted by the masked input's score",
+            ("n_masks", "grid_size", "batch_size", "random_seed"),
+            dict(n_masks=256, grid_size=4, batch_size=128, random_seed=0),
+        ),
+        MethodSpec(
+            "hirescam",
+            HiResCAMInterpreter,
+            "HiResCAM: activations times gradients, element-wise",
+            ("gradient_of", "batch_size"),
+            needs_layer=True,
+        ),
+        MethodSpec(
             "deeplift",
             DeepLIFTInterpreter,
             "DeepLIFT (rescale rule) from a baseline (zeros)",
             ("gradient_of", "batch_size", "baselines"),
             convolutional=True,
+        ),
+        MethodSpec(
+            "xgradcam",
+            XGradCAMInterpreter,
+            "XGrad-CAM: gradients averaged with the activations as weights",
+            ("gradient_of", "batch_size"),
+            needs_layer=True,
+        ),
+        MethodSpec(
+            "eigencam",
+            EigenCAMInterpreter,
+            "Eigen-CAM: first principal component of the activations",
+            ("batch_size",),
+            needs_layer=True,
+            takes_labels=False,
+        ),
+        MethodSpec(
+            "ablationcam",
+            AblationCAMInterpreter,
+            "Ablation-CAM: channels weighted by the score drop without them",
+            ("batch_size",),
+            needs_layer=True,
         ),
     )
 }

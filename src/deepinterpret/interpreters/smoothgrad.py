@@ -82,7 +82,7 @@ class SmoothGradInterpreter(InputGradientInterpreter):
             targets,
             noise_amount,
             n_samples,
-            gradient_of,
+            self._objective_of(labels, gradient_of),
             batch_size,
             random_seed,
             self.progress,

@@ -1,0 +1,211 @@
+"""RISE: Randomized Input Sampling for Explanation (Petsiuk et al. 2018, https://arxiv.org/abs/1806.07421).
+
+    S(x) = 1 / (N·p) · Σ_i f_y(x ⊙ M_i) · M_i
+
+over ``N`` random masks ``M_i``, each made as in the paper: a ``s × s`` grid of cells kept with probability ``p``
+(``grid_size``, ``keep_probability``), upsampled bilinearly to ``(s + 1)·c`` (``c = ceil(H / s)``, per axis) and
+cropped to ``H × W`` at a random shift in ``[0, c)``. The upsampling and the crop are one matrix product per mask,
+``M = R_h[dy:dy+H] · G · R_w[dx:dx+W]ᵀ`` with ``R`` the matrix of the reference code's
+``skimage.transform.resize(order=1, mode="reflect", anti_aliasing=False)`` (bilinear, half-pixel centres, the
+grid mirrored at its border). ``f_y`` is the
+probability of the target class (the paper's), its logit (``output="logit"``) or the value of a target object.
+
+Cost and memory: the ``N`` masked copies of each input go through the model in batches of ``batch_size`` without a
+graph, so the method costs ``N`` forwards per input and its memory depends on ``batch_size`` only. The masks are
+made per batch (never all ``N`` at once): each mask's grid and shift come from its own random stream keyed by
+``(random_seed, mask index)``, drawn on a helper thread while the model runs the previous batch, so a seed gives the
+same masks whatever ``batch_size``, framework or device. Every input is explained with the same ``N`` masks, as in
+the reference code.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from array_api_compat import device as array_device
+from tqdm.auto import tqdm
+
+from ..adapters import (
+    ModelAdapter,
+    check_batch_size,
+    check_positive_int,
+    chunks,
+    resolve_seed,
+    sample_rng,
+)
+from .base import InputOutputInterpreter
+
+
+def check_probability(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 0.0 < number <= 1.0:
+        raise ValueError(f"{name} must be a number in (0, 1]; got {value!r}.")
+    return number
+
+
+def mirrored_bilinear(size_out: int, size_in: int) -> np.ndarray:
+    """``(size_out, size_in)`` matrix of 1-D bilinear upsampling with half-pixel centres and the input mirrored
+    about its first and last samples (NumPy's ``reflect``), as ``skimage.transform.resize(order=1,
+    mode="reflect")``."""
+    src = (np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5
+    low = np.floor(src).astype(int)
+    frac = src - low
+    period = max(2 * (size_in - 1), 1)
+
+    def mirror(i: np.ndarray) -> np.ndarray:
+        i = np.abs(i) % period
+        return np.where(i > size_in - 1, period - i, i) if size_in > 1 else np.zeros_like(i)
+
+    matrix = np.zeros((size_out, size_in), dtype=np.float64)
+    np.add.at(matrix, (np.arange(size_out), mirror(low)), 1 - frac)
+    np.add.at(matrix, (np.arange(size_out), mirror(low + 1)), frac)
+    return matrix.astype(np.float32)
+
+
+def mask_parts(
+    seed: int, indices: np.ndarray, grid_size: int, keep_probability: float, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Host randomness of masks ``indices``: ``(grids [b, s, s], rows [b, H, s], columns [b, W, s])`` with
+    ``mask = rows @ grid @ columnsᵀ`` (the upsampled grid, cropped at the mask's shift)."""
+    s = grid_size
+    cell_h, cell_w = math.ceil(height / s), math.ceil(width / s)
+    up_h, up_w = mirrored_bilinear((s + 1) * cell_h, s), mirrored_bilinear((s + 1) * cell_w, s)
+    grids = np.empty((len(indices), s, s), dtype=np.float32)
+    shifts = np.empty((len(indices), 2), dtype=np.int64)
+    for row, index in enumerate(np.asarray(indices).tolist()):
+        rng = sample_rng(seed, index)
+        grids[row] = rng.random((s, s)) < keep_probability
+        shifts[row] = rng.integers(0, cell_h), rng.integers(0, cell_w)
+    rows = up_h[shifts[:, :1] + np.arange(height)[None]]  # [b, H, s]
+    columns = up_w[shifts[:, 1:] + np.arange(width)[None]]  # [b, W, s]
+    return grids, rows, columns
+
+
+def rise_masks(
+    seed: int, indices: np.ndarray, grid_size: int, keep_probability: float, height: int, width: int
+) -> np.ndarray:
+    """The RISE masks ``indices`` of stream ``seed`` as a NumPy array ``[b, H, W]`` with values in [0, 1]."""
+    grids, rows, columns = mask_parts(seed, indices, grid_size, keep_probability, height, width)
+    return np.matmul(np.matmul(rows, grids), np.transpose(columns, (0, 2, 1)))
+
+
+def rise(
+    adapter: ModelAdapter,
+    x: Any,
+    targets: np.ndarray,
+    n_masks: int = 4000,
+    grid_size: int = 7,
+    keep_probability: float = 0.5,
+    batch_size: int = 64,
+    output: Any = "probability",
+    random_seed: int | None = None,
+    masks: Any = None,
+    progress: bool | None = None,
+) -> Any:
+    """RISE saliency ``[N, H, W]`` (an ``xp`` array) of each ``x[i]`` for class ``targets[i]``.
+
+    ``masks`` ``[M, H, W]`` replaces the random masks by the ones given (then ``n_masks`` is ``M`` and
+    ``keep_probability`` still normalises: ``p`` is the masks' expected value).
+    """
+    xp, x = adapter.xp, adapter.asarray(x)
+    n, height, width = int(x.shape[0]), int(x.shape[-2]), int(x.shape[-1])
+    batch_size = check_batch_size(batch_size)
+    keep_probability = check_probability(keep_probability, "keep_probability")
+    if masks is not None:
+        given = adapter.asarray(masks)
+        if given.ndim != 3 or tuple(given.shape[1:]) != (height, width):
+            raise ValueError(f"masks must have shape [M, {height}, {width}]; got {tuple(given.shape)}.")
+        n_masks = int(given.shape[0])
+    else:
+        n_masks = check_positive_int(n_masks, "n_masks")
+        grid_size = check_positive_int(grid_size, "grid_size")
+        seed = resolve_seed(random_seed)
+    parts = list(chunks(n * n_masks, batch_size))
+    pairs = [(flat // n_masks, flat % n_masks) for flat in (np.arange(p.start, p.stop) for p in parts)]
+
+    def host_work(index: int):
+        if masks is not None:
+            return None
+        return mask_parts(seed, pairs[index][1], grid_size, keep_probability, height, width)
+
+    total = xp.zeros((n, height, width), dtype=x.dtype, device=array_device(x))
+    bar = tqdm(total=n * n_masks, desc="RISE", disable=None if progress is None else not progress, leave=False)
+    with adapter.evaluation(), ThreadPoolExecutor(max_workers=1) as helper:
+        pending = helper.submit(host_work, 0) if parts else None
+        for index, (images, ks) in enumerate(pairs):
+            drawn = pending.result()
+            pending = helper.submit(host_work, index + 1) if index + 1 < len(parts) else None
+            if drawn is None:
+                chunk_masks = given[ks]
+            else:
+                grids, rows, columns = (adapter.asarray(a) for a in drawn)
+                chunk_masks = xp.matmul(xp.matmul(rows, grids), xp.permute_dims(columns, (0, 2, 1)))
+            one_input = images[0] == images[-1]  # the usual chunk: one input, broadcast instead of gathered
+            inputs = x[int(images[0])][None] if one_input else x[images]
+            scores = adapter.asarray(adapter.scores(inputs * chunk_masks[:, None], targets[images], output, batch_size))
+            for owner in np.unique(images):  # Σ_i f_i M_i of each input as one matrix product
+                lo, hi = np.searchsorted(images, owner), np.searchsorted(images, owner, side="right")
+                flat = xp.reshape(chunk_masks[lo:hi], (hi - lo, height * width))
+                total[int(owner)] += xp.reshape(xp.matmul(scores[None, lo:hi], flat), (height, width))
+            bar.update(len(images))
+    bar.close()
+    return total / (n_masks * keep_probability)
+
+
+class RISEInterpreter(InputOutputInterpreter):
+    """RISE (Petsiuk et al. 2018): the mean of random masks weighted by the model's score on the masked input.
+
+    ``random_seed`` (constructor or per call) fixes the masks. ``labels`` takes class indices or a target object
+    (a region of a segmentation output, a regression output, any function of the output).
+    """
+
+    def __init__(self, model: Any, device: str | None = None, random_seed: int | None = None, **kwargs: Any):
+        super().__init__(model, device, **kwargs)
+        self.random_seed = random_seed
+
+    def interpret(
+        self,
+        inputs: Any,
+        labels: Any = None,
+        n_masks: int = 4000,
+        grid_size: int = 7,
+        keep_probability: float = 0.5,
+        resize_to: int | None = 224,
+        crop_to: int | None = None,
+        visual: bool = True,
+        save_path: Any = None,
+        batch_size: int = 64,
+        output: str = "probability",
+        random_seed: int | None = None,
+        masks: Any = None,
+    ) -> np.ndarray:
+        """Returns the saliency maps at the input's resolution, ``np.ndarray`` of shape ``[N, H, W]``.
+
+        ``n_masks`` (the paper's ``N``, 4000), ``grid_size`` (``s``, 7), ``keep_probability`` (``p``, 0.5),
+        ``output`` (``probability`` as the paper, or ``logit``), ``batch_size`` (masked inputs per model pass).
+        """
+        batch_size = check_batch_size(batch_size)
+        batch = self._load_images(inputs, resize_to, crop_to)
+        targets = self._resolve_targets(labels, batch.data, batch_size)
+        maps = rise(
+            self.adapter,
+            batch.data,
+            targets,
+            n_masks,
+            grid_size,
+            keep_probability,
+            batch_size,
+            self._objective_of(labels, output),
+            self.random_seed if random_seed is None else random_seed,
+            masks,
+            self.progress,
+        )
+        explanation = self.adapter.to_numpy(maps)
+        self._draw_maps(batch, explanation, visual, save_path)
+        return explanation
