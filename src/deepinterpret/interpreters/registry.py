@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .cam import GradCAMInterpreter, GradCAMPlusPlusInterpreter, LayerCAMInterpreter, ScoreCAMInterpreter
-from .deeplift import DeepLIFTInterpreter
 from .cam_variants import AblationCAMInterpreter, EigenCAMInterpreter, HiResCAMInterpreter, XGradCAMInterpreter
+from .deeplift import DeepLIFTInterpreter
 from .gradient_shap import GradShapCVInterpreter
 from .gradients import (
     DeconvNetInterpreter,
