@@ -102,6 +102,8 @@ TEST_SETTINGS = {
     "intgrad": dict(steps=3),
     "gradshap": dict(n_samples=2, random_seed=0),
     "occlusion": dict(sliding_window_shapes=32, strides=32),
+    "scorecam": dict(target_layer_name="_blocks.2"),  # 24 channels: 24 masked forwards per image
+    "ablationcam": dict(target_layer_name="_blocks.2"),
     "rise": dict(n_masks=8, random_seed=0),
     "lrp": dict(composite="epsilon_plus"),
 }
@@ -162,12 +164,17 @@ def test_every_evaluator_runs_and_leaves_the_model_untouched(evaluator, model, s
     norm = _normalization()
     image = small[0]
     before = _torch_state(model)
-    if evaluator in ("deletion_insertion", "perturbation"):
-        cls = it.DeletionInsertion if evaluator == "deletion_insertion" else it.Perturbation
+    if evaluator == "deletion_insertion":  # every kind of explanation: pixels, a 2x2 CAM, LIME, random
         for explanation in explanations.values():
-            result = cls(model, normalization=norm).evaluate(image, explanation, resize_to=None, patch=8)
-            scores = [v for k, v in result.items() if k.endswith("_score")]
-            assert len(scores) == 2 and all(0 <= s <= 1 for s in scores)
+            result = it.DeletionInsertion(model, normalization=norm).evaluate(
+                image, explanation, resize_to=None, patch=16, limit_number_generated_samples=4
+            )
+            assert 0 <= result["deletion_score"] <= 1 and 0 <= result["insertion_score"] <= 1
+    elif evaluator == "perturbation":
+        result = it.Perturbation(model, normalization=norm).evaluate(
+            image, explanations["gradcam"], resize_to=None, patch=16, limit_number_generated_samples=4
+        )
+        assert 0 <= result["MoRF_score"] <= 1 and 0 <= result["LeRF_score"] <= 1
     elif evaluator == "infidelity":
         value = it.Infidelity(model, normalization=norm).evaluate(
             image, explanations["ig"], resize_to=None, square_sizes=(32,), stride=32
@@ -175,9 +182,11 @@ def test_every_evaluator_runs_and_leaves_the_model_untouched(evaluator, model, s
         assert np.isfinite(value)
     elif evaluator in ("local_fidelity", "monotonicity"):
         cls = it.LocalFidelity if evaluator == "local_fidelity" else it.Monotonicity
-        options = {"n_samples": 6} if evaluator == "local_fidelity" else {}
-        for explanation in explanations.values():
-            result = cls(model, normalization=norm).evaluate(image, explanation, resize_to=None, patch=16, **options)
+        options = {"n_samples": 4} if evaluator == "local_fidelity" else {}
+        for key in ("ig", "lime"):
+            result = cls(model, normalization=norm).evaluate(
+                image, explanations[key], resize_to=None, patch=32, **options
+            )
             assert all(np.isfinite(v) for v in result.values() if isinstance(v, float))
     elif evaluator == "sensitivity_max":
         value = it.SensitivityMax(model, normalization=norm).evaluate(
@@ -185,12 +194,12 @@ def test_every_evaluator_runs_and_leaves_the_model_untouched(evaluator, model, s
             dict(target_layer_name=imagenet.CAM_LAYER), n_perturb_samples=2, random_seed=0, resize_to=None,
         )  # fmt: skip
         assert np.isfinite(value) and value >= 0
-    else:
+    else:  # pixel maps (SSIM needs maps of at least 7x7)
         result = it.ModelRandomization(model, normalization=norm).evaluate(
-            small[:1], it.GradCAMInterpreter, dict(target_layer_name=imagenet.CAM_LAYER, resize_to=None),
-            dict(normalization=norm), layers=["_blocks.15._project_conv", "_conv_head", "_fc"],
+            small[:1], it.IntGradCVInterpreter, dict(steps=2, resize_to=None), dict(normalization=norm),
+            layers=["_conv_head", "_fc"],
         )  # fmt: skip
-        assert len(result["layers"]) == 3
+        assert len(result["layers"]) == 2 and np.isfinite(result["spearman"]).all()
     after = _torch_state(model)
     for key in ("modes", "requires_grad", "grads", "hooks"):
         assert after[key] == before[key], key
@@ -208,7 +217,7 @@ def test_lrp_and_gradcam_agree_between_pytorch_and_paddle(model, small):
     paddle_model.eval()
     before = _paddle_state(paddle_model)
     norm = _normalization()
-    for composite in ("epsilon_plus", "alpha1_beta0"):
+    for composite in ("epsilon_plus",):  # z+ on the convolutions (as alpha1_beta0), epsilon on the classifier
         ours = it.LRPCVInterpreter(model, normalization=norm)
         theirs = it.LRPCVInterpreter(paddle_model, normalization=norm)
         a = ours.interpret(small, resize_to=None, visual=False, composite=composite)
@@ -234,7 +243,7 @@ def test_photo_demo_writes_every_method(tmp_path, monkeypatch):
     if not PRETRAINED:
         build = imagenet.build
         monkeypatch.setattr(imagenet, "build", lambda framework="torch", pretrained=True: build(framework, False))
-    figure, report = run_photo_demo(tmp_path, count=1, quiet=True, image_size=SIZE)
+    figure, report = run_photo_demo(tmp_path, count=1, quiet=True, image_size=48)
     text = open(report, encoding="utf-8").read()
     for name in CNN_METHODS + ["lime"]:
         assert f"<th>{name}</th>" in text

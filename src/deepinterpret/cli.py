@@ -86,19 +86,20 @@ def resolve_model(spec: str, framework: str = "torch") -> dict[str, Any]:
 
 
 # The photographs' demo: EfficientNet-Lite0 at 224 px. Settings per method, sized so that the whole demo takes
-# about a minute or two on 2 CPU cores: few samples and steps, 56-pixel occlusion windows (7x7 positions), and
-# Score-CAM at the last block (320 channels, so 320 masked forwards per image, not 1280). Keys that a method's
-# interpret() does not take are dropped, so entries may name methods that are not registered.
+# about a minute or two on 2 CPU cores (about 450 forward-pass equivalents per photograph): few samples and steps,
+# 56-pixel occlusion windows (7x7 positions), Score-CAM at block 10 (112 channels of 14x14, so 112 masked forwards
+# per photograph, not 1280), LIME on 40 superpixels. Keys that a method's interpret() does not take are dropped,
+# so entries may name methods that are not registered.
 PHOTO_DEMO: dict[str, dict[str, Any]] = {
     "smoothgrad": dict(n_samples=16, random_seed=0),
     "intgrad": dict(steps=16),
     "gradshap": dict(n_samples=16, random_seed=0),
     "occlusion": dict(sliding_window_shapes=56, strides=28),
-    "scorecam": dict(target_layer_name="_blocks.15"),
-    "ablationcam": dict(target_layer_name="_blocks.15"),
+    "scorecam": dict(target_layer_name="_blocks.10"),
+    "ablationcam": dict(target_layer_name="_blocks.10"),
     "lrp": dict(composite="epsilon_plus"),
     "rise": dict(n_masks=500, random_seed=0),
-    "lime": dict(num_samples=256, segmentation="slic", segmentation_kwargs={"n_segments": 50}, random_seed=0),
+    "lime": dict(num_samples=160, segmentation="slic", segmentation_kwargs={"n_segments": 40}, random_seed=0),
 }
 DEMO_PHOTOS = ("chelsea", "coffee", "rocket", "motorcycle", "camera", "astronaut")
 
@@ -211,8 +212,8 @@ def run_photo_demo(
         "Top-5 predictions: " + "; ".join(lines) + ".",
         "Gradient and LRP maps show the magnitude of each attribution (sum over channels of absolute values); "
         f"Grad-CAM, Grad-CAM++ and LayerCAM are computed at '{entry.cam_layer}' (1280 channels), Score-CAM at "
-        "'_blocks.15' (the last block, 320 channels), both 7x7 at 224 px, and upsampled; LIME shows the positive "
-        "weights of 50 SLIC superpixels; LRP uses the epsilon_plus composite (z+ on convolutions, epsilon on the "
+        "'_blocks.10' (112 channels of 14x14), and upsampled; LIME shows the positive weights of about 40 SLIC "
+        "superpixels; LRP uses the epsilon_plus composite (z+ on convolutions, epsilon on the "
         "classifier).",
         "Settings: " + "; ".join(f"{m} {v}" for m, v in PHOTO_DEMO.items() if m in maps) + ".",
         "Time per method: " + ", ".join(timings) + ".",

