@@ -123,7 +123,7 @@ class _Checker(html.parser.HTMLParser):
 
 
 def test_demo_writes_figure_and_report(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--count", "3"]) == 0
+    assert main(["demo", "--model", "digits-cnn", "--out", str(tmp_path), "--count", "3"]) == 0
     printed = capsys.readouterr().out
     assert str(tmp_path / "demo.png") in printed and str(tmp_path / "demo.html") in printed
     figure = Image.open(tmp_path / "demo.png")

