@@ -23,6 +23,8 @@ from .evaluators import (
     SensitivityMax,
 )
 from .explainers import (
+    GenerationExplainer,
+    GenerationResult,
     ImageClassificationExplainer,
     MultiLabelClassificationExplainer,
     PairwiseSequenceClassificationExplainer,
@@ -79,6 +81,8 @@ __all__ = [
     "tidy",
     "training",
     "LRPCVInterpreter",
+    "GenerationExplainer",
+    "GenerationResult",
     "ImageClassificationExplainer",
     "MultiLabelClassificationExplainer",
     "PairwiseSequenceClassificationExplainer",
