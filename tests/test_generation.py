@@ -413,3 +413,21 @@ def test_paddle_causal_lm_equals_its_torch_twin(tokenizer):
         assert scale > 0
         np.testing.assert_allclose(b.attributions, a.attributions, atol=1e-4 * scale, err_msg=a.method)
         np.testing.assert_allclose(b.log_probs, a.log_probs, atol=1e-5)
+
+
+# -- faithfulness: remove the top-k % features, regenerate, compare -------------------------------------------------
+
+
+def test_generation_faithfulness_curves(recall):
+    explainer = it.GenerationExplainer(recall.model, recall.tokenizer)
+    result = explainer("a=3 b=7 c=1 d=5 e=2 ; b?", max_new_tokens=1, method="ablation")
+    assert result.generated_tokens == ["7"]
+    curves = it.evaluators.generation_faithfulness(explainer, result, fractions=(0.2, 0.5), similarity="tokens")
+    # the two most attributed tokens are the pair b=7 and the query b?: without them the answer is lost
+    assert set(result.ranking()[:2]) == {1, 6}
+    assert curves["morf"] == [0.0, 0.0] and curves["lerf"][0] == 1.0
+    assert curves["morf_area"] < curves["lerf_area"]
+    minilm = it.evaluators.generation_faithfulness(explainer, result, fractions=(0.2,), similarity="minilm")
+    assert minilm["lerf"][0] == pytest.approx(1.0, abs=1e-5) and minilm["morf"][0] < 0.99
+    with pytest.raises(ValueError, match="fractions"):
+        it.evaluators.generation_faithfulness(explainer, result, fractions=(0.0,))
