@@ -46,7 +46,15 @@ def main() -> None:
     parser.add_argument("--skip-captum-ablation", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=args.vocab, n_embd=args.width, n_layer=args.layers, n_head=4, n_positions=512)
+    config = GPT2Config(
+        vocab_size=args.vocab,
+        n_embd=args.width,
+        n_layer=args.layers,
+        n_head=4,
+        n_positions=512,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     model = GPT2LMHeadModel(config).eval()
     tokenizer = word_tokenizer(args.vocab)
     rng = np.random.default_rng(0)

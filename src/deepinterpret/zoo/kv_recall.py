@@ -7,8 +7,8 @@ token (``b=7``), the query another (``b?``) and the answer a value token (``7``)
 answer is the queried pair ``b=7``: without it the answer cannot be read off. :func:`recall_prompts` draws the
 prompts (training and held-out ones come from different seeds), :func:`deciding_index` says where that token is.
 
-Train with ``python -m deepinterpret.zoo.kv_recall [--out DIR]`` (about two minutes on one CPU core): AdamW,
-cross-entropy on the answer token only, seed 0.
+Train with ``python -m deepinterpret.zoo.kv_recall [--out DIR]`` (25 minutes on a busy shared 2-core machine):
+AdamW, cross-entropy on the answer token only, seed 0; 100 % of 1,000 held-out prompts answered right.
 """
 
 from __future__ import annotations
