@@ -33,6 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..adapters import ModelAdapter, check_batch_size, check_positive_int, chunks, resolve_seed
+from .integrated_gradients import quadrature
 from .lime import fit_surrogate, kernel_weights, sample_masks
 from .transformers import rollout
 
@@ -240,8 +241,6 @@ def token_gradients(
     ``LLMGradientAttribution(LayerIntegratedGradients)``); ``steps`` points of ``quadrature_rule`` (Captum's
     default is Gauss–Legendre), ``batch_size`` points per forward pass, every generated token from each pass.
     """
-    from .text_gradients import embedding_attributions
-
     if method not in GRADIENT:
         raise ValueError(f"method must be one of {GRADIENT}; got {method!r}.")
     ids = forced.inputs["input_ids"]
@@ -260,15 +259,34 @@ def token_gradients(
         log_p, delta = -adapter.to_numpy(result.objective)[0].astype(np.float64), None
     else:
         baseline = {**forced.inputs, "input_ids": np.where(moved[None, :], baseline_id, ids)}
-        out = embedding_attributions(
-            adapter, forced.inputs, embedding_layer, targets, "intgrad", "loss", steps=steps,
-            baseline_inputs=baseline, quadrature_rule=quadrature_rule, batch_size=batch_size,
-            positions=positions, progress=progress,
-        )  # fmt: skip
-        tokens = -adapter.to_numpy(out["tokens"])[0]  # [T, L]
-        # log p at the real input: the objective of the first (alpha = 1) pass is not returned; one more pass.
+        alphas, weights = quadrature(quadrature_rule, steps)
+        xp = adapter.xp
+        with adapter.evaluation():
+            e = adapter.layer_output(forced.inputs, embedding_layer)
+            b = adapter.layer_output(baseline, embedding_layer)
+            total = None
+            values = np.zeros((len(alphas), len(forced.targets)))
+            bar = tqdm(
+                total=len(alphas), desc="intgrad", disable=None if progress is None else not progress, leave=False
+            )
+            for part in chunks(len(alphas), batch_size):
+                count = part.stop - part.start
+                rows = {k: np.repeat(v, count, axis=0) for k, v in forced.inputs.items()}
+                result = adapter.embedding_pass(
+                    rows, embedding_layer, np.repeat(targets, count, axis=0), "loss", alphas=alphas[part],
+                    baseline=b, positions=np.repeat(positions, count, axis=0),
+                )  # fmt: skip
+                factor = adapter.asarray(weights[part].astype(np.float32))
+                step = xp.sum(result.gradients * xp.reshape(factor, (-1, 1, 1, 1)), axis=0)  # [T, L, D]
+                total = step if total is None else total + step
+                values[part] = adapter.to_numpy(result.objective)
+                bar.update(count)
+            bar.close()
+        tokens = -adapter.to_numpy(xp.sum(total * (e - b)[0][None], axis=-1))  # [T, L]; d log p = -d loss
         log_p, _ = _original(adapter, forced, False)
-        delta = None if out["delta"] is None else -np.asarray(out["delta"])[0]
+        delta = None
+        if np.isclose(alphas[0], 0.0) and np.isclose(alphas[-1], 1.0):
+            delta = tokens.sum(axis=1) - (values[0] - values[-1])  # log p(x) - log p(b) = loss(b) - loss(x)
     matrix = np.stack([tokens[:, where].sum(axis=1) for where in forced.features], axis=1).astype(np.float64)
     return _causal_zero(forced, matrix), log_p, delta
 
