@@ -43,7 +43,8 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=20)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--skip-captum-ablation", action="store_true")
+    parser.add_argument("--skip-captum-ablation", action="store_true", help="skip Captum's token-by-token ablation")
+    parser.add_argument("--no-warmup", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
     config = GPT2Config(
@@ -123,7 +124,7 @@ def main() -> None:
         "intgrad": ours_ig,
         "intgrad raw passes": raw_ig,
     }
-    times = best_of(fns, args.repeats)
+    times = best_of(fns, args.repeats, warmup=not args.no_warmup)
     start = time.perf_counter()
     captum_ig()
     times["captum LLMGradientAttribution(LayerIG)"] = time.perf_counter() - start
