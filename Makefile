@@ -35,6 +35,7 @@ bench: setup
 	$(PY) benchmarks/bench_transformers.py
 	$(PY) benchmarks/bench_text.py
 	$(PY) benchmarks/bench_lrp.py
+	$(PY) benchmarks/bench_generation.py
 	$(PY) benchmarks/evaluate_digits.py
 
 clean:

@@ -5,11 +5,12 @@ word-level vocabulary), measured side by side in one run:
     passes on the same perturbed batches, timed bare) and / Captum's LLMAttribution(FeatureAblation) (one
     token-by-token regeneration per perturbed prompt; ``use_cached_outputs=False``: its KV-cache path does not run
     on this transformers version) and with ``forward_in_tokens=False`` (one teacher-forced pass per perturbation);
-  * Integrated Gradients (50 Gauss-Legendre steps, one batch of 50, every generated token from each forward, one
+  * Integrated Gradients (20 Gauss-Legendre steps, one batch, every generated token from each forward, one
     backward per generated token) / its raw passes (the interpolated embeddings through the model, one backward per
     token) and / Captum's LLMGradientAttribution(LayerIntegratedGradients) (one full IG per generated token).
 
-    python benchmarks/bench_generation.py [--layers 4] [--width 256] [--repeats 2]
+    python benchmarks/bench_generation.py [--layers 2] [--width 128] [--steps 20] [--repeats 1] [--no-warmup]
+                                          [--captum-token-by-token]   (README figures: OMP_NUM_THREADS=1, --no-warmup)
 """
 
 from __future__ import annotations
@@ -36,14 +37,14 @@ def word_tokenizer(size: int) -> PreTrainedTokenizerFast:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--vocab", type=int, default=2000)
     parser.add_argument("--prompt", type=int, default=200)
     parser.add_argument("--new", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--skip-captum-ablation", action="store_true", help="skip Captum's token-by-token ablation")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--captum-token-by-token", action="store_true", help="also time Captum's default ablation")
     parser.add_argument("--no-warmup", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -131,7 +132,7 @@ def main() -> None:
     start = time.perf_counter()
     captum_ablation(False)
     times["captum LLMAttribution(FeatureAblation), forward_in_tokens=False"] = time.perf_counter() - start
-    if not args.skip_captum_ablation:
+    if args.captum_token_by_token:
         start = time.perf_counter()
         captum_ablation(True)
         times["captum LLMAttribution(FeatureAblation), token by token"] = time.perf_counter() - start
@@ -148,7 +149,7 @@ def main() -> None:
         ]
         / times["ablation"],
     }
-    if not args.skip_captum_ablation:
+    if args.captum_token_by_token:
         ratios["captum ablation (token by token) / ours"] = (
             times["captum LLMAttribution(FeatureAblation), token by token"] / times["ablation"]
         )
