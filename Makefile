@@ -38,6 +38,7 @@ bench: setup
 	$(PY) benchmarks/bench_text.py
 	$(PY) benchmarks/bench_lrp.py
 	$(PY) benchmarks/bench_gradient_family.py
+	$(PY) benchmarks/bench_generation.py
 	$(PY) benchmarks/evaluate_digits.py
 
 clean:

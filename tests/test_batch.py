@@ -101,7 +101,7 @@ def _assert_same_rows(a, b):
         if name in ("id", "method", "index", "label", "prediction", "prediction_name", "target", "shape"):
             assert ca == cb, name
             continue
-        for x, y in zip(ca, cb):
+        for x, y in zip(ca, cb, strict=True):
             if x is None or y is None or isinstance(x, str):
                 assert x == y, name
                 continue

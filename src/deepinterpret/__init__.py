@@ -23,6 +23,8 @@ from .evaluators import (
     SensitivityMax,
 )
 from .explainers import (
+    GenerationExplainer,
+    GenerationResult,
     ImageClassificationExplainer,
     MultiLabelClassificationExplainer,
     PairwiseSequenceClassificationExplainer,
@@ -110,6 +112,8 @@ __all__ = [
     "tidy",
     "training",
     "LRPCVInterpreter",
+    "GenerationExplainer",
+    "GenerationResult",
     "ImageClassificationExplainer",
     "MultiLabelClassificationExplainer",
     "PairwiseSequenceClassificationExplainer",

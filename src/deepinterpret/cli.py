@@ -5,6 +5,8 @@
     deepinterpret explain INPUT... --method NAME [--model SPEC] [--label K] [--out DIR] [method options]
     deepinterpret explain-text TEXT... [--model SPEC] [--method NAME] [--class-name C]   words that made the class;
                                                         HTML + JSON
+    deepinterpret explain-generation PROMPT [--model SPEC] [--method NAME] [--max-new-tokens N]   prompt tokens
+                                                        behind each generated token; HTML + JSON
     deepinterpret list                                  the methods and models available
     deepinterpret batch INPUTS --model M --method A [--method B] --out DIR [--engine local|ray]   a whole dataset,
                                                         resumable; Parquet shards (see deepinterpret.batch)
@@ -335,6 +337,36 @@ def cmd_explain_text(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain_generation(args: argparse.Namespace) -> int:
+    from .explainers import GenerationExplainer
+    from .interpreters.generation import METHODS as GENERATION_METHODS
+
+    if args.method not in GENERATION_METHODS:
+        raise UsageError(f"unknown generation method {args.method!r}; available: {', '.join(GENERATION_METHODS)}.")
+    if args.model in zoo.available():
+        if zoo.modality(args.model) != "generation":
+            raise UsageError(f"zoo model {args.model!r} is not a language model.")
+        entry = zoo.load(args.model)
+        model, tokenizer = entry.model, entry.tokenizer
+    else:
+        from .adapters.loading import load_language_model
+
+        model, tokenizer = load_language_model(args.model)
+    explainer = GenerationExplainer(model, tokenizer, device=args.device, batch_size=args.batch_size)
+    segments: Any = args.segments
+    if args.span:
+        segments = list(args.span)
+    result = explainer(
+        args.prompt, max_new_tokens=args.max_new_tokens, target=args.target, method=args.method, segments=segments,
+        steps=args.steps, n_samples=args.n_samples, top_p=args.top_p, progress=not args.quiet,
+    )  # fmt: skip
+    html_path, json_path = result.save(Path(args.out) / "generation")
+    top = ", ".join(f"{result.features[i]} {result.sequence[i]:+.2f}" for i in result.ranking()[:3])
+    _say(args, f"{args.prompt!r} -> {result.generated_text!r}; {args.method}: {top}")
+    _say(args, f"report: {html_path}\nattributions: {json_path}")
+    return 0
+
+
 # CLI destination -> interpret() keyword (the quadrature rule is IG's `method`, which --method names otherwise)
 METHOD_OPTIONS = {
     "steps": "steps",
@@ -429,6 +461,24 @@ def build_parser() -> argparse.ArgumentParser:
     from .batch.command import add_batch_command
 
     add_batch_command(commands, common)
+    gen = commands.add_parser(
+        "explain-generation", parents=[common], help="which prompt tokens produced a language model's continuation"
+    )
+    gen.add_argument("prompt", metavar="PROMPT", help="the prompt")
+    gen.add_argument("--model", default="kv-recall-gpt2", help="zoo language model or a Hugging Face folder")
+    gen.add_argument("--method", default="ablation", help="ablation, lime, kernelshap, input_x_gradient, intgrad, "
+                     "rollout, gilot")  # fmt: skip
+    gen.add_argument("--max-new-tokens", type=int, default=20, help="tokens to generate (default 20)")
+    gen.add_argument("--target", default=None, help="explain this continuation instead of generating one")
+    gen.add_argument("--segments", default="tokens", choices=["tokens", "sentences"], help="what gets attributions")
+    gen.add_argument("--span", action="append", help="a substring of the prompt to attribute (repeatable)")
+    gen.add_argument("--steps", type=int, default=50, help="integration steps (intgrad)")
+    gen.add_argument("--n-samples", type=int, default=200, help="masks (lime, kernelshap)")
+    gen.add_argument("--top-p", type=float, default=0.9, help="nucleus of the distributions compared (gilot)")
+    gen.add_argument("--batch-size", type=int, default=16, help="perturbed prompts or steps per pass")
+    gen.add_argument("--device", default=None, help="cpu, gpu, gpu:N")
+    gen.add_argument("--out", default="explanations", help="output folder (default: explanations)")
+    gen.set_defaults(run=cmd_explain_generation)
     return parser
 
 

@@ -488,6 +488,46 @@ class ModelAdapter:
             raise ValueError(f"layer {layer!r} was not called in the forward pass.")
         return self.asarray(kept["out"])
 
+    # -- generative language models -------------------------------------------------------------------------
+    def sequence_scores(
+        self, inputs: dict, positions: np.ndarray, targets: np.ndarray, distributions: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """One teacher-forced pass of a language model over a batch of sequences, without a graph.
+
+        ``positions`` ``[B, T]``: the rows of the model's ``[B, L, V]`` logits that predict ``targets`` ``[B, T]``.
+        Returns the log-probabilities of the targets ``[B, T]`` (float64 NumPy) and, with ``distributions``, the
+        whole log-softmax rows ``[B, T, V]`` (float32 NumPy)."""
+        logits = self.to_numpy(self._forward_inputs_nograd(inputs)).astype(np.float32)
+        rows = logits[np.arange(len(logits))[:, None], np.asarray(positions)]
+        rows = rows - rows.max(axis=-1, keepdims=True)
+        rows = rows - np.log(np.exp(rows).sum(axis=-1, keepdims=True))
+        picked = np.take_along_axis(rows, np.asarray(targets)[..., None], axis=-1)[..., 0].astype(np.float64)
+        return picked, (rows if distributions else None)
+
+    def generate_tokens(self, inputs: dict, max_new_tokens: int, num_beams: int = 1) -> np.ndarray:
+        """Greedy continuation ``[B, max_new_tokens]`` of the ``input_ids`` of a causal language model: one
+        full forward per new token (models without a ``generate`` of their own)."""
+        if num_beams != 1:
+            raise ValueError("beam search needs a Hugging Face model (its generate); use num_beams=1.")
+        ids = np.asarray(inputs["input_ids"])
+        mask = inputs.get("attention_mask")
+        for _ in range(max_new_tokens):
+            fields = {"input_ids": ids} if mask is None else {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+            logits = self.to_numpy(self._forward_inputs_nograd(fields))
+            ids = np.concatenate([ids, logits[:, -1].argmax(-1)[:, None].astype(ids.dtype)], axis=1)
+        return ids[:, np.asarray(inputs["input_ids"]).shape[1] :]
+
+    def embedding_table(self, layer: str) -> np.ndarray:
+        """The ``[vocabulary, D]`` weight of embedding layer ``layer`` as float32 NumPy (a copy)."""
+        weight = getattr(self._layer(layer), "weight", None)
+        if weight is None:
+            raise ValueError(f"layer {layer!r} has no embedding weight.")
+        return np.array(self.to_numpy(weight), dtype=np.float32)
+
+    def attention_maps(self, inputs: dict) -> list[Any]:
+        """Every self-attention map ``[B, heads, L, L]`` of one pass (first layer first), without a graph."""
+        raise TypeError(f"{type(self.model).__name__} gives no attention maps here; use a Hugging Face torch model.")
+
     # -- hooks: one mechanism on three primitives per framework ----------------------------------------------
     def _register_hook(self, name: str, fn: Any, pre: bool = False) -> Any:
         """Register ``fn(layer, inputs, output)`` after (``fn(layer, inputs)`` before) the forward of layer

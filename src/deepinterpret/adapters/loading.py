@@ -100,3 +100,17 @@ def load_text_classifier(spec: str | os.PathLike) -> tuple[Any, Any]:
 
     model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True).eval()
     return model, AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+def load_language_model(spec: str | os.PathLike) -> tuple[Any, Any]:
+    """A local Hugging Face language model folder → ``(model, tokenizer)``: a causal LM, else a sequence-to-sequence
+    model (T5, BART), in eval mode; never downloads."""
+    path = Path(spec)
+    if not (path / "config.json").exists():
+        raise ValueError(f"{spec!r} is neither a zoo language model nor a Hugging Face model folder (no config.json).")
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    kind = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+    model = kind.from_pretrained(str(path), local_files_only=True).eval()
+    return model, AutoTokenizer.from_pretrained(str(path), local_files_only=True)

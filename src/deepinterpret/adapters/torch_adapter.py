@@ -373,6 +373,76 @@ class TorchAdapter(ModelAdapter):
             handle.remove()
         return EmbeddingResult(kept["e"], torch.stack(grads, dim=1), value.detach(), logits.detach(), targets)
 
+    # -- generative language models -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _config_kept(self):
+        """``use_cache`` and the attention implementation of a Hugging Face model put back after the block."""
+        config = getattr(self.model, "config", None)
+        use_cache = getattr(config, "use_cache", None)
+        attention = getattr(config, "_attn_implementation", None)
+        try:
+            yield
+        finally:
+            if config is not None:
+                if getattr(config, "use_cache", None) != use_cache:
+                    config.use_cache = use_cache
+                if attention is not None and getattr(config, "_attn_implementation", None) != attention:
+                    self.model.set_attn_implementation(attention)
+
+    def _forward_keywords(self) -> set[str]:
+        import inspect
+
+        try:
+            return set(inspect.signature(self.model.forward).parameters)
+        except (TypeError, ValueError):
+            return set()
+
+    def sequence_scores(self, inputs, positions, targets, distributions=False):
+        positions = np.asarray(positions)
+        keywords = self._forward_keywords()
+        extra: dict[str, Any] = {"use_cache": False} if "use_cache" in keywords else {}
+        length = int(np.asarray(inputs["input_ids"]).shape[1])
+        if "logits_to_keep" in keywords and "decoder_input_ids" not in inputs:
+            # A decoder-only model computes the vocabulary projection for the rows read only.
+            first = int(positions.min())
+            extra["logits_to_keep"] = length - first
+            positions = positions - first
+        with torch.no_grad(), self._config_kept():
+            logits = logits_of(self._call(inputs, **extra))
+            rows = logits[torch.arange(logits.shape[0], device=logits.device)[:, None], torch.as_tensor(positions)]
+            rows = torch.log_softmax(rows.float(), dim=-1)
+            picked = rows.gather(-1, self.targets(targets)[..., None])[..., 0]
+        return picked.double().cpu().numpy(), (rows.cpu().numpy() if distributions else None)
+
+    def generate_tokens(self, inputs, max_new_tokens, num_beams=1):
+        generate = getattr(self.model, "generate", None)
+        if not (self.is_huggingface and callable(generate)):
+            return super().generate_tokens(inputs, max_new_tokens, num_beams)
+        config = self.model.config
+        pad = getattr(config, "pad_token_id", None)
+        pad = getattr(config, "eos_token_id", None) if pad is None else pad
+        if isinstance(pad, (list, tuple)):
+            pad = pad[0]
+        tensors = {k: self._model_input(v) for k, v in inputs.items()}
+        with torch.no_grad(), self._config_kept():
+            out = generate(
+                **tensors, max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams, pad_token_id=pad
+            )
+        out = out.cpu().numpy()
+        if getattr(config, "is_encoder_decoder", False):
+            return out[:, 1:]  # the decoder's start token is not generated
+        return out[:, tensors["input_ids"].shape[1] :]
+
+    def attention_maps(self, inputs):
+        keywords = self._forward_keywords()
+        extra: dict[str, Any] = {"use_cache": False} if "use_cache" in keywords else {}
+        with torch.no_grad(), self._config_kept(), self._eager_attention():
+            output = self._call(inputs, output_attentions=True, **extra)
+        maps = getattr(output, "attentions", None) or getattr(output, "decoder_attentions", None)
+        if not maps:
+            raise ValueError("the model returned no attention maps (it must accept output_attentions=True).")
+        return [m.float() for m in maps]
+
     def linear_weights(self, layers) -> list[torch.Tensor]:
         weights = []
         for name in layers:

@@ -2,6 +2,7 @@
 
 from .base import InterpreterEvaluator, explanation_map
 from .fidelity import Infidelity, LocalFidelity, Monotonicity, SensitivityMax, infidelity_score
+from .generation import generation_faithfulness
 from .localization import PointGame, PointGameSegmentation
 from .perturbation import DeletionInsertion, Perturbation
 from .sanity import ModelRandomization
@@ -21,5 +22,6 @@ __all__ = [
     "PointGameSegmentation",
     "SensitivityMax",
     "explanation_map",
+    "generation_faithfulness",
     "infidelity_score",
 ]

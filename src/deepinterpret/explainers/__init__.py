@@ -1,5 +1,6 @@
 """Two-line task explainers for Hugging Face models (transformers-interpret's API), on deepinterpret's methods."""
 
+from .generation import GenerationExplainer, GenerationResult
 from .image import ImageClassificationExplainer
 from .text import (
     TEXT_METHODS,
@@ -15,6 +16,8 @@ from .text import (
 __all__ = [
     "TEXT_METHODS",
     "BaseExplainer",
+    "GenerationExplainer",
+    "GenerationResult",
     "ImageClassificationExplainer",
     "MultiLabelClassificationExplainer",
     "PairwiseSequenceClassificationExplainer",

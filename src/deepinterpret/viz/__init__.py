@@ -1,5 +1,6 @@
 """Visualisation: heatmaps, overlays, PNG files, figures, HTML reports and notebook display."""
 
+from .generation import generation_html
 from .images import grayscale_overlay, magnitude_map, resize_map, save_image, save_paths, show, to_unit
 from .influence import influence_figure
 from .report import ReportRow, comparison_figure, heatmap_overlay, html_report, perturbation_curves
@@ -8,6 +9,7 @@ from .text import show_text, text_html, token_colour
 __all__ = [
     "ReportRow",
     "comparison_figure",
+    "generation_html",
     "grayscale_overlay",
     "heatmap_overlay",
     "influence_figure",

@@ -39,6 +39,11 @@ _ENTRIES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         ("torch", "paddle"),
         "imagenet",
     ),
+    "kv-recall-gpt2": (
+        "tiny GPT-2 (HF GPT2LMHeadModel, 2 layers) trained on key-value recall: 'a=3 b=7 c=1 ; b?' -> '7'",
+        ("torch",),
+        "transformers",
+    ),
 }
 
 DEFAULT_MODEL = "digits-cnn"
@@ -70,8 +75,10 @@ def available() -> list[str]:
 
 
 def modality(name: str) -> str:
-    """``"image"`` or ``"text"``: what the model takes."""
+    """``"image"``, ``"text"`` or ``"generation"`` (a language model): what the model takes."""
     _check(name)
+    if name == "kv-recall-gpt2":
+        return "generation"
     return "text" if name == "minilm-sentiment" else "image"
 
 
@@ -132,6 +139,10 @@ def load(name: str = DEFAULT_MODEL, framework: str = "torch") -> ZooModel:
         test_accuracy=float(meta["test_accuracy"]),
         metadata=meta,
     )
+    if name == "kv-recall-gpt2":
+        from .kv_recall import build_model, build_tokenizer
+
+        return ZooModel(model=build_model(state), tokenizer=build_tokenizer(), **common)
     if name == "minilm-sentiment":
         from .minilm import build_torch
 

@@ -1,0 +1,163 @@
+"""Explaining generation: a 20-token continuation of a 200-token prompt on a GPT-2-shaped causal LM (random weights,
+word-level vocabulary), measured side by side in one run:
+
+  * ablation (one perturbed prompt per token, teacher-forced, batches of 16) / its raw passes (the same forward
+    passes on the same perturbed batches, timed bare) and / Captum's LLMAttribution(FeatureAblation) (one
+    token-by-token regeneration per perturbed prompt; ``use_cached_outputs=False``: its KV-cache path does not run
+    on this transformers version) and with ``forward_in_tokens=False`` (one teacher-forced pass per perturbation);
+  * Integrated Gradients (20 Gauss-Legendre steps, one batch, every generated token from each forward, one
+    backward per generated token) / its raw passes (the interpolated embeddings through the model, one backward per
+    token) and / Captum's LLMGradientAttribution(LayerIntegratedGradients) (one full IG per generated token).
+
+    python benchmarks/bench_generation.py [--layers 2] [--width 128] [--steps 20] [--repeats 1] [--no-warmup]
+                                          [--captum-token-by-token]   (README figures: OMP_NUM_THREADS=1, --no-warmup)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+import deepinterpret as it
+from common import best_of
+
+
+def word_tokenizer(size: int) -> PreTrainedTokenizerFast:
+    vocab = {"<pad>": 0, **{f"w{i}": i + 1 for i in range(size - 1)}}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", unk_token="<pad>")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--vocab", type=int, default=2000)
+    parser.add_argument("--prompt", type=int, default=200)
+    parser.add_argument("--new", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--captum-token-by-token", action="store_true", help="also time Captum's default ablation")
+    parser.add_argument("--no-warmup", action="store_true")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=args.vocab,
+        n_embd=args.width,
+        n_layer=args.layers,
+        n_head=4,
+        n_positions=512,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    model = GPT2LMHeadModel(config).eval()
+    tokenizer = word_tokenizer(args.vocab)
+    rng = np.random.default_rng(0)
+    prompt = " ".join(f"w{i}" for i in rng.integers(1, args.vocab - 1, args.prompt))
+    target = " ".join(f"w{i}" for i in rng.integers(1, args.vocab - 1, args.new))
+    explainer = it.GenerationExplainer(model, tokenizer, baseline_token=0, batch_size=16)
+    ids = torch.tensor([tokenizer.encode(prompt) + tokenizer.encode(target)[:-1]])
+    length = ids.shape[1]
+
+    def raw_ablation():
+        with torch.no_grad():
+            for start in range(0, args.prompt + 1, 16):  # the unperturbed prompt + one per token, 16 per pass
+                count = min(16, args.prompt + 1 - start)
+                batch = ids.repeat(count, 1)
+                batch[torch.arange(count), (torch.arange(count) + start - 1).clamp(min=0)] = 0
+                logits = model(input_ids=batch, use_cache=False, logits_to_keep=args.new + 1).logits
+                torch.log_softmax(logits.float(), -1)
+
+    def raw_ig():
+        embedding = model.transformer.wte
+        e = embedding(ids).detach()
+        b = embedding(torch.where(torch.arange(length) < args.prompt, 0, ids)).detach()
+        alphas = torch.rand(args.steps, 1, 1)
+        point = (b + alphas * (e - b)).requires_grad_(True)
+        with torch.enable_grad():
+            logits = model(inputs_embeds=point, use_cache=False).logits[:, args.prompt - 1 :]
+            value = torch.log_softmax(logits.float(), -1)
+            for t in range(args.new):
+                torch.autograd.grad(value[:, t, 5].sum(), point, retain_graph=t < args.new - 1)
+
+    def ours_ablation():
+        return explainer(prompt, target=target, method="ablation")
+
+    def ours_ig():
+        return explainer(prompt, target=target, method="intgrad", steps=args.steps, batch_size=args.steps)
+
+    from captum.attr import (
+        FeatureAblation,
+        LayerIntegratedGradients,
+        LLMAttribution,
+        LLMGradientAttribution,
+        TextTokenInput,
+    )
+
+    def captum_ablation(in_tokens: bool):
+        llm = LLMAttribution(FeatureAblation(model), tokenizer)
+        inp = TextTokenInput(prompt, tokenizer, baselines=0)
+        return llm.attribute(inp, target=target, use_cached_outputs=False, forward_in_tokens=in_tokens)
+
+    def captum_ig():
+        llm = LLMGradientAttribution(LayerIntegratedGradients(model, model.transformer.wte), tokenizer)
+        inp = TextTokenInput(prompt, tokenizer, baselines=0)
+        return llm.attribute(inp, target=target, n_steps=args.steps)
+
+    # agreement first (not timed)
+    a = ours_ablation().attributions
+    reference = captum_ablation(False).token_attr.numpy()
+    ablation_gap = float(np.abs(a - reference).max() / np.abs(reference).max())
+    g = ours_ig().attributions
+    reference = captum_ig().token_attr.numpy()
+    ig_gap = float(np.abs(g - reference).max() / np.abs(reference).max())
+
+    fns = {
+        "ablation": ours_ablation,
+        "ablation raw passes": raw_ablation,
+        "intgrad": ours_ig,
+        "intgrad raw passes": raw_ig,
+    }
+    times = best_of(fns, args.repeats, warmup=not args.no_warmup)
+    start = time.perf_counter()
+    captum_ig()
+    times["captum LLMGradientAttribution(LayerIG)"] = time.perf_counter() - start
+    start = time.perf_counter()
+    captum_ablation(False)
+    times["captum LLMAttribution(FeatureAblation), forward_in_tokens=False"] = time.perf_counter() - start
+    if args.captum_token_by_token:
+        start = time.perf_counter()
+        captum_ablation(True)
+        times["captum LLMAttribution(FeatureAblation), token by token"] = time.perf_counter() - start
+    shape = f"{args.layers} layers, width {args.width}, vocabulary {args.vocab}"
+    print(f"GPT-2 shape: {shape}; {args.prompt}-token prompt, {args.new}-token continuation")
+    for name, seconds in times.items():
+        print(f"  {name:<66} {seconds:8.2f} s")
+    ratios = {
+        "ablation / raw": times["ablation"] / times["ablation raw passes"],
+        "intgrad / raw": times["intgrad"] / times["intgrad raw passes"],
+        "captum IG / ours": times["captum LLMGradientAttribution(LayerIG)"] / times["intgrad"],
+        "captum ablation (teacher-forced) / ours": times[
+            "captum LLMAttribution(FeatureAblation), forward_in_tokens=False"
+        ]
+        / times["ablation"],
+    }
+    if args.captum_token_by_token:
+        ratios["captum ablation (token by token) / ours"] = (
+            times["captum LLMAttribution(FeatureAblation), token by token"] / times["ablation"]
+        )
+    for name, value in ratios.items():
+        print(f"  {name:<66} {value:8.2f}x")
+    print(f"  max |ours - captum| / max |captum|: ablation {ablation_gap:.1e}, intgrad {ig_gap:.1e}")
+    print(json.dumps({"times": times, "ratios": ratios, "ablation_gap": ablation_gap, "ig_gap": ig_gap}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,433 @@
+"""Explaining generation: GenerationExplainer on the zoo's key-value recall GPT-2, on LLaMA / Qwen2 / GPT-2 / T5 /
+BART built from configs, against Captum's LLMAttribution / LLMGradientAttribution and POT, and Paddle vs torch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import deepinterpret as it
+from deepinterpret.interpreters.generation import gilot_distance, nucleus
+from deepinterpret.zoo import kv_recall
+
+METHODS = ("ablation", "lime", "kernelshap", "input_x_gradient", "intgrad", "gilot", "rollout")
+FAST = dict(steps=16, n_samples=64)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread is fastest (and immune to a busy machine); put back afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return kv_recall.build_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def recall():
+    return it.zoo.load("kv-recall-gpt2")
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _rank_first_rate(model, tokenizer, method, prompts, **options):
+    """The share of prompts whose deciding pair gets the largest attribution among the context's pairs (each pair
+    a span; the query ``b?`` stays as it is: it is needed as much as the pair, so it is not a candidate)."""
+    explainer = it.GenerationExplainer(model, tokenizer, batch_size=64)
+    hits = 0
+    for prompt, answer, deciding in prompts:
+        pairs = prompt.split(" ; ")[0].split()
+        result = explainer(prompt, target=answer, method=method, segments=pairs, **options)
+        assert result.features == pairs
+        hits += int(np.argmax(result.attributions[0]) == deciding)
+    return hits / len(prompts)
+
+
+# -- the recall task: the deciding token comes first --------------------------------------------------------------
+
+# Measured on 100 held-out prompts (seed 1000): ablation 1.00, LIME 0.99, KernelSHAP 0.99, IG 0.95, GiLOT 0.98,
+# rollout 0.80, Input×Gradient 0.38; random and shuffled models 0.22-0.29 (chance: one pair in 3-5).
+THRESHOLDS = {"ablation": 0.9, "lime": 0.9, "kernelshap": 0.9, "intgrad": 0.9, "gilot": 0.9, "rollout": 0.65}
+
+
+@pytest.mark.parametrize("method", list(THRESHOLDS))
+def test_each_method_ranks_the_deciding_token_first(recall, method):
+    prompts = kv_recall.recall_prompts(40, seed=1000)  # held out: training used seed 1
+    rate = _rank_first_rate(recall.model, recall.tokenizer, method, prompts, **FAST)
+    assert rate >= THRESHOLDS[method], f"{method}: deciding pair first on {rate:.0%} of held-out prompts"
+
+
+@pytest.mark.parametrize("method", ["ablation", "intgrad", "gilot"])
+def test_random_and_shuffled_models_do_not_find_the_deciding_token(recall, method):
+    import torch
+
+    prompts = kv_recall.recall_prompts(40, seed=1000)
+    random_model = kv_recall.build_model(seed=5)
+    shuffled = kv_recall.build_model(seed=5)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for (_name, param), trained in zip(shuffled.named_parameters(), recall.model.parameters(), strict=True):
+            flat = trained.detach().flatten()
+            param.copy_(flat[torch.randperm(flat.numel(), generator=generator)].reshape(param.shape))
+    for model in (random_model, shuffled):
+        assert _rank_first_rate(model, recall.tokenizer, method, prompts, **FAST) < 0.5
+
+
+def test_zoo_entry_is_accurate_and_small(recall):
+    assert recall.test_accuracy >= 0.98
+    assert it.zoo.weights_path("kv-recall-gpt2").stat().st_size < 600_000
+    assert kv_recall.accuracy(recall.model, recall.tokenizer, kv_recall.recall_prompts(200, seed=2000)) >= 0.98
+
+
+# -- the references: Captum and POT ------------------------------------------------------------------------------
+
+
+def _captum_input(prompt, tokenizer):
+    from captum.attr import TextTokenInput
+
+    return TextTokenInput(prompt, tokenizer, baselines=0)
+
+
+def test_ablation_equals_captum_llm_attribution(recall):
+    from captum.attr import FeatureAblation, LLMAttribution
+
+    prompt, target = "a=3 b=7 c=1 d=5 ; b?", "7 ; a?"
+    ours = it.GenerationExplainer(recall.model, recall.tokenizer, baseline_token=0, batch_size=3)(
+        prompt, target=target, method="ablation"
+    )
+    ref = LLMAttribution(FeatureAblation(recall.model), recall.tokenizer).attribute(
+        _captum_input(prompt, recall.tokenizer), target=target, use_cached_outputs=False
+    )
+    scale = np.abs(ref.token_attr.numpy()).max()
+    assert ours.attributions.shape == (3, 6) and scale > 1.0
+    np.testing.assert_allclose(ours.attributions, ref.token_attr.numpy(), atol=1e-5 * scale)
+    np.testing.assert_allclose(ours.sequence, ref.seq_attr.numpy(), atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("rule", ["gausslegendre", "riemann_left"])
+def test_integrated_gradients_equal_captum_llm_gradient_attribution(recall, rule):
+    # (Captum's riemann_trapezoid weighs its n points by 1/n instead of the trapezoid rule's 1/(n-1): not compared.)
+    from captum.attr import LayerIntegratedGradients, LLMGradientAttribution
+
+    prompt, target = "a=3 b=7 c=1 d=5 ; b?", "7 ; a?"
+    ours = it.GenerationExplainer(recall.model, recall.tokenizer, baseline_token=0, batch_size=7)(
+        prompt, target=target, method="intgrad", steps=20, quadrature_rule=rule
+    )
+    lig = LayerIntegratedGradients(recall.model, recall.model.transformer.wte)
+    ref = LLMGradientAttribution(lig, recall.tokenizer).attribute(
+        _captum_input(prompt, recall.tokenizer), target=target, n_steps=20, method=rule
+    )
+    scale = np.abs(ref.token_attr.numpy()).max()
+    assert scale > 0.5
+    np.testing.assert_allclose(ours.attributions, ref.token_attr.numpy(), atol=1e-4 * scale)
+    np.testing.assert_allclose(ours.sequence, ref.seq_attr.numpy(), atol=1e-4 * scale)
+
+
+def test_input_x_gradient_equals_captum(recall):
+    from captum.attr import LayerGradientXActivation, LLMGradientAttribution
+
+    prompt, target = "e=0 b=7 c=1 ; c?", "1 ; e?"
+    ours = it.GenerationExplainer(recall.model, recall.tokenizer)(prompt, target=target, method="input_x_gradient")
+    lxa = LayerGradientXActivation(recall.model, recall.model.transformer.wte)
+    ref = LLMGradientAttribution(lxa, recall.tokenizer).attribute(
+        _captum_input(prompt, recall.tokenizer), target=target
+    )
+    np.testing.assert_allclose(ours.attributions, ref.token_attr.numpy(), atol=1e-5 * np.abs(ours.attributions).max())
+
+
+def test_integrated_gradients_are_complete(recall):
+    explainer = it.GenerationExplainer(recall.model, recall.tokenizer, baseline_token=0)
+    result = explainer(
+        "a=3 b=7 c=1 ; a?", target="3 ; b?", method="intgrad", steps=101, quadrature_rule="riemann_trapezoid"
+    )
+    delta = result.extra["convergence_delta"]
+    assert np.all(np.abs(delta) < 0.02 * np.abs(result.attributions).sum(axis=1).max())
+
+
+def test_gilot_distance_equals_pot_on_a_hand_built_example():
+    import ot
+
+    embeddings = np.array([[1, 0, 0], [0.8, 0.6, 0], [0, 1, 0], [0, 0, 1], [0.6, 0, 0.8], [-1, 0, 0]], float)
+    p = np.array([0.5, 0.3, 0.1, 0.05, 0.03, 0.02])
+    q = np.array([0.05, 0.1, 0.05, 0.6, 0.15, 0.05])
+    # top 0.8: p -> {0, 1} (0.8), q -> {3, 4} (0.75) then 1 (0.85): union {0, 1, 3, 4}
+    assert sorted(nucleus(p, 0.8)) == [0, 1] and sorted(nucleus(q, 0.8)) == [1, 3, 4]
+    support = [0, 1, 3, 4]
+    a, b = p[support] / p[support].sum(), q[support] / q[support].sum()
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    cost = 1 - unit[support] @ unit[support].T
+    expected = ot.emd2(a, b, cost)
+    assert expected > 0.1
+    assert gilot_distance(p, q, unit, top_p=0.8) == pytest.approx(expected, rel=1e-9)
+    assert gilot_distance(p, p, unit, top_p=0.8) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_gilot_matrix_is_the_distance_of_the_model_distributions(recall):
+    import torch
+
+    prompt, target = "a=3 b=7 c=1 ; c?", "1 ;"
+    result = it.GenerationExplainer(recall.model, recall.tokenizer, baseline_token=0)(
+        prompt, target=target, method="gilot", top_p=0.95
+    )
+    ids = recall.tokenizer.encode(prompt) + recall.tokenizer.encode(target)[:-1]
+    table = recall.model.transformer.wte.weight.detach().numpy()
+    unit = table / np.linalg.norm(table, axis=1, keepdims=True)
+
+    def distributions(sequence):
+        with torch.no_grad():
+            logits = recall.model(torch.tensor([sequence])).logits[0, 4:6]
+        return torch.softmax(logits.double(), -1).numpy()
+
+    reference = distributions(ids)
+    for feature in (0, 2, 4):
+        perturbed = list(ids)
+        perturbed[feature] = 0
+        q = distributions(perturbed)
+        for t in range(2):
+            expected = gilot_distance(reference[t], q[t], unit, top_p=0.95)
+            assert result.attributions[t, feature] == pytest.approx(expected, rel=1e-4, abs=1e-7)
+
+
+# -- architectures from configs: decoder-only and encoder-decoder, model left untouched ---------------------------
+
+
+def _from_config(kind, vocab):
+    import torch
+    import transformers as T
+
+    torch.manual_seed(0)
+    small = dict(vocab_size=vocab, pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    decoder = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+    if kind == "llama":
+        model = T.LlamaForCausalLM(T.LlamaConfig(num_key_value_heads=2, max_position_embeddings=64, **decoder, **small))
+    elif kind == "qwen2":
+        model = T.Qwen2ForCausalLM(T.Qwen2Config(num_key_value_heads=2, max_position_embeddings=64, **decoder, **small))
+    elif kind == "gpt2":
+        model = T.GPT2LMHeadModel(T.GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=64, **small))
+    elif kind == "t5":
+        model = T.T5ForConditionalGeneration(
+            T.T5Config(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, decoder_start_token_id=0, **small)
+        )
+    else:
+        model = T.BartForConditionalGeneration(
+            T.BartConfig(
+                d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
+                encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64, decoder_start_token_id=1, **small,
+            )
+        )  # fmt: skip
+    model.set_attn_implementation("sdpa")
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "gpt2", "t5", "bart"])
+def test_every_method_runs_on_models_from_configs_and_leaves_them_untouched(kind, tokenizer):
+    import torch
+
+    model = _from_config(kind, len(tokenizer))
+    model.config.use_cache = True
+    before = _state(model)
+    explainer = it.GenerationExplainer(model, tokenizer, batch_size=4)
+    prompt = "a=3 b=7 c=1 d=0 ; b?"
+    first = explainer(prompt, max_new_tokens=3, method="ablation")
+    with torch.no_grad():
+        encoded = tokenizer(prompt, return_tensors="pt")
+        reference = model.generate(**encoded, max_new_tokens=3, do_sample=False, pad_token_id=0)
+    expected = reference[0, (1 if model.config.is_encoder_decoder else encoded["input_ids"].shape[1]) :].tolist()
+    assert first.generated_ids == expected
+    methods = METHODS if not model.config.is_encoder_decoder else [m for m in METHODS if m != "rollout"]
+    for method in methods:
+        result = explainer(prompt, target=first.generated_ids, method=method, **FAST)
+        assert result.attributions.shape == (len(expected), 6) and np.all(np.isfinite(result.attributions))
+        assert np.abs(result.attributions).max() > 0
+        np.testing.assert_allclose(result.log_probs, first.log_probs, atol=1e-5)
+    # the ablation row of one feature equals a direct teacher-forced pass with that token replaced
+    ids = encoded["input_ids"].clone()
+    ids[0, 1] = explainer.baseline_token
+    target = torch.tensor([first.generated_ids])
+    with torch.no_grad():
+        if model.config.is_encoder_decoder:
+            start = torch.tensor([[model.config.decoder_start_token_id]])
+            logits = model(input_ids=ids, decoder_input_ids=torch.cat([start, target[:, :-1]], 1)).logits[0]
+        else:
+            logits = model(input_ids=torch.cat([ids, target[:, :-1]], 1)).logits[0, ids.shape[1] - 1 :]
+    perturbed = torch.log_softmax(logits, -1)[torch.arange(len(expected)), target[0]].numpy()
+    np.testing.assert_allclose(first.attributions[:, 1], first.log_probs - perturbed, atol=1e-5)
+    assert not model.training and model.config.use_cache is True
+    assert model.config._attn_implementation == "sdpa"
+    assert all(p.grad is None for p in model.parameters())
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_results_do_not_depend_on_batch_size(recall):
+    prompt, target = "a=3 b=7 c=1 d=5 ; d?", "5 ; a?"
+    for method, options in [("ablation", {}), ("lime", dict(n_samples=50)), ("intgrad", dict(steps=12)),
+                            ("gilot", {})]:  # fmt: skip
+        small = it.GenerationExplainer(recall.model, recall.tokenizer, batch_size=1)(
+            prompt, target=target, method=method, **options
+        )
+        large = it.GenerationExplainer(recall.model, recall.tokenizer, batch_size=64)(
+            prompt, target=target, method=method, **options
+        )
+        np.testing.assert_allclose(small.attributions, large.attributions, atol=1e-5, err_msg=method)
+
+
+def test_earlier_generated_tokens_as_features(recall):
+    explainer = it.GenerationExplainer(recall.model, recall.tokenizer)
+    result = explainer("a=3 b=7 c=1 ; b?", target="7 ; a? 3", method="ablation", include_generated=True)
+    assert result.features[-3:] == ["7", ";", "a?"]
+    assert result.attributions.shape == (4, 5 + 3)
+    # generated token k can only affect tokens after it: exact zeros on and above the diagonal
+    generated = result.attributions[:, 5:]
+    assert np.all(generated[np.triu_indices(3, 0)[0], np.triu_indices(3, 0)[1]] == 0)
+    # the last token "3" answers "a?": the query fed back decides it more than any prompt pair but "a=3"
+    assert int(np.argmax(result.attributions[3])) in (0, 7)
+
+
+# -- segments, chat templates, output -----------------------------------------------------------------------------
+
+
+def test_sentences_spans_and_chat_templates(recall):
+    tok = recall.tokenizer
+    explainer = it.GenerationExplainer(recall.model, tok)
+    prompt = "a=3 b=7 ; c=1 e=2 ; e?"
+    spans = explainer(prompt, target="2", method="ablation", segments=["a=3 b=7", "c=1 e=2"])
+    assert spans.features == ["a=3 b=7", "c=1 e=2"] and spans.feature_tokens == [[0, 1], [3, 4]]
+    assert int(np.argmax(spans.attributions[0])) == 1
+    # a span's ablation is the joint ablation of its tokens
+    tokens = explainer(prompt, target="2", method="ablation")
+    assert spans.attributions[0, 1] >= tokens.attributions[0, 4] - 1e-6
+    chars = explainer(prompt, target="2", method="ablation", segments=[(0, 7), (10, 17)])
+    np.testing.assert_allclose(chars.attributions, spans.attributions)
+    sentences = explainer("a=3 b=7. c=1 e=2? e?", target="2", method="ablation", segments="sentences")
+    assert len(sentences.features) == 3
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }} ; {% endfor %}"
+    try:
+        chat = [{"role": "system", "content": "a=3 b=7"}, {"role": "user", "content": "c=1 e=2 ; e?"}]
+        result = explainer(chat, target="2", method="intgrad", steps=8)
+    finally:
+        tok.chat_template = None
+    assert result.features == ["c=1", "e=2", ";", "e?"]
+    assert result.feature_tokens == [[3], [4], [5], [6]]
+
+
+def test_result_html_json_and_errors(recall, tmp_path):
+    explainer = it.GenerationExplainer(recall.model, recall.tokenizer)
+    result = explainer("a=3 b=7 c=1 ; b?", max_new_tokens=2, method="ablation")
+    html_path, json_path = result.save(tmp_path / "out")
+    page = open(html_path, encoding="utf-8").read()
+    assert page.count("<tr>") == 2 + 2 and "b=7" in page and "whole continuation" in page
+    data = json.loads(open(json_path, encoding="utf-8").read())
+    assert data["generated_tokens"] == result.generated_tokens and len(data["attributions"]) == 2
+    assert result.ranking(0)[0] == 1
+    with pytest.raises(ValueError, match="method"):
+        explainer("a=3 ; a?", method="nope")
+    with pytest.raises(ValueError, match="empty"):
+        explainer("  ", method="ablation")
+    with pytest.raises(ValueError, match="not in the prompt"):
+        explainer("a=3 ; a?", target="3", segments=["z=9"])
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        explainer("a=3 ; a?", max_new_tokens=0)
+    with pytest.raises(ValueError, match="top_p"):
+        explainer("a=3 ; a?", target="3", method="gilot", top_p=0)
+
+
+def test_cli_explain_generation(tmp_path, capsys):
+    from deepinterpret.cli import main
+
+    out = tmp_path / "gen"
+    code = main(["explain-generation", "a=3 b=7 c=1 ; b?", "--method", "intgrad", "--max-new-tokens", "1",
+                 "--steps", "8", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    data = json.loads((out / "generation.json").read_text())
+    assert data["generated_tokens"] == ["7"] and int(np.argmax(data["attributions"][0])) == 1
+    assert (out / "generation.html").exists()
+    assert main(["explain-generation", "a=3 ; a?", "--method", "bogus", "--out", str(out)]) == 2
+
+
+# -- Paddle: the same numbers as the PyTorch twin -----------------------------------------------------------------
+
+
+def _causal_twins(vocab):
+    import paddle
+    import torch
+
+    from deepinterpret.adapters.convert import torch_to_paddle
+
+    class TorchLM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.word_embeddings = torch.nn.Embedding(vocab, 16)
+            self.hidden = torch.nn.Linear(16, 16)
+            self.head = torch.nn.Linear(16, vocab)
+
+        def forward(self, input_ids, attention_mask=None):
+            h = torch.tanh(self.hidden(self.word_embeddings(input_ids)))
+            length = h.shape[1]
+            mixing = torch.tril(torch.ones(length, length)) / torch.arange(1, length + 1)[:, None]
+            return self.head(mixing @ h)
+
+    class PaddleLM(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.word_embeddings = paddle.nn.Embedding(vocab, 16)
+            self.hidden = paddle.nn.Linear(16, 16)
+            self.head = paddle.nn.Linear(16, vocab)
+
+        def forward(self, input_ids, attention_mask=None):
+            h = paddle.tanh(self.hidden(self.word_embeddings(input_ids)))
+            length = h.shape[1]
+            mixing = paddle.tril(paddle.ones([length, length])) / paddle.arange(1, length + 1, dtype="float32")[:, None]
+            return self.head(paddle.matmul(mixing, h))
+
+    torch.manual_seed(0)
+    t = TorchLM().eval()
+    return t, torch_to_paddle(t, PaddleLM())
+
+
+def test_paddle_causal_lm_equals_its_torch_twin(tokenizer):
+    t, p = _causal_twins(len(tokenizer))
+    prompt = "a=3 b=7 c=1 d=0 ; b?"
+    results = {}
+    for name, model in (("torch", t), ("paddle", p)):
+        explainer = it.GenerationExplainer(model, tokenizer, embedding_name="word_embeddings", batch_size=5)
+        generated = explainer(prompt, max_new_tokens=3, method="ablation")
+        results[name] = [generated] + [
+            explainer(prompt, target=generated.generated_ids, method=m, **FAST)
+            for m in ("lime", "kernelshap", "input_x_gradient", "intgrad", "gilot")
+        ]
+    for a, b in zip(results["torch"], results["paddle"], strict=True):
+        assert a.generated_ids == b.generated_ids
+        scale = np.abs(a.attributions).max()
+        assert scale > 0
+        np.testing.assert_allclose(b.attributions, a.attributions, atol=1e-4 * scale, err_msg=a.method)
+        np.testing.assert_allclose(b.log_probs, a.log_probs, atol=1e-5)
+
+
+# -- faithfulness: remove the top-k % features, regenerate, compare -------------------------------------------------
+
+
+def test_generation_faithfulness_curves(recall):
+    explainer = it.GenerationExplainer(recall.model, recall.tokenizer)
+    result = explainer("a=3 b=7 c=1 d=5 e=2 ; b?", max_new_tokens=1, method="ablation")
+    assert result.generated_tokens == ["7"]
+    curves = it.evaluators.generation_faithfulness(explainer, result, fractions=(0.2, 0.5), similarity="tokens")
+    # the two most attributed tokens are the pair b=7 and the query b?: without them the answer is lost
+    assert set(result.ranking()[:2]) == {1, 6}
+    assert curves["morf"] == [0.0, 0.0] and curves["lerf"][0] == 1.0
+    assert curves["morf_area"] < curves["lerf_area"]
+    minilm = it.evaluators.generation_faithfulness(explainer, result, fractions=(0.2,), similarity="minilm")
+    assert minilm["lerf"][0] == pytest.approx(1.0, abs=1e-5) and minilm["morf"][0] < 0.99
+    with pytest.raises(ValueError, match="fractions"):
+        it.evaluators.generation_faithfulness(explainer, result, fractions=(0.0,))
