@@ -107,6 +107,30 @@ def test_modified_gradients_really_differ_from_the_gradient(nets):
     assert _rel(guided, plain) > 0.3 and _rel(deconv, plain) > 0.3 and _rel(deconv, guided) > 0.3
 
 
+@pytest.mark.parametrize("name", ["guidedbp", "deconvnet"])
+def test_relu6_is_rectified_like_relu(nets, name):
+    """ReLU6 (MobileNet, EfficientNet-Lite) gets the guided / deconv rule too: below 6 it is the ReLU, so the ReLU6
+    twin of the test net gives Captum's map of the ReLU net; where an activation passes 6, the map changes."""
+    import copy
+
+    x = images(4, 16, seed=1)
+    twin = copy.deepcopy(nets[0])
+    for index, module in enumerate(twin):
+        if isinstance(module, nn.ReLU):
+            twin[index] = nn.ReLU6()
+    with torch.no_grad():
+        assert float(twin[:5](torch.from_numpy(x)).max()) < 6  # every activation below the clip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "changes nothing" warning: the ReLU6 layers are found
+        ours = OURS[name](twin).interpret(x, labels=LABELS, visual=False, batch_size=3)
+    assert _rel(ours, _captum(name, nets[0], x)) <= 1e-5
+    with torch.no_grad():
+        twin[0].weight.mul_(40.0)  # now some activations pass 6: ReLU6's own backward zeroes them
+    clipped = OURS[name](twin).interpret(x, labels=LABELS, visual=False)
+    plain = it.SaliencyInterpreter(twin).interpret(x, labels=LABELS, visual=False, absolute=False)
+    assert _rel(clipped, plain) > 0.3
+
+
 @pytest.mark.parametrize("baselines", ["constant", "per-input"])
 def test_deeplift_given_baselines_equal_captum_and_sum_to_delta(nets, baselines):
     x = images(4, 16, seed=2)

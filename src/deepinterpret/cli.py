@@ -93,8 +93,8 @@ PHOTO_DEMO: dict[str, dict[str, Any]] = {
     "scorecam": dict(target_layer_name="_blocks.10"),
     "ablationcam": dict(target_layer_name="_blocks.10"),
     "lrp": dict(composite="epsilon_plus"),
-    "rise": dict(n_masks=500, random_seed=0),
-    "lime": dict(num_samples=160, segmentation="slic", segmentation_kwargs={"n_segments": 40}, random_seed=0),
+    "rise": dict(n_masks=128, batch_size=32, random_seed=0),
+    "lime": dict(num_samples=120, segmentation="slic", segmentation_kwargs={"n_segments": 40}, random_seed=0),
 }
 DEMO_PHOTOS = ("chelsea", "coffee", "rocket", "motorcycle", "camera", "astronaut")
 
@@ -134,9 +134,9 @@ def run_demo(
     out_dir: Path, model_name: str = zoo.DEFAULT_MODEL, count: int | None = None, quiet: bool = False
 ) -> tuple[str, str]:
     """Explain ``count`` held-out digits (one per class; default 6) with every image method, or with
-    ``efficientnet-lite0`` ``count`` photographs (default 4); write a figure and an HTML report."""
+    ``efficientnet-lite0`` ``count`` photographs (default 3); write a figure and an HTML report."""
     if model_name == zoo.imagenet.NAME:
-        return run_photo_demo(out_dir, 4 if count is None else count, quiet)
+        return run_photo_demo(out_dir, 3 if count is None else count, quiet)
     count = 6 if count is None else count
     entry = zoo.load(model_name)
     split = zoo.digits_split(entry.image_size)
@@ -168,7 +168,7 @@ def run_demo(
 
 
 def run_photo_demo(
-    out_dir: Path, count: int = 4, quiet: bool = False, image_size: int | None = None
+    out_dir: Path, count: int = 3, quiet: bool = False, image_size: int | None = None
 ) -> tuple[str, str]:
     """Explain scikit-image's photographs with the pretrained EfficientNet-Lite0 and every image method that
     applies (LIME too), each for the predicted class; write ``demo.png`` and ``demo.html``. ``image_size``:
@@ -403,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
     demo.add_argument("--model", default=DEMO_MODEL, choices=[DEMO_MODEL, "digits-cnn", "digits-vit"])
     demo.add_argument(
-        "--count", type=int, default=None, help="how many photographs (default 4, at most 6) or digits (default 6)"
+        "--count", type=int, default=None, help="how many photographs (default 3, at most 6) or digits (default 6)"
     )
     demo.set_defaults(run=cmd_demo)
 

@@ -137,10 +137,16 @@ def modified_gradient(
             "a torch.nn.Module or paddle.nn.Layer. Use a perturbation method (LIME, Occlusion) for black boxes."
         )
     kinds = adapter.lrp_kinds() if rule is not None else {}
-    layers = [name for name, kind in kinds.items() if kind in RULE_KINDS[rule]]
+    # ReLU6 (MobileNet, EfficientNet-Lite) is a rectifier too: Guided Backprop and DeconvNet rectify the gradient
+    # there as well (its own backward also zeroes the gradient above 6). Captum hooks nn.ReLU only.
+    layers = [
+        name
+        for name, kind in kinds.items()
+        if kind in RULE_KINDS[rule] or (rule in ("guided", "deconv") and adapter.lrp_type(name) == "ReLU6")
+    ]
     if rule in ("guided", "deconv") and not layers:
         warnings.warn(
-            f"{type(adapter.model).__name__} has no ReLU layer (nn.ReLU): the {rule} rule changes nothing and the "
+            f"{type(adapter.model).__name__} has no ReLU layer (ReLU, ReLU6): the {rule} rule changes nothing and the "
             "result is the plain gradient (a functional ReLU inside forward() cannot be hooked).",
             RuntimeWarning,
             stacklevel=3,
