@@ -19,7 +19,7 @@ only in the weights ``w``:
   inputs in batches of ``batch_size`` with no graph built, so memory depends on ``batch_size``, not on the
   number of channels (the original ran one forward per channel).
 
-Maps are returned at the layer's resolution, ``[N, h, w]``, as the seed's Grad-CAM does (the original
+Maps are returned at the layer's resolution, ``[N, h, w]``, as InterpretDL's Grad-CAM does (the original
 Score-CAM returned the input resolution; the maps differ only by the bilinear upsampling that the
 visualisation applies). Layers are named as in ``named_modules()`` (PyTorch) or ``named_sublayers()``
 (Paddle); an unknown name raises an error that lists the closest valid ones.
@@ -142,7 +142,7 @@ def score_cam(
 
 
 class IntermediateLayerInterpreter(Interpreter):
-    """Sub-abstract interpreter that reads intermediate layers' outputs, no gradients (seed 1.1.4)."""
+    """Sub-abstract interpreter that reads intermediate layers' outputs, no gradients."""
 
     def _build_predict_fn(
         self, rebuild: bool = False, target_layer: str | None = None, target_layer_pattern: str | None = None
@@ -190,7 +190,7 @@ class _GradientCAMInterpreter(_CAMInterpreter):
     ) -> np.ndarray:
         """Returns the maps at the layer's resolution, ``np.ndarray`` of shape ``[N, h, w]``.
 
-        ``label`` (the seed's name) or ``labels``: one class per image; ``None`` explains the predicted class.
+        ``label`` (InterpretDL's name) or ``labels``: one class per image; ``None`` explains the predicted class.
         Beyond the original: ``gradient_of`` (``logit`` by default, as the Grad-CAM paper, Captum and pytorch-grad-cam;
         ``probability``, the original InterpretDL's default, reproduces its maps; or ``loss``) and ``batch_size``.
         """
@@ -227,7 +227,7 @@ class LayerCAMInterpreter(_GradientCAMInterpreter):
 
 
 class ScoreCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
-    """Score-CAM (seed 1.3.2), with the masked inputs batched."""
+    """Score-CAM, with the masked inputs batched."""
 
     def interpret(
         self,

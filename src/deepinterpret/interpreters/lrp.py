@@ -100,7 +100,7 @@ def lrp(
 
 
 class LRPCVInterpreter(Interpreter):
-    """Layer-wise Relevance Propagation for image models (seed 1.2.7), on unmodified models."""
+    """Layer-wise Relevance Propagation for image models, on unmodified models."""
 
     def interpret(
         self,
