@@ -259,9 +259,16 @@ def test_torch_and_paddle_give_the_same_rankings(trained_checkpoints, tmp_path):
     np.savez(tmp_path / "first.npz", **paddle_checkpoints[0])
     paddle_checkpoints[0] = str(tmp_path / "first.npz")
     import paddle
+    from safetensors.numpy import save_file
 
+    # A .pdparams file is a pickle (loading one can run code): refused with a clear message.
     paddle.save({k: paddle.to_tensor(v) for k, v in paddle_checkpoints[1].items()}, str(tmp_path / "second.pdparams"))
-    paddle_checkpoints[1] = str(tmp_path / "second.pdparams")
+    with pytest.raises(ValueError, match="pickles"):
+        it.TracInInterpreter(paddle_model, [str(tmp_path / "second.pdparams")], rates).influence(x[:2], y[:2], (x, y))
+    save_file(
+        {k: np.ascontiguousarray(v) for k, v in paddle_checkpoints[1].items()}, str(tmp_path / "second.safetensors")
+    )
+    paddle_checkpoints[1] = str(tmp_path / "second.safetensors")
     pairs = [
         (it.TracInInterpreter(model, paths, rates), it.TracInInterpreter(paddle_model, paddle_checkpoints, rates)),
         (it.TracInInterpreter(model, last_layer="2", include_bias=True),

@@ -664,7 +664,8 @@ class ModelAdapter:
 
     def read_checkpoint(self, source: Any) -> dict[str, np.ndarray]:
         """A checkpoint as ``{name: NumPy array}``: a dict of arrays or framework tensors, or a file (``.npz``,
-        ``.safetensors``, or the framework's own format: a PyTorch state dict, a Paddle ``.pdparams``)."""
+        ``.safetensors``, or a PyTorch state dict read with ``weights_only=True``). Paddle ``.pdparams`` files are
+        pickles and are refused: nothing read here runs code."""
         if isinstance(source, dict):
             return {k: np.asarray(self.to_numpy(v), dtype=np.float32) for k, v in source.items()}
         path = str(source)

@@ -399,7 +399,12 @@ class PaddleAdapter(ModelAdapter):
                 state[n].set_value(value)
 
     def _read_state_file(self, path: str) -> dict:
-        return dict(paddle.load(path))
+        # paddle.load unpickles: a crafted .pdparams file would run code. Refuse it rather than load it.
+        raise ValueError(
+            f"cannot read {path!r}: Paddle's .pdparams files are pickles, and loading one can run code. Save the "
+            "checkpoint as .npz or .safetensors (e.g. np.savez(path, **{k: v.numpy() for k, v in "
+            "layer.state_dict().items()})), or pass the dict of arrays itself."
+        )
 
     @staticmethod
     def _loss(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:

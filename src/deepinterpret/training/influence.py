@@ -276,7 +276,8 @@ class TracInInterpreter(_GradientInfluence):
 
     ``checkpoints``: a list of checkpoints (``{parameter name: array}`` dicts, e.g. ``TrainingDynamics``'
     ``checkpoints`` after ``generator(..., keep_checkpoints=True)``, framework state dicts, or files: ``.npz``,
-    ``.safetensors``, PyTorch state dicts, Paddle ``.pdparams``); ``None``: the model's current weights alone.
+    ``.safetensors``, PyTorch state dicts; not Paddle ``.pdparams``, which are pickles); ``None``: the model's
+    current weights alone.
     ``learning_rates``: one per checkpoint, or one for all. ``layers``: the layers whose parameters count (default
     all). ``last_layer``: the fast variant on that final linear layer (its weight only, as Captum's
     ``TracInCPFast``; ``include_bias`` adds the bias), which needs one forward and one backward to the layer per
