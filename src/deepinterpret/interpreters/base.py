@@ -188,15 +188,27 @@ class Interpreter:
         """Record the classes explained and the predictions, draw each 2-D map as a heatmap over its image (shown
         and/or saved), and return the maps as NumPy ``[N, h, w]``. ``probabilities=None``: a target object was
         explained (no class, no prediction recorded)."""
-        if probabilities is None:
-            self.labels = self.predicted_label = self.predicted_proba = None
-        else:
-            self.labels = targets
-            self.predicted_label = probabilities.argmax(axis=1) if labels_given else targets
-            self.predicted_proba = probabilities[np.arange(len(targets)), self.predicted_label]
+        self._record_predictions(targets, probabilities, labels_given)
         explanation = self.adapter.to_numpy(maps)
         self._draw_maps(batch, explanation, visual, save_path)
         return explanation
+
+    def _record_predictions(self, targets: np.ndarray, probabilities: np.ndarray | None, labels_given: bool) -> None:
+        """``labels`` (the classes explained), ``predicted_label`` and ``predicted_proba`` from one call's
+        probabilities; ``probabilities=None`` (a target object was explained) records none."""
+        if probabilities is None:
+            self.labels = self.predicted_label = self.predicted_proba = None
+            return
+        self.labels = targets
+        self.predicted_label = probabilities.argmax(axis=1) if labels_given else targets
+        self.predicted_proba = probabilities[np.arange(len(targets)), self.predicted_label]
+
+    @staticmethod
+    def _targets_of(labels: Any, n: int) -> tuple[Any, np.ndarray | None]:
+        """``(target object or None, targets)``: for a target object (``deepinterpret.data.targets``) the input
+        indices, which the adapter hands to it with each batch; else the given classes, or ``None`` (predicted)."""
+        target = as_target(labels)
+        return target, np.arange(n) if target is not None else resolve_labels(labels, n)
 
     @staticmethod
     def _draw_maps(batch: ImageBatch, explanation: np.ndarray, visual: bool, save_path: Any) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, chunks, softmax
-from ..data import as_target, resolve_labels
+from ..data import resolve_labels
 from .base import Interpreter
 from .feature_grid import as_feature_map
 
@@ -197,8 +197,7 @@ class _GradientCAMInterpreter(_CAMInterpreter):
         objective = check_objective(gradient_of or self.default_objective)
         batch_size = check_batch_size(batch_size)
         batch = self._load_images(inputs, resize_to, crop_to)
-        target = as_target(self._labels(label, labels))  # a function of the output instead of a class score
-        targets = np.arange(len(batch)) if target else resolve_labels(self._labels(label, labels), len(batch))
+        target, targets = self._targets_of(self._labels(label, labels), len(batch))  # target: a function of the output
         maps, used, probabilities = gradient_cam(
             self.adapter, batch.data, targets, target_layer_name, self.channel_weights, target or objective, batch_size
         )
@@ -216,14 +215,12 @@ class GradCAMPlusPlusInterpreter(_GradientCAMInterpreter):
     """Grad-CAM++ (Chattopadhay et al. 2018): positive gradients weighted per position; logit by default."""
 
     channel_weights = staticmethod(grad_cam_plus_plus_weights)
-    default_objective = "logit"
 
 
 class LayerCAMInterpreter(_GradientCAMInterpreter):
     """LayerCAM (Jiang et al. 2021): activations weighted element-wise by their positive gradients."""
 
     channel_weights = staticmethod(layer_cam_weights)
-    default_objective = "logit"
 
 
 class ScoreCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):

@@ -34,7 +34,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..adapters import ModelAdapter, check_batch_size, chunks, softmax
-from ..data import as_target, resolve_labels
 from .cam import IntermediateLayerInterpreter, _CAMInterpreter, _feature_map, _GradientCAMInterpreter, combine
 from .feature_grid import channel_axis
 
@@ -136,14 +135,12 @@ class HiResCAMInterpreter(_GradientCAMInterpreter):
     """HiResCAM (Draelos & Carin 2020): activations times gradients, element-wise, summed over channels."""
 
     channel_weights = staticmethod(hires_cam_weights)
-    default_objective = "logit"
 
 
 class XGradCAMInterpreter(_GradientCAMInterpreter):
     """XGrad-CAM (Fu et al. 2020): the gradient averaged over space with the activations as weights."""
 
     channel_weights = staticmethod(xgrad_cam_weights)
-    default_objective = "logit"
 
 
 class EigenCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
@@ -187,8 +184,7 @@ class AblationCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
         whose drop weighs a channel, ``"logit"`` (the paper's class score) or ``"probability"``."""
         batch_size = check_batch_size(batch_size)
         batch = self._load_images(inputs, resize_to, crop_to)
-        target = as_target(self._labels(label, labels))
-        targets = np.arange(len(batch)) if target else resolve_labels(self._labels(label, labels), len(batch))
+        target, targets = self._targets_of(self._labels(label, labels), len(batch))  # target: a function of the output
         maps, used, probabilities = ablation_cam(
             self.adapter, batch.data, targets, target_layer_name, target or output, batch_size, self.progress
         )

@@ -133,5 +133,5 @@ class DeepLIFTInterpreter(_GradientFamilyInterpreter):
         result, used, probabilities, self.convergence_delta = deeplift(
             self.adapter, batch.data, targets, baselines, objective, batch_size, eps
         )
-        self._record(used, probabilities, targets is not None)
+        self._record_predictions(used, probabilities, targets is not None)
         return self._show(batch, result, visual, save_path)

@@ -100,18 +100,13 @@ def guided_grad_cam(
 class _GradientFamilyInterpreter(InputGradientInterpreter):
     """What every gradient-family interpreter does around its math: inputs, classes, predictions, the picture."""
 
-    def _record(self, targets: np.ndarray, probabilities: np.ndarray, labels_given: bool) -> None:
-        self.labels = targets
-        self.predicted_label = probabilities.argmax(axis=1) if labels_given else targets
-        self.predicted_proba = probabilities[np.arange(len(targets)), self.predicted_label]
-
     def _explain(self, inputs, labels, label, resize_to, crop_to, gradient_of, batch_size, rule):
         objective = check_objective(gradient_of)
         batch_size = check_batch_size(batch_size)
         batch = self._load_images(inputs, resize_to, crop_to)
         targets = resolve_labels(self._labels(label, labels), len(batch))
         gradients, used, probabilities = rule_gradients(self.adapter, batch.data, targets, rule, objective, batch_size)
-        self._record(used, probabilities, targets is not None)
+        self._record_predictions(used, probabilities, targets is not None)
         return batch, gradients
 
     def _show(self, batch, explanation, visual: bool, save_path: Any) -> np.ndarray:
@@ -219,5 +214,5 @@ class GuidedGradCAMInterpreter(_GradientFamilyInterpreter):
             self.adapter, batch.data, targets, target_layer_name, objective, interpolation, batch_size
         )
         self.cam_maps = self.adapter.to_numpy(cams)
-        self._record(used, probabilities, targets is not None)
+        self._record_predictions(used, probabilities, targets is not None)
         return self._show(batch, result, visual, save_path)
