@@ -34,25 +34,13 @@ from ..adapters import ModelAdapter, check_batch_size, check_objective, chunks, 
 from ..adapters.gradient_rules import modified_gradient
 from ..data import resolve_labels
 from .gradients import _GradientFamilyInterpreter
+from .integrated_gradients import baseline_array
 
 
 def _baselines(adapter: ModelAdapter, x: Any, baselines: Any) -> Any:
     """The references, ``[1 or N, C, H, W]``: zeros for ``None``, else the given array (one for all or one per
     input)."""
-    xp, shape = adapter.xp, tuple(x.shape[1:])
-    if baselines is None:
-        return xp.zeros_like(x[:1])
-    base = adapter.asarray(baselines)
-    if tuple(base.shape) == shape:
-        base = xp.reshape(base, (1, *shape))
-    if tuple(base.shape[1:]) != shape or int(base.shape[0]) not in (1, int(x.shape[0])):
-        raise ValueError(
-            f"baselines must have the input's shape {shape} (one for all) or {(int(x.shape[0]), *shape)} "
-            f"(one per input); got {tuple(base.shape)}."
-        )
-    if not bool(xp.all(xp.isfinite(base))):
-        raise ValueError("baselines contain NaN or infinite values.")
-    return base
+    return adapter.xp.zeros_like(x[:1]) if baselines is None else baseline_array(adapter, x, baselines)
 
 
 def _objective_value(logits: np.ndarray, targets: np.ndarray, objective: str) -> np.ndarray:

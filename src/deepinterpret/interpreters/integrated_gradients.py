@@ -47,6 +47,23 @@ def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     return alphas.astype(np.float64), weights.astype(np.float64)
 
 
+def baseline_array(adapter: ModelAdapter, x: Any, baselines: Any) -> Any:
+    """Given baselines checked against the inputs ``x`` ``[N, C, H, W]``: ``[1 or N, C, H, W]`` (one for all, or
+    one per input), finite; otherwise a ``ValueError`` saying what was expected."""
+    xp, shape = adapter.xp, tuple(x.shape[1:])
+    base = adapter.asarray(baselines)
+    if tuple(base.shape) == shape:
+        base = xp.reshape(base, (1, *shape))
+    if tuple(base.shape[1:]) != shape or int(base.shape[0]) not in (1, int(x.shape[0])):
+        raise ValueError(
+            f"baselines must have the input's shape {shape} (one for all) or {(int(x.shape[0]), *shape)} "
+            f"(one per input); got {tuple(base.shape)}."
+        )
+    if not bool(xp.all(xp.isfinite(base))):
+        raise ValueError("baselines contain NaN or infinite values.")
+    return base
+
+
 def _baseline_source(adapter: ModelAdapter, x: Any, baselines: Any, num_random_trials: int, seed: int):
     """``(trials, draw, get)``: ``draw(images, trials)`` gives host randomness for random baselines (else ``None``)
     and ``get(images, trials, drawn)`` the baselines of a chunk, so no more than a chunk of them is ever made."""
@@ -63,16 +80,7 @@ def _baseline_source(adapter: ModelAdapter, x: Any, baselines: Any, num_random_t
             return draw_noise(seed, list(zip(images.tolist(), t.tolist(), strict=True)), shape)
 
         return trials, draw, lambda images, t, drawn: adapter.asarray(drawn)
-    base = adapter.asarray(baselines)
-    if tuple(base.shape) == shape:
-        base = xp.reshape(base, (1, *shape))
-    if tuple(base.shape[1:]) != shape or int(base.shape[0]) not in (1, int(x.shape[0])):
-        raise ValueError(
-            f"baselines must have the input's shape {shape} (one for all) or {(int(x.shape[0]), *shape)} "
-            f"(one per input); got {tuple(base.shape)}."
-        )
-    if not bool(xp.all(xp.isfinite(base))):
-        raise ValueError("baselines contain NaN or infinite values.")
+    base = baseline_array(adapter, x, baselines)
     if int(base.shape[0]) == 1:
         return 1, None, lambda images, trials, drawn: xp.broadcast_to(base, (len(images), *shape))
     return 1, None, lambda images, trials, drawn: base[images]
