@@ -6,6 +6,7 @@ from .generation import generation_faithfulness
 from .localization import PointGame, PointGameSegmentation
 from .perturbation import DeletionInsertion, Perturbation
 from .sanity import ModelRandomization
+from .scores import abpc, entropy, gini, sparsity
 from .text import InfidelityNLP, PerturbationNLP
 
 __all__ = [
@@ -22,6 +23,10 @@ __all__ = [
     "PointGameSegmentation",
     "SensitivityMax",
     "explanation_map",
+    "abpc",
+    "entropy",
     "generation_faithfulness",
+    "gini",
     "infidelity_score",
+    "sparsity",
 ]

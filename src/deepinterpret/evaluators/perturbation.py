@@ -18,6 +18,7 @@ import numpy as np
 
 from ..adapters import check_batch_size, chunks
 from .base import InterpreterEvaluator, explanation_map
+from .scores import abpc
 
 
 def patch_units(height: int, width: int, patch: int) -> np.ndarray:
@@ -170,3 +171,10 @@ class Perturbation(_CurveEvaluator):
         self, model: Any, device: str | None = None, compute_MoRF: bool = True, compute_LeRF: bool = True, **kwargs: Any
     ):
         super().__init__(model, device, (compute_MoRF, compute_LeRF), **kwargs)
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """As :class:`DeletionInsertion`; with both curves, also ``ABPC`` (see :func:`.scores.abpc`)."""
+        results = super().evaluate(*args, **kwargs)
+        if "MoRF_probas" in results and "LeRF_probas" in results:
+            results["ABPC"] = abpc(results["MoRF_probas"], results["LeRF_probas"])
+        return results
