@@ -124,6 +124,7 @@ def _assert_same_rows(a, b):
 def test_rows_are_the_public_classes_results(clean_run, digits_dir):
     out, manifest, result = clean_run
     assert manifest["status"] == "complete" and manifest["rows"] == 120 and manifest["errors"] == 1
+    assert 0 <= manifest["startup_seconds_last_run"] <= manifest["seconds_last_run"]
     frame = result.to_pandas()
     assert len(frame) == 120 and list(frame.method[:2]) == ["gradcam", "smoothgrad"]
     assert frame.groupby("method").id.nunique().to_dict() == {"gradcam": 60, "smoothgrad": 60}
@@ -321,8 +322,10 @@ def test_ray_gives_the_local_rows(ray_cluster, clean_run, digits_dir, text_model
     # One actor with the local process's two threads: the same float operations, bit-identical rows. (Actors with
     # other thread counts agree to float rounding: BLAS sums in another order.)
     ray_settings = dict(engine="ray", workers=1, cpus_per_worker=2, **SETTINGS)
-    batch.explain(digits_dir, "digits-cnn", METHODS, tmp_path / "ray", **ray_settings)
+    manifest = batch.explain(digits_dir, "digits-cnn", METHODS, tmp_path / "ray", **ray_settings)
     _assert_same_rows(batch.load(tmp_path / "ray"), clean_run[2])
+    # The actor's start (its own process imports PyTorch and loads the model) is told apart from the work.
+    assert 0 < manifest["startup_seconds_last_run"] < manifest["seconds_last_run"]
     kwargs = dict(batch_size=16, rows_per_shard=16, progress=False)
     batch.explain(texts_csv, text_model, ["intgrad:steps=4"], tmp_path / "t-local", **kwargs)
     batch.explain(
