@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ..core.noise import content_digest, content_digests
 from .base import (
     HF_ATTENTIONS,
     OBJECTIVES,
@@ -23,6 +24,7 @@ from .base import (
     check_positive_int,
     chunks,
     draw_noise,
+    logits_of,
     parse_device,
     resolve_seed,
     sample_rng,
@@ -31,6 +33,8 @@ from .base import (
 
 __all__ = [
     "bilinear_matrix",
+    "content_digest",
+    "content_digests",
     "HF_ATTENTIONS",
     "OBJECTIVES",
     "AttentionResult",
@@ -45,6 +49,7 @@ __all__ = [
     "draw_noise",
     "parse_device",
     "resolve_seed",
+    "logits_of",
     "sample_rng",
     "softmax",
 ]
