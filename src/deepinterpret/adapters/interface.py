@@ -143,7 +143,6 @@ class TransformerInterface:
         alphas: np.ndarray | None = None,
         baseline: Any = None,
         noise: np.ndarray | None = None,
-        noise_amount: float = 0.0,
         output: str | None = None,
         positions: np.ndarray | None = None,
     ) -> EmbeddingResult:

@@ -30,11 +30,12 @@ def sample_rng(seed: int, *key: int) -> np.random.Generator:
 
 
 def content_digest(array: np.ndarray) -> int:
-    """A 63-bit digest of one input's values (float32 bytes, C order) and shape: the key that ties an input's noise
-    to the input itself rather than to its position in a batch."""
-    data = np.ascontiguousarray(np.asarray(array, dtype=np.float32))
+    """A 63-bit digest of one input's values (its bytes in C order), dtype and shape: the key that ties an input's
+    noise to the input itself rather than to its position in a batch (DESIGN rule 4: the same seed and input give
+    the same result whatever the batch, the ``batch_size``, the framework)."""
+    data = np.ascontiguousarray(np.asarray(array))
     digest = hashlib.blake2b(data.tobytes(), digest_size=8, person=b"deepinterp")
-    digest.update(repr(data.shape).encode())
+    digest.update(f"{data.dtype.str}{data.shape}".encode())
     return int.from_bytes(digest.digest(), "little") >> 1
 
 

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, chunks, softmax
-from .gradient_rules import modified_gradient
 from ..data import resolve_labels
+from .gradient_rules import modified_gradient
 from .gradients import _GradientFamilyInterpreter
 from .integrated_gradients import baseline_array
 

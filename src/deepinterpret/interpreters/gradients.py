@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, chunks, softmax
-from .gradient_rules import check_rule, modified_gradient
 from ..data import resolve_labels
 from .base import InputGradientInterpreter
 from .cam import grad_cam_weights, gradient_cam
+from .gradient_rules import check_rule, modified_gradient
 
 INTERPOLATIONS = ("bilinear", "nearest")
 

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, chunks
-from .lrp_mechanism import lrp_relevance
-from .lrp_rules import RULES, AlphaBeta, Epsilon, Flat, Gamma, Rule, ZBox, ZPlus
 from ..data import resolve_labels
 from ..viz import heatmap_overlay, save_image, save_paths, show
 from .base import Interpreter
+from .lrp_mechanism import lrp_relevance
+from .lrp_rules import RULES, AlphaBeta, Epsilon, Flat, Gamma, Rule, ZBox, ZPlus
 
 LINEAR = ("conv", "linear")
 
