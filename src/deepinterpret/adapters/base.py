@@ -19,6 +19,7 @@ import numpy as np
 
 from ..core.noise import draw_noise, resolve_seed, sample_rng
 from ..core.numerics import TRAIN_MODES, bilinear_matrix, gd_weights, softmax
+from ..core.types import Array, Images, LayerName, Model, Objective, Targets
 from ..core.validation import (
     OBJECTIVES,
     Device,
@@ -109,7 +110,7 @@ class ModelAdapter(HookInterface, TransformerInterface, TrainingInterface):
     def _input_gradient_batch(self, x: Any, targets: Any, objective: str) -> GradientResult:
         raise NotImplementedError
 
-    def predict(self, x: Any, batch_size: int = 64, output: str = "logit") -> Any:
+    def predict(self, x: Images, batch_size: int = 64, output: str = "logit") -> Array:
         """Model outputs for ``x`` (already a model-ready batch), in chunks, without building a graph.
 
         ``output`` is ``"logit"`` or ``"probability"`` (softmax over the last axis).
@@ -121,7 +122,7 @@ class ModelAdapter(HookInterface, TransformerInterface, TrainingInterface):
         logits = self.xp.concat(parts, axis=0)
         return softmax(self.xp, logits) if output == "probability" else logits
 
-    def scores(self, x: Any, targets: np.ndarray, output: Any = "probability", batch_size: int = 64) -> np.ndarray:
+    def scores(self, x: Images, targets: Targets, output: Any = "probability", batch_size: int = 64) -> np.ndarray:
         """What a perturbation method reads off each row of ``x``: the probability or logit of class ``targets[j]``
         (``output`` ``"probability"`` / ``"logit"``), or the value of a target object (``output`` callable, given
         ``targets`` as the row → input indices). In chunks, no graph; NumPy ``[B]``."""
@@ -184,7 +185,7 @@ class ModelAdapter(HookInterface, TransformerInterface, TrainingInterface):
         logits = np.concatenate(parts).astype(np.float32)
         return softmax(np, logits) if output == "probability" else logits
 
-    def input_gradient(self, x: Any, targets: Any, objective: str = "probability") -> GradientResult:
+    def input_gradient(self, x: Images, targets: Targets, objective: Objective = "probability") -> GradientResult:
         """Gradient of ``objective`` of class ``targets[i]`` for sample ``i`` w.r.t. ``x`` (one model batch).
 
         Only the input gradient is computed: no parameter receives ``.grad``.
@@ -211,7 +212,9 @@ class ModelAdapter(HookInterface, TransformerInterface, TrainingInterface):
         """Names of the model's layers (PyTorch ``named_modules``, Paddle ``named_sublayers``), root excluded."""
         raise TypeError(f"a plain callable ({type(self.model).__name__}) has no layers to capture.")
 
-    def find_layers(self, target_layer: str | None = None, target_layer_pattern: str | None = None) -> list[str]:
+    def find_layers(
+        self, target_layer: LayerName | None = None, target_layer_pattern: str | None = None
+    ) -> list[LayerName]:
         """The layer named exactly ``target_layer``, or every layer whose name matches the regular expression
         ``target_layer_pattern`` (``re.match``, as the original). An unknown name raises a ``ValueError`` that
         lists the closest valid names."""
@@ -235,7 +238,7 @@ class ModelAdapter(HookInterface, TransformerInterface, TrainingInterface):
             )
         return found
 
-    def match_layers(self, pattern: str) -> list[str]:
+    def match_layers(self, pattern: str) -> list[LayerName]:
         """The names of the layers that the regular expression ``pattern`` matches (``re.match``); may be empty."""
         try:
             compiled = re.compile(pattern)
@@ -251,16 +254,18 @@ class ModelAdapter(HookInterface, TransformerInterface, TrainingInterface):
         """Names of the layers that hold parameters of their own, in definition order."""
         raise TypeError(f"a plain callable ({type(self.model).__name__}) has no layers.")
 
-    def randomized_copy(self, layers: Sequence[str], seed: int) -> Any:
+    def randomized_copy(self, layers: Sequence[LayerName], seed: int) -> Model:
         """A deep copy of the model whose ``layers`` have their own parameters redrawn from N(0, σ²), σ each
         parameter's standard deviation (Adebayo et al. 2018). The model itself is not touched."""
         raise TypeError(f"a plain callable ({type(self.model).__name__}) cannot be randomised.")
 
-    def capture_activations(self, x: Any, layers: Sequence[str]) -> tuple[dict[str, Any], Any]:
+    def capture_activations(self, x: Images, layers: Sequence[LayerName]) -> tuple[dict[LayerName, Array], Array]:
         """``({layer: output}, logits)`` for one model batch, without building a graph."""
         raise TypeError(f"a plain callable ({type(self.model).__name__}) has no layers to capture.")
 
-    def layer_gradient(self, x: Any, layer: str, targets: np.ndarray, objective: str) -> LayerGradientResult:
+    def layer_gradient(
+        self, x: Images, layer: LayerName, targets: Targets, objective: Objective
+    ) -> LayerGradientResult:
         """Activations of ``layer`` and the gradient of the objective w.r.t. them, for one model batch. The backward
         stops at the layer: no gradient is computed for any parameter, nor for the layers below."""
         raise TypeError(

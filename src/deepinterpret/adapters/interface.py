@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..core.numerics import TRAIN_MODES
+from ..core.types import Images, LayerName, Targets, TokenInputs
 from .results import AttentionResult, EmbeddingResult, _StopForward
 
 
@@ -107,9 +108,9 @@ class TransformerInterface:
 
     def attention_pass(
         self,
-        inputs: Any,
+        inputs: Images | TokenInputs,
         sources: Sequence[Sequence[str] | str],
-        targets: np.ndarray | None,
+        targets: Targets,
         objective: str = "probability",
         gradient_layers: Sequence[Sequence[int]] | None = None,
         input_layers: Sequence[str] = (),
@@ -136,9 +137,9 @@ class TransformerInterface:
 
     def embedding_pass(
         self,
-        inputs: dict | tuple,
-        layer: str,
-        targets: np.ndarray | None,
+        inputs: TokenInputs,
+        layer: LayerName,
+        targets: Targets,
         objective: str = "probability",
         alphas: np.ndarray | None = None,
         baseline: Any = None,
