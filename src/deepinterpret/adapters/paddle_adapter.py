@@ -6,14 +6,13 @@ has: models from ``paddle.jit.load`` and per-sample gradients without ``vmap``."
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 import paddle
 from array_api_compat import numpy as numpy_xp
 
-from ..core.validation import Device
+from ..core.validation import Device, warn_cpu_fallback
 from .framework import FrameworkAdapter
 from .paddle_ops import PaddleOps, paddle_lrp_kind
 from .results import GradientResult, logits_of
@@ -28,11 +27,7 @@ def paddle_place(device: Device, model: paddle.nn.Layer):
         return paddle.CPUPlace()
     if device.kind == "gpu":
         if not paddle.device.is_compiled_with_cuda() or paddle.device.cuda.device_count() == 0:
-            warnings.warn(
-                f"device {device} was asked for but Paddle has no CUDA here; running on CPU.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
+            warn_cpu_fallback(device, "Paddle has no CUDA here")
             return paddle.CPUPlace()
         return paddle.CUDAPlace(device.index)
     return paddle.CPUPlace()
@@ -113,64 +108,6 @@ class PaddleAdapter(FrameworkAdapter):
             grads = paddle.grad([loss.sum()], chosen, allow_unused=True)
             rows.append(self._flat(chosen, grads))
         return np.stack(rows).astype(np.float32)
-
-    @staticmethod
-    def _outer_product_layer(layer: Any) -> bool:
-        """A layer whose per-sample gradients come from its input and output gradient: a linear layer, or a plain
-        2-D convolution (NCHW, one group, zero padding given as one number or one per axis)."""
-        if isinstance(layer, paddle.nn.Linear):
-            return True
-        padding = getattr(layer, "_padding", None)
-        return (
-            isinstance(layer, paddle.nn.Conv2D)
-            and layer._groups == 1
-            and layer._data_format == "NCHW"
-            and layer._padding_mode == "zeros"
-            and (isinstance(padding, int) or (isinstance(padding, (list, tuple)) and len(padding) == 2))
-        )
-
-    def _outer_product_gradients(self, x, labels, owners) -> dict[str, np.ndarray] | None:
-        """Per-sample gradients of linear and convolution layers in one forward and one backward (Paddle has no
-        vmap): the weight gradient of sample ``i`` is ``δ_iᵀ a_i``, its input ``a_i`` (a convolution's unfolded into
-        patches) times the gradient ``δ_i`` w.r.t. its output; the bias's is ``δ_i``; both summed over positions
-        (tokens, pixels) and over the calls of the layer."""
-        calls: dict[str, list] = {name: [] for name in owners}
-
-        def keep(name):
-            def hook(layer, args, output):
-                calls[name].append((args[0], output))
-
-            return hook
-
-        with self._hooks([(name, keep(name), False) for name in owners]):
-            logits = logits_of(self.model(self._tensor(x))).astype("float32")
-        if any(not kept for kept in calls.values()):
-            return None
-        loss = self.ops.loss(logits, self._labels(labels)).sum()
-        pairs = [(name, a, out) for name, kept in calls.items() for a, out in kept]
-        deltas = paddle.grad([loss], [out for _, _, out in pairs], allow_unused=True)
-        params = dict(self.model.named_parameters())
-        found: dict[str, np.ndarray] = {
-            n: np.zeros((len(x), *params[n].shape), np.float32) for p in owners.values() for n in p
-        }
-        for (name, a, _), delta in zip(pairs, deltas, strict=True):
-            if delta is None:
-                continue
-            layer = self._layer(name)
-            if isinstance(layer, paddle.nn.Linear):  # [B, ..., in] and [B, ..., out]; weight [in, out]
-                inputs = a.numpy().astype(np.float32).reshape(len(x), -1, a.shape[-1])
-                grads = delta.numpy().astype(np.float32).reshape(len(x), -1, delta.shape[-1])
-                weight = np.einsum("bsi,bso->bio", inputs, grads)
-            else:  # patches [B, Cin·kh·kw, L] and [B, Cout, L]; weight [Cout, Cin, kh, kw]
-                patches = paddle.nn.functional.unfold(
-                    a, layer._kernel_size, layer._stride, layer._padding, layer._dilation
-                ).numpy()
-                grads = delta.numpy().astype(np.float32).reshape(len(x), delta.shape[1], -1)
-                weight = np.einsum("bol,bil->boi", grads, patches).reshape(len(x), *layer.weight.shape)
-                grads = np.swapaxes(grads, 1, 2)
-            for param in owners[name]:
-                found[param] += weight if param.endswith("weight") else grads.sum(axis=1)
-        return found
 
     @staticmethod
     def _outer_product_layer(layer: Any) -> bool:

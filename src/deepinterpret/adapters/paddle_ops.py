@@ -315,13 +315,9 @@ class PaddleOps:
         return layer.weight, layer.bias
 
     @staticmethod
-    def batchnorm_affine(bn: paddle.nn.Layer):
-        """``(scale, shift)`` of an eval-mode BatchNorm: ``bn(x) = scale · x + shift`` per channel."""
-        scale = paddle.rsqrt(bn._variance + bn._epsilon)
-        if bn.weight is not None:
-            scale = scale * bn.weight
-        shift = -bn._mean * scale + (bn.bias if bn.bias is not None else 0.0)
-        return scale, shift
+    def batchnorm_stats(bn: paddle.nn.Layer):
+        """``(mean, variance, ε, weight or None, bias or None)`` of a BatchNorm layer."""
+        return bn._mean, bn._variance, bn._epsilon, bn.weight, bn.bias
 
     @staticmethod
     def mask(condition: paddle.Tensor) -> paddle.Tensor:

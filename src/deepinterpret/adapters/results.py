@@ -81,20 +81,6 @@ class EmbeddingResult:
     targets: np.ndarray
 
 
-TRAIN_MODES = ("sgd", "gd", "bgd")
-
-
-def gd_weights(mode: str, size: int, total: int, n_batches: int, seed: int, number: int) -> np.ndarray:
-    """Per-sample loss weights of one batch for full-batch GD (the mean over all ``total`` samples, accumulated
-    over the batches) and BGD (each sample kept with probability ``1/n_batches`` and scaled by ``n_batches``: an
-    unbiased, noisy estimate of the GD gradient; keyed by ``(seed, batch number)``)."""
-    weights = np.full(size, 1.0 / total, dtype=np.float32)
-    if mode == "bgd":
-        keep = np.random.default_rng([seed, number]).random(size) < 1.0 / n_batches
-        weights *= keep.astype(np.float32) * n_batches
-    return weights
-
-
 @dataclass
 class GradientResult:
     """What one gradient call returns, all in the adapter's namespace ``xp``.

@@ -6,14 +6,13 @@ has: Hugging Face eager attention and ``generate``, ``logits_to_keep``, and ``vm
 from __future__ import annotations
 
 import contextlib
-import warnings
 from typing import Any
 
 import numpy as np
 import torch
 from array_api_compat import torch as torch_xp
 
-from ..core.validation import Device
+from ..core.validation import Device, warn_cpu_fallback
 from .framework import FrameworkAdapter
 from .results import logits_of
 from .torch_ops import TorchOps, torch_lrp_kind
@@ -32,11 +31,7 @@ def torch_device(device: Device, model: torch.nn.Module) -> torch.device:
         return torch.device("cpu")
     if device.kind == "gpu":
         if not torch.cuda.is_available():
-            warnings.warn(
-                f"device {device} was asked for but CUDA is not available; running on CPU.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
+            warn_cpu_fallback(device, "CUDA is not available")
             return torch.device("cpu")
         return torch.device("cuda", device.index)
     return torch.device("cpu")

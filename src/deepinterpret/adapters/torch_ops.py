@@ -288,13 +288,9 @@ class TorchOps:
         return layer.weight, layer.bias
 
     @staticmethod
-    def batchnorm_affine(bn: torch.nn.Module):
-        """``(scale, shift)`` of an eval-mode BatchNorm: ``bn(x) = scale · x + shift`` per channel."""
-        scale = torch.rsqrt(bn.running_var + bn.eps)
-        if bn.weight is not None:
-            scale = scale * bn.weight
-        shift = -bn.running_mean * scale + (bn.bias if bn.bias is not None else 0.0)
-        return scale, shift
+    def batchnorm_stats(bn: torch.nn.Module):
+        """``(mean, variance, ε, weight or None, bias or None)`` of a BatchNorm layer."""
+        return bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
 
     @staticmethod
     def mask(condition: torch.Tensor) -> torch.Tensor:

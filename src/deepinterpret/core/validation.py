@@ -79,3 +79,9 @@ def parse_device(device: Any = None, use_cuda: bool | None = None) -> Device:
         raise ValueError(f"device must be None, 'cpu', 'gpu', 'gpu:N', 'cuda' or 'cuda:N'; got {device!r}.")
     kind = "cpu" if match.group(1) == "cpu" else "gpu"
     return Device(kind, int(match.group(2) or 0))
+
+
+def warn_cpu_fallback(device: Device, why: str) -> None:
+    """The warning given when a GPU was asked for and the framework has none here (the model runs on the CPU, as
+    the original InterpretDL did)."""
+    warnings.warn(f"device {device} was asked for but {why}; running on CPU.", RuntimeWarning, stacklevel=5)

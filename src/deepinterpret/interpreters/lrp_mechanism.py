@@ -40,6 +40,14 @@ def batchnorm_pairs(kinds: dict[str, str], channels: dict[str, int]) -> dict[str
     return pairs
 
 
+def batchnorm_affine(mean, variance, epsilon, weight, bias):
+    """``(scale, shift)`` of an eval-mode BatchNorm: ``bn(x) = scale · x + shift`` per channel."""
+    scale = (variance + epsilon) ** -0.5
+    if weight is not None:
+        scale = scale * weight
+    return scale, -mean * scale + (bias if bias is not None else 0.0)
+
+
 class BatchNormMerge:
     """BatchNorm merged into the convolution / linear layer before it, for the explanation only: the layer's hook
     hands its input and parameters over (:meth:`defer`), the BatchNorm's hook applies the layer's rule with the
@@ -59,7 +67,7 @@ class BatchNormMerge:
         if conv not in self.stash or bn_input is not self.stash[conv][1]:
             raise ValueError(f"BatchNorm {name!r} does not read the output of {conv!r}; pass merge_batchnorm=False.")
         a, _, weight, bias, conv_layer = self.stash.pop(conv)
-        scale, shift = self.ops.batchnorm_affine(bn_layer)
+        scale, shift = batchnorm_affine(*self.ops.batchnorm_stats(bn_layer))
         shape = (-1,) + (1,) * (len(weight.shape) - 1)
         merged_weight = weight * scale.reshape(shape)
         merged_bias = shift if bias is None else bias * scale + shift

@@ -1,22 +1,6 @@
-"""The rules of Layer-wise Relevance Propagation as small declarative pieces (as zennit's); the one mechanism that
-runs them on unmodified models is ``lrp_mechanism.py``.
-
-The mechanism is the "gradient × input" form of LRP (Montavon et al. 2019, sec. 10.2). Write every layer's
-relevance as ``R = a ⊙ g``; a rule for a linear layer (convolution, dense) with output ``out`` and rule-specific
-pre-activations ``z_p`` (one per part ``p``, with coefficient ``c_p``) propagates
-``R_in = a ⊙ Σ_p c_p J_{z_p}ᵀ (R_out / z_p)``. A forward hook replaces the layer's output by
-
-    new = Σ_p c_p · z_p(a) ⊙ stop_gradient(out / stab(z_p(a))),    out' = new + stop_gradient(out − new)
-
-whose value is exactly ``out`` (so every later layer reads the model's own activations and computes its own
-ratio from them, whatever ``ε``) and whose gradient is exactly that propagation; ReLU, max pooling,
-average pooling and residual sums already propagate LRP-0 through their ordinary gradients, and other
-element-wise layers (activations, an unmerged BatchNorm) pass relevance through unchanged
-(``new = a ⊙ stop_gradient(out / stab(a))``, the value kept the same way). One forward and one backward of the
-target logit then give ``R_input = x ⊙ ∇x``; the first-layer rules zᴮ and flat read extra leaves (the bounds, a
-tensor of ones).
-BatchNorm layers that directly follow a convolution or linear layer are merged into it for the explanation and
-the model's tensors are put back exactly afterwards.
+"""The rules of Layer-wise Relevance Propagation as small declarative pieces (as zennit's): a :class:`Rule` is
+its parts, each a sum of :class:`Term` products with modified inputs (a⁺, a⁻) and weights (W⁺, W⁻), and an ε.
+The one mechanism that runs them on unmodified models is ``lrp_mechanism.py``.
 """
 
 from __future__ import annotations
