@@ -81,7 +81,8 @@ def explain(
         target: ``"prediction"`` (explain the predicted class) or ``"label"`` (the label column's class).
         resize_to, crop_to, normalization: image preprocessing (default: the model's); images are centre-cropped
             square so that images of any shape share a batch.
-        random_seed: the seed of the stochastic methods (SmoothGrad, GradientSHAP, LIME), given to each chunk's call.
+        random_seed: the seed of the stochastic methods (SmoothGrad, GradientSHAP, LIME); their noise is keyed by
+            (seed, the record's content, sample), so a record's map does not depend on its chunk or worker.
         rows_per_shard: records per Parquet shard (the unit that a resumed job skips or redoes).
         visuals: also write a PNG (images) or HTML (texts) per row under ``out/visuals``.
 
