@@ -72,7 +72,7 @@ def server(files):
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     env["GRADIO_ANALYTICS_ENABLED"] = "False"
-    command = [sys.executable, "-m", "deepinterpret", "serve", "--model", "digits-cnn", "--port", str(port),
+    command = [sys.executable, "-m", "deepinterpret", "serve", "--model", "digits-cnn", "--model", "minilm-sentiment", "--port", str(port),
                "--max-upload-mb", str(MAX_UPLOAD_MB), "--queue-size", "8",
                "--browse", str(files["job"]), "--browse", str(files["report"])]  # fmt: skip
     log = open(files["folder"] / "server.log", "w")
@@ -184,8 +184,11 @@ def test_compare_three_methods_then_another_class_then_download(page, files, tmp
     )
     second = _cards(page)
     assert set(second) == set(THREE)
-    changed = [m for m in THREE if (first[m]["deletion"], first[m]["insertion"]) != (second[m]["deletion"],
-                                                                                        second[m]["insertion"])]
+    changed = [
+        m
+        for m in THREE
+        if (first[m]["deletion"], first[m]["insertion"]) != (second[m]["deletion"], second[m]["insertion"])
+    ]
     assert len(changed) >= 2, (first, second)  # the scores are those of the new class
 
     page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
@@ -208,9 +211,7 @@ def test_bad_uploads_show_an_error_and_the_server_keeps_serving(page, files):
     assert "not an image" in _wait_status(page, "Error")
     _clear_upload(page)
     _upload(page, files["big"])  # refused by the page before it reaches the server
-    page.wait_for_function(
-        "() => document.body.innerText.toLowerCase().includes('exceed')", timeout=30_000
-    )
+    page.wait_for_function("() => document.body.innerText.toLowerCase().includes('exceed')", timeout=30_000)
     _clear_upload(page)
     _upload(page, files["photo"])
     assert "Predicted" in _wait_status(page, "Predicted")
@@ -245,3 +246,25 @@ def test_browse_a_dataset_job_and_a_report(page, files):
     page.locator("#browse-file input").click()
     page.locator("ul[role=listbox] li", has_text="report.md").first.click()
     page.wait_for_function("() => document.querySelector('#browse-file-markdown').innerText.includes('Benchmark')")
+
+
+def test_text_mode_highlights_words_with_scores(page, tmp_path):
+    """MiniLM sentiment (the zoo's text model), two methods, then the other class."""
+    page.locator("#tab-text-button").click()
+    page.locator("#text-input textarea").fill("A wonderful, moving film.")
+    for box in page.locator("#text-methods input[type=checkbox]").all():
+        if box.is_checked() != (box.get_attribute("name") in ("generic_attention", "intgrad")):
+            box.click()
+    page.locator("#text-run").click()
+    status = _wait_status(page, "Explained class", "text", timeout=120_000)
+    assert "Predicted positive" in status
+    cards = page.locator("#text-results .di-done")
+    assert cards.count() == 2
+    for card in cards.all():
+        assert "wonderful" in card.inner_text()
+        assert card.locator("span[title]").count() >= 4  # one coloured span per word, its score in the title
+        assert card.locator("tr[data-score=deletion] td.v").inner_text() != "n/a"
+    page.locator("#text-class input").click()
+    page.locator("ul[role=listbox] li", has_text="negative").first.click()
+    _wait_status(page, "Explained class negative", "text", timeout=120_000)
+    page.screenshot(path=str(tmp_path / "app_text.png"), full_page=True)

@@ -44,10 +44,6 @@ def build(
     TorchScript files or Paddle ``jit.save`` prefixes, loaded on first use — the only models the page offers.
     ``browse``: output folders (dataset jobs, benchmark reports) the page may show. Uploads larger than
     ``max_upload_mb`` are refused. The page's ``session`` attribute holds its models and download folder."""
-    _gradio()
-    from .compare import ModelShelf
-    from .ui import Session, build_blocks
-
     folders = []
     for folder in browse:
         if not os.path.isdir(folder):
@@ -55,6 +51,10 @@ def build(
         folders.append(os.path.abspath(folder))
     if max_upload_mb <= 0:
         raise ValueError(f"max_upload_mb must be positive; got {max_upload_mb}.")
+    _gradio()
+    from .compare import ModelShelf
+    from .ui import Session, build_blocks
+
     session = Session(ModelShelf([os.fspath(m) for m in models], framework), folders, int(max_upload_mb * 1e6))
     page = build_blocks(session)
     page.session = session
@@ -86,6 +86,14 @@ def serve(
 ) -> Any:
     """Build the page and serve it on ``host:port`` (``127.0.0.1`` by default: this machine only). Requests
     wait in a queue of at most ``queue_size``; a model serves one request at a time. Returns the page."""
+    import logging
+
+    log = logging.getLogger("deepinterpret.app")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s deepinterpret.app: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     warning = host_warning(host, port)
     if warning:
         print(warning, file=sys.stderr, flush=True)

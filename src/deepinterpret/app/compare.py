@@ -36,7 +36,7 @@ DEFAULT_OPTIONS: dict[str, Any] = dict(
     window=None,  # occlusion window side in pixels (None: an eighth of the image side)
     n_masks=256,  # RISE
     num_samples=200,  # LIME (images and texts), KernelSHAP (texts)
-    gradient_of="probability",
+    gradient_of=None,  # None: each method's own default
     random_seed=0,
     curve_steps=20,  # deletion / insertion / MoRF / LeRF steps
 )
@@ -147,9 +147,10 @@ def _method_options(name: str, resolved: Any, options: dict[str, Any]) -> dict[s
         sliding_window_shapes=window,
         strides=max(window // 2, 1),
         n_masks=int(options["n_masks"]),
-        gradient_of=options["gradient_of"],
         random_seed=int(options["random_seed"]),
     )
+    if options.get("gradient_of") in ("probability", "logit", "loss"):
+        candidates["gradient_of"] = options["gradient_of"]
     spec = IMAGE_METHODS[name]
     chosen = {k: v for k, v in spec.demo.items() if k in spec.options}  # the registry's quick settings
     chosen.update({k: v for k, v in candidates.items() if k in spec.options})
@@ -201,7 +202,8 @@ def score_image(
     common = dict(resize_to=None, label=label, limit_number_generated_samples=curve_steps)
     kwargs = _interpreter_kwargs(resolved)
     kwargs.pop("progress")
-    insertion = DeletionInsertion(resolved.model, compute_deletion=False, **kwargs).evaluate(image, explanation, **common)
+    insertion = DeletionInsertion(resolved.model, compute_deletion=False, **kwargs)
+    insertion = insertion.evaluate(image, explanation, **common)
     curves = Perturbation(resolved.model, **kwargs).evaluate(image, explanation, **common)
     return dict(
         deletion=float(curves["MoRF_score"]),  # deletion is the MoRF curve (grey fill)
@@ -244,7 +246,8 @@ def _notes(model_name: str, explained: str, results: list[Any], text: bool) -> l
 
 def format_scores(scores: dict[str, float], text: bool = False) -> str:
     parts = []
-    for key, title in (("deletion", "deletion AUC"), ("insertion", "insertion AUC"), ("abpc", "ABPC"), ("gini", "Gini")):
+    titles = (("deletion", "deletion AUC"), ("insertion", "insertion AUC"), ("abpc", "ABPC"), ("gini", "Gini"))
+    for key, title in titles:
         if key in scores:
             parts.append(f"{title} {scores[key]:.3f}")
     return ", ".join(parts)
@@ -276,9 +279,8 @@ def image_report(
     if not done:
         return None
     row = ReportRow(image, f"{model_name}: {explained}", {r.method: r.map2d for r in done})
-    return html_report(
-        [row], folder / "comparison.html", "deepinterpret: explanations compared", _notes(model_name, explained, results, False)
-    )
+    notes = _notes(model_name, explained, results, False)
+    return html_report([row], folder / "comparison.html", "deepinterpret: explanations compared", notes)
 
 
 # -- texts -----------------------------------------------------------------------------------------------------

@@ -103,7 +103,8 @@ def image_cards(results: list[compare.ImageResult], image: np.ndarray | None, pe
             cards.append(f'<div class="di-card di-error" data-method="{html.escape(r.method)}">{head}'
                          f"<p>error: {html.escape(r.error or 'unknown')}</p></div>")  # fmt: skip
             continue
-        picture = f'<img class="di-map" alt="{html.escape(r.method)} map" src="{_data_uri(compare.overlay(image, r.map2d))}">'
+        uri = _data_uri(compare.overlay(image, r.map2d))
+        picture = f'<img class="di-map" alt="{html.escape(r.method)} map" src="{uri}">'
         note = f'<p class="di-note">{html.escape(r.error)}</p>' if r.error else ""
         cards.append(
             f'<div class="di-card di-done" data-method="{html.escape(r.method)}">{head}{picture}'
@@ -138,6 +139,10 @@ def text_cards(results: list[compare.TextResult], pending: list[str]) -> str:
 def _status(kind: str, message: str) -> str:
     icon = {"error": "**Error:** ", "info": "", "done": "", "run": ""}[kind]
     return icon + message
+
+
+def _cancelled() -> str:
+    return _status("info", "Cancelled.")
 
 
 def _error_text(error: BaseException) -> str:
@@ -241,7 +246,11 @@ def build_image_tab(session: Session) -> None:
                     num_samples = gr.Slider(20, 2000, 200, step=10, label="LIME samples")
                     curve_steps = gr.Slider(5, 100, 20, step=1, label="deletion/insertion steps")
                 with gr.Row():
-                    gradient_of = gr.Radio(["probability", "logit"], value="probability", label="gradient of")
+                    gradient_of = gr.Radio(
+                        [("each method's default", "default"), ("probability", "probability"), ("logit", "logit")],
+                        value="default",
+                        label="gradient of",
+                    )
                     seed = gr.Number(0, precision=0, label="random seed")
             with gr.Row():
                 run = gr.Button("Explain", variant="primary", elem_id="image-run")
@@ -256,7 +265,8 @@ def build_image_tab(session: Session) -> None:
             with session.lock(spec):
                 names = compare.image_methods(session.shelf.get(spec))
         except (ValueError, OSError) as error:
-            return gr.update(), _status("error", f"cannot load model {spec}: {_error_text(error)}"), gr.update(), gr.update()
+            message = _status("error", f"cannot load model {spec}: {_error_text(error)}")
+            return gr.update(), message, gr.update(), gr.update()
         keep = [m for m in (current or []) if m in names] or [m for m in DEFAULT_IMAGE_METHODS if m in names]
         return gr.update(choices=names, value=keep), _status("info", f"Model {spec} ready."), gr.update(), gr.update()
 
@@ -277,7 +287,7 @@ def build_image_tab(session: Session) -> None:
         picture = np.kron(picture, np.ones((scale, scale) + (1,) * (picture.ndim - 2), np.uint8))
         return src, picture, confidences, _classes_update(top), _status("info", message)
 
-    def on_explain(spec, src, target, names, *values, progress=gr.Progress()):
+    def on_explain(spec, src, target, names, *values, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
         if src is None:
             yield _status("error", "upload an image or pick a sample photograph first."), gr.update(), gr.update()
             return
@@ -294,6 +304,7 @@ def build_image_tab(session: Session) -> None:
             yield _status("error", _error_text(error)), gr.update(), gr.update()
             return
         explained = _class_title(compare.class_name(resolved, target), target)
+        logger.info("image: %s, class %s, methods %s", spec, explained, ", ".join(names))
         folder = session.run_folder()
         done: list[compare.ImageResult] = []
         files: list[str] = []
@@ -335,9 +346,7 @@ def build_image_tab(session: Session) -> None:
     outputs = [status, results, downloads]
     run_event = run.click(on_explain, inputs, outputs, concurrency_id="model", api_name=False)
     class_event = label.input(on_explain, inputs, outputs, concurrency_id="model", api_name=False)
-    cancel.click(
-        lambda: _status("info", "Cancelled."), None, status, cancels=[run_event, class_event], queue=False, api_name=False
-    )
+    cancel.click(_cancelled, None, status, cancels=[run_event, class_event], queue=False, api_name=False)
 
 
 # -- the text tab --------------------------------------------------------------------------------------------
@@ -358,9 +367,7 @@ def build_text_tab(session: Session) -> None:
                 label="Sentence",
                 elem_id="text-input",
             )
-            label = gr.Dropdown(
-                [("the predicted class", -1)], value=-1, label="Class to explain", elem_id="text-class"
-            )
+            label = gr.Dropdown([("the predicted class", -1)], value=-1, label="Class to explain", elem_id="text-class")
         with gr.Column(scale=3):
             chosen = gr.CheckboxGroup(
                 [(f"{m}: {compare.TEXT_SUMMARIES[m]}", m) for m in compare.TEXT_METHOD_NAMES],
@@ -381,7 +388,7 @@ def build_text_tab(session: Session) -> None:
     results = gr.HTML(elem_id="text-results")
     downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="text-downloads")
 
-    def on_explain(spec, text, target, names, steps_, n_samples_, num_samples_, seed_, progress=gr.Progress()):
+    def on_explain(spec, text, target, names, steps_, n_samples_, num_samples_, seed_, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
         if not names:
             yield _status("error", "pick at least one method."), gr.update(), gr.update(), gr.update()
             return
@@ -398,6 +405,7 @@ def build_text_tab(session: Session) -> None:
         explained = _class_title(compare.class_name(resolved, index), index)
         choices = [("the predicted class", -1)] + [(f"{n} ({p:.2f})", i) for i, n, p in sorted(classes)]
         label_update = gr.update(choices=choices, value=target if target is not None else -1)
+        logger.info("text: %s, class %s, methods %s", spec, explained, ", ".join(names))
         folder = session.run_folder()
         done: list[compare.TextResult] = []
         files: list[str] = []
@@ -405,6 +413,7 @@ def build_text_tab(session: Session) -> None:
             progress((i, len(names)), desc=f"{name} ({i + 1}/{len(names)})")
             message = f"{predicted}. Running **{name}** ({i + 1}/{len(names)}) for class {explained}…"
             yield _status("run", message), text_cards(done, list(names[i:])), files or None, label_update
+            label_update = gr.update()  # the classes are sent once
             with session.lock(spec):
                 result = compare.explain_text(resolved, text, index, name, opts)
             done.append(result)
@@ -421,9 +430,7 @@ def build_text_tab(session: Session) -> None:
     outputs = [status, results, downloads, label]
     run_event = run.click(on_explain, inputs, outputs, concurrency_id="model", api_name="explain_text")
     class_event = label.input(on_explain, inputs, outputs, concurrency_id="model", api_name=False)
-    cancel.click(
-        lambda: _status("info", "Cancelled."), None, status, cancels=[run_event, class_event], queue=False, api_name=False
-    )
+    cancel.click(_cancelled, None, status, cancels=[run_event, class_event], queue=False, api_name=False)
 
 
 # -- the browse tab ------------------------------------------------------------------------------------------
@@ -482,7 +489,8 @@ def build_browse_tab(session: Session) -> None:
 
 
 def build_blocks(session: Session) -> gr.Blocks:
-    with gr.Blocks(title="deepinterpret: compare explanations", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+    title = "deepinterpret: compare explanations"
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
             "## deepinterpret: compare explanations\n"
             "Pick a model, give it an image or a sentence, choose methods, and compare their maps side by side "
