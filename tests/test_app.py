@@ -72,8 +72,8 @@ def server(files):
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     env["GRADIO_ANALYTICS_ENABLED"] = "False"
-    command = [sys.executable, "-m", "deepinterpret", "serve", "--model", "digits-cnn", "--model", "minilm-sentiment", "--port", str(port),
-               "--max-upload-mb", str(MAX_UPLOAD_MB), "--queue-size", "8",
+    command = [sys.executable, "-m", "deepinterpret", "serve", "--model", "digits-cnn", "--model", "minilm-sentiment",
+               "--port", str(port), "--max-upload-mb", str(MAX_UPLOAD_MB), "--queue-size", "8",
                "--browse", str(files["job"]), "--browse", str(files["report"])]  # fmt: skip
     log = open(files["folder"] / "server.log", "w")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
