@@ -217,6 +217,20 @@ def test_bad_uploads_show_an_error_and_the_server_keeps_serving(page, files):
     assert "Predicted" in _wait_status(page, "Predicted")
 
 
+def test_cancel_stops_a_run(page):
+    slow = ("lime", "occlusion", "smoothgrad")
+    for box in page.locator("#image-methods input[type=checkbox]").all():
+        if box.is_checked() != (box.get_attribute("name") in slow):
+            box.click()
+    page.locator("#image-run").click()
+    _wait_status(page, "Running")
+    page.locator("#image-cancel").click()
+    _wait_status(page, "Cancelled")
+    time.sleep(3)
+    assert "Cancelled" in _status(page)  # no later result overwrote it
+    assert page.locator("#image-results .di-done").count() < len(slow)
+
+
 def test_five_requests_at_once_all_complete(server):
     from gradio_client import Client
 

@@ -345,7 +345,7 @@ def build_image_tab(session: Session) -> None:
     inputs = [model, source, label, chosen, *options]
     outputs = [status, results, downloads]
     run_event = run.click(on_explain, inputs, outputs, concurrency_id="model", api_name=False)
-    class_event = label.input(on_explain, inputs, outputs, concurrency_id="model", api_name=False)
+    class_event = label.select(on_explain, inputs, outputs, concurrency_id="model", api_name=False)
     cancel.click(_cancelled, None, status, cancels=[run_event, class_event], queue=False, api_name=False)
 
 
@@ -429,7 +429,7 @@ def build_text_tab(session: Session) -> None:
     inputs = [model, sentence, label, chosen, steps, n_samples, num_samples, seed]
     outputs = [status, results, downloads, label]
     run_event = run.click(on_explain, inputs, outputs, concurrency_id="model", api_name="explain_text")
-    class_event = label.input(on_explain, inputs, outputs, concurrency_id="model", api_name=False)
+    class_event = label.select(on_explain, inputs, outputs, concurrency_id="model", api_name=False)
     cancel.click(_cancelled, None, status, cancels=[run_event, class_event], queue=False, api_name=False)
 
 
