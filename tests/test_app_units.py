@@ -90,3 +90,25 @@ def test_serve_binds_this_machine_by_default():
     assert "WARNING" in warning and "0.0.0.0:7860" in warning
     with pytest.raises(ValueError, match="no such folder"):
         it.app.build(["digits-cnn"], browse=["/no/such/folder"])
+
+
+def test_a_torchscript_file_is_offered_and_explained(tmp_path):
+    """A model file the server was started with (TorchScript): predicted and explained through the same calls; a
+    method that cannot work on it (hooks on a ScriptModule) fails on its own card."""
+    import torch
+
+    torch.manual_seed(0)
+    layers = [torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()]
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(8, 4)).eval()
+    path = str(tmp_path / "tiny.pt")
+    torch.jit.trace(model, torch.zeros(1, 3, 32, 32)).save(path)
+    shelf = compare.ModelShelf([path])
+    assert shelf.names("image") == [path]
+    resolved = shelf.get(path)
+    image = compare.prepare_image(resolved, it.zoo.imagenet.photographs(["coffee"])["coffee"])
+    top = compare.top_classes(resolved, image)
+    assert [c[1] for c in top][:1] == [f"class {top[0][0]}"] and len(top) == 4
+    result = compare.explain_image(resolved, image, 2, "saliency", {"curve_steps": 5})
+    assert result.error is None and set(result.scores) == {"deletion", "insertion", "abpc", "gini"}
+    failed = compare.explain_image(resolved, image, 2, "guidedbp", {"curve_steps": 5})
+    assert failed.map2d is None and failed.error

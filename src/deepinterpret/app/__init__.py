@@ -13,6 +13,7 @@ only routes requests. Needs the ``app`` extra (``pip install 'deepinterpret[app]
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from collections.abc import Sequence
@@ -58,6 +59,7 @@ def build(
     session = Session(ModelShelf([os.fspath(m) for m in models], framework), folders, int(max_upload_mb * 1e6))
     page = build_blocks(session)
     page.session = session
+    atexit.register(session.close)  # the downloads folder goes with the process
     return page
 
 

@@ -6,6 +6,7 @@ collects results. No Gradio here, so that it can be tested and reused on its own
 from __future__ import annotations
 
 import html
+import logging
 import os
 import threading
 import time
@@ -24,6 +25,8 @@ from ..interpreters.base import Interpreter
 from ..interpreters.lime import LIMECVInterpreter
 from ..interpreters.registry import IMAGE_METHODS
 from ..viz import ReportRow, heatmap_overlay, html_report, save_image, text_html
+
+logger = logging.getLogger("deepinterpret.app")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 MAX_TEXT_CHARS = 2000
@@ -185,12 +188,14 @@ def explain_image(resolved: Any, image: np.ndarray, label: int, method: str, opt
             explanation = interpreter.interpret(image[None], resize_to=None, visual=False, **kwargs)[0]
         seconds = time.perf_counter() - start
         map2d = explanation_map(explanation, height, width, label)
-    except (ValueError, TypeError, RuntimeError, KeyError) as error:
+    except Exception as error:  # noqa: BLE001 - the page shows any failure on the method's card
+        log_unexpected(error)
         return ImageResult(method, label, time.perf_counter() - start, error=_one_line(error))
     result = ImageResult(method, label, seconds, explanation, map2d)
     try:
         result.scores = score_image(resolved, image, explanation, label, map2d, int(options["curve_steps"]))
-    except (ValueError, TypeError, RuntimeError) as error:
+    except Exception as error:  # noqa: BLE001
+        log_unexpected(error)
         result.error = f"scores: {_one_line(error)}"
     return result
 
@@ -216,6 +221,12 @@ def score_image(
 def overlay(image: np.ndarray, map2d: np.ndarray) -> np.ndarray:
     """The map in the jet colour map over the image (the library's ``heatmap_overlay``)."""
     return heatmap_overlay(image, map2d)
+
+
+def log_unexpected(error: BaseException) -> None:
+    """Bad input is the user's to fix (its message is shown); anything else is also logged with its traceback."""
+    if not isinstance(error, (ValueError, TypeError)):
+        logger.error("unexpected error", exc_info=error)
 
 
 def _one_line(error: BaseException) -> str:
@@ -342,7 +353,8 @@ def explain_text(resolved: Any, text: str, label: int, method: str, options: dic
         words = explainer(check_text(text), index=int(label), n_steps=int(options["steps"]))
         seconds = time.perf_counter() - start
         token_scores = np.asarray(explainer.attributions[0], np.float64)
-    except (ValueError, TypeError, RuntimeError, KeyError) as error:
+    except Exception as error:  # noqa: BLE001 - the page shows any failure on the method's card
+        log_unexpected(error)
         return TextResult(method, label, time.perf_counter() - start, error=_one_line(error))
     result = TextResult(method, label, seconds, [(str(w), float(s)) for w, s in words], token_scores)
     try:
@@ -354,7 +366,8 @@ def explain_text(resolved: Any, text: str, label: int, method: str, options: dic
             abpc=abpc(curves["MoRF_probas"], curves["LeRF_probas"]),
             gini=sparsity([s for _, s in result.words])["gini"],
         )
-    except (ValueError, TypeError, RuntimeError) as error:
+    except Exception as error:  # noqa: BLE001
+        log_unexpected(error)
         result.error = f"scores: {_one_line(error)}"
     return result
 

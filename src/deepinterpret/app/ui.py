@@ -206,7 +206,8 @@ def build_image_tab(session: Session) -> None:
     first = image_models[0]
     try:
         methods = compare.image_methods(session.shelf.get(first))
-    except (ValueError, OSError) as error:
+    except Exception as error:  # noqa: BLE001 - shown in the page, logged when unexpected
+        compare.log_unexpected(error)
         methods = []
         logger.warning("cannot load %s: %s", first, error)
     source = gr.State(None)
@@ -264,7 +265,8 @@ def build_image_tab(session: Session) -> None:
         try:
             with session.lock(spec):
                 names = compare.image_methods(session.shelf.get(spec))
-        except (ValueError, OSError) as error:
+        except Exception as error:  # noqa: BLE001 - shown in the page, logged when unexpected
+            compare.log_unexpected(error)
             message = _status("error", f"cannot load model {spec}: {_error_text(error)}")
             return gr.update(), message, gr.update(), gr.update()
         keep = [m for m in (current or []) if m in names] or [m for m in DEFAULT_IMAGE_METHODS if m in names]
@@ -278,7 +280,8 @@ def build_image_tab(session: Session) -> None:
             with session.lock(spec):
                 resolved, image = _decode(session, spec, src)
                 top = compare.top_classes(resolved, image)
-        except (ValueError, OSError) as error:
+        except Exception as error:  # noqa: BLE001 - shown in the page, logged when unexpected
+            compare.log_unexpected(error)
             return None, None, None, gr.update(choices=[], value=None), _status("error", _error_text(error))
         confidences = {_class_title(name, index): p for index, name, p in top}
         message = f"Predicted **{top[0][1]}** ({top[0][2]:.2f}). Pick methods and press Explain."
@@ -300,7 +303,8 @@ def build_image_tab(session: Session) -> None:
             with session.lock(spec):
                 resolved, image = _decode(session, spec, src)
                 target = int(target) if target is not None else compare.top_classes(resolved, image, 1)[0][0]
-        except (ValueError, OSError) as error:
+        except Exception as error:  # noqa: BLE001 - shown in the page, logged when unexpected
+            compare.log_unexpected(error)
             yield _status("error", _error_text(error)), gr.update(), gr.update()
             return
         explained = _class_title(compare.class_name(resolved, target), target)
@@ -397,7 +401,8 @@ def build_text_tab(session: Session) -> None:
             with session.lock(spec):
                 resolved = session.shelf.get(spec)
                 classes = compare.text_classes(resolved, text)
-        except (ValueError, OSError) as error:
+        except Exception as error:  # noqa: BLE001 - shown in the page, logged when unexpected
+            compare.log_unexpected(error)
             yield _status("error", _error_text(error)), gr.update(), gr.update(), gr.update()
             return
         index = classes[0][0] if target in (None, -1) else int(target)
@@ -457,7 +462,8 @@ def build_browse_tab(session: Session) -> None:
             return "", None, gr.update(choices=[], value=None), gr.update(choices=[], value=None)
         try:
             listing = browse.open_folder(path)
-        except (ValueError, OSError) as error:
+        except Exception as error:  # noqa: BLE001 - shown in the page, logged when unexpected
+            compare.log_unexpected(error)
             return _status("error", _error_text(error)), None, gr.update(choices=[], value=None), gr.update()
         return (
             listing.summary,
@@ -479,7 +485,8 @@ def build_browse_tab(session: Session) -> None:
             return "", ""
         try:
             kind, content = browse.show_file(path, name)
-        except (ValueError, OSError) as error:
+        except Exception as error:  # noqa: BLE001 - shown in the page, logged when unexpected
+            compare.log_unexpected(error)
             return f"<p>error: {html.escape(_error_text(error))}</p>", ""
         return (content, "") if kind == "html" else ("", content)
 
