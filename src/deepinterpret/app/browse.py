@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from ..viz import heatmap_overlay, text_html
-from ..viz.report import png_bytes
 
 SHOWN_SUFFIXES = (".html", ".htm", ".md", ".png")
 MAX_FILES = 500
@@ -78,8 +77,9 @@ def open_folder(path: str) -> Listing:
 
 
 def _picture(array: np.ndarray) -> str:
-    data = base64.b64encode(png_bytes(array, max(1, 224 // max(array.shape[:2])))).decode("ascii")
-    return f'<img alt="map" style="image-rendering:pixelated;max-width:100%" src="data:image/png;base64,{data}">'
+    from .compare import data_uri
+
+    return f'<img alt="map" style="image-rendering:pixelated;max-width:100%" src="{data_uri(array)}">'
 
 
 def row_html(path: str, index: int) -> str:

@@ -223,6 +223,16 @@ def overlay(image: np.ndarray, map2d: np.ndarray) -> np.ndarray:
     return heatmap_overlay(image, map2d)
 
 
+def data_uri(image: np.ndarray) -> str:
+    """A uint8 image as a ``data:`` PNG URI for the page; small inputs (digits) enlarged with nearest neighbours."""
+    import base64
+
+    from ..viz.report import png_bytes
+
+    scale = max(1, 224 // max(image.shape[:2]))
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image, scale)).decode("ascii")
+
+
 def log_unexpected(error: BaseException) -> None:
     """Bad input is the user's to fix (its message is shown); anything else is also logged with its traceback."""
     if not isinstance(error, (ValueError, TypeError)):

@@ -4,7 +4,6 @@ as a message for the page, so a bad upload or a failing method never takes the s
 
 from __future__ import annotations
 
-import base64
 import html
 import logging
 import os
@@ -19,7 +18,6 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from ..viz.report import png_bytes
 from . import browse, compare
 
 logger = logging.getLogger("deepinterpret.app")
@@ -74,12 +72,6 @@ class Session:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _data_uri(image: np.ndarray) -> str:
-    side = max(image.shape[:2])
-    scale = max(1, 224 // side)  # small inputs (digits) are enlarged with nearest neighbours
-    return "data:image/png;base64," + base64.b64encode(png_bytes(image, scale)).decode("ascii")
-
-
 def _score_rows(seconds: float, scores: dict[str, float], text: bool) -> str:
     rows = [("time", f"{seconds:.2f} s")]
     names = (("deletion", "deletion AUC ↓"), ("insertion", "insertion AUC ↑"), ("abpc", "ABPC ↑"), ("gini", "Gini"))
@@ -103,7 +95,7 @@ def image_cards(results: list[compare.ImageResult], image: np.ndarray | None, pe
             cards.append(f'<div class="di-card di-error" data-method="{html.escape(r.method)}">{head}'
                          f"<p>error: {html.escape(r.error or 'unknown')}</p></div>")  # fmt: skip
             continue
-        uri = _data_uri(compare.overlay(image, r.map2d))
+        uri = compare.data_uri(compare.overlay(image, r.map2d))
         picture = f'<img class="di-map" alt="{html.escape(r.method)} map" src="{uri}">'
         note = f'<p class="di-note">{html.escape(r.error)}</p>' if r.error else ""
         cards.append(
@@ -148,6 +140,29 @@ def _cancelled() -> str:
 def _error_text(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+def _buttons(prefix: str):
+    with gr.Row():
+        run = gr.Button("Explain", variant="primary", elem_id=f"{prefix}-run")
+        cancel = gr.Button("Cancel", variant="stop", elem_id=f"{prefix}-cancel")
+    return run, cancel
+
+
+def _result_area(prefix: str, hint: str):
+    """The status line, the result cards and the downloads of a tab."""
+    status = gr.Markdown(hint, elem_id=f"{prefix}-status")
+    results = gr.HTML(elem_id=f"{prefix}-results")
+    downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id=f"{prefix}-downloads")
+    return status, results, downloads
+
+
+def _wire_run(run, cancel, label, explain, inputs, outputs, api_name) -> None:
+    """Explain on the button and again when another class is chosen (``select``: ``input`` fires twice per
+    choice); every model request shares one queue slot; Cancel stops either run after the method in progress."""
+    run_event = run.click(explain, inputs, outputs, concurrency_id="model", api_name=api_name)
+    class_event = label.select(explain, inputs, outputs, concurrency_id="model", api_name=False)
+    cancel.click(_cancelled, None, outputs[0], cancels=[run_event, class_event], queue=False, api_name=False)
 
 
 # -- the image tab -------------------------------------------------------------------------------------------
@@ -253,12 +268,8 @@ def build_image_tab(session: Session) -> None:
                         label="gradient of",
                     )
                     seed = gr.Number(0, precision=0, label="random seed")
-            with gr.Row():
-                run = gr.Button("Explain", variant="primary", elem_id="image-run")
-                cancel = gr.Button("Cancel", variant="stop", elem_id="image-cancel")
-    status = gr.Markdown("Upload an image or pick a sample photograph.", elem_id="image-status")
-    results = gr.HTML(elem_id="image-results")
-    downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="image-downloads")
+            run, cancel = _buttons("image")
+    status, results, downloads = _result_area("image", "Upload an image or pick a sample photograph.")
     options = [n_samples, steps, window, n_masks, num_samples, curve_steps, gradient_of, seed]
 
     def on_model(spec: str, current: Any):
@@ -348,9 +359,7 @@ def build_image_tab(session: Session) -> None:
     )
     inputs = [model, source, label, chosen, *options]
     outputs = [status, results, downloads]
-    run_event = run.click(on_explain, inputs, outputs, concurrency_id="model", api_name=False)
-    class_event = label.select(on_explain, inputs, outputs, concurrency_id="model", api_name=False)
-    cancel.click(_cancelled, None, status, cancels=[run_event, class_event], queue=False, api_name=False)
+    _wire_run(run, cancel, label, on_explain, inputs, outputs, api_name=False)
 
 
 # -- the text tab --------------------------------------------------------------------------------------------
@@ -385,12 +394,8 @@ def build_text_tab(session: Session) -> None:
                     n_samples = gr.Slider(1, 64, 16, step=1, label="noisy samples (SmoothGrad, GradientSHAP)")
                     num_samples = gr.Slider(20, 2000, 200, step=10, label="LIME / KernelSHAP samples")
                     seed = gr.Number(0, precision=0, label="random seed")
-            with gr.Row():
-                run = gr.Button("Explain", variant="primary", elem_id="text-run")
-                cancel = gr.Button("Cancel", variant="stop", elem_id="text-cancel")
-    status = gr.Markdown("Type a sentence, pick methods and press Explain.", elem_id="text-status")
-    results = gr.HTML(elem_id="text-results")
-    downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="text-downloads")
+            run, cancel = _buttons("text")
+    status, results, downloads = _result_area("text", "Type a sentence, pick methods and press Explain.")
 
     def on_explain(spec, text, target, names, steps_, n_samples_, num_samples_, seed_, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
         if not names:
@@ -433,9 +438,7 @@ def build_text_tab(session: Session) -> None:
 
     inputs = [model, sentence, label, chosen, steps, n_samples, num_samples, seed]
     outputs = [status, results, downloads, label]
-    run_event = run.click(on_explain, inputs, outputs, concurrency_id="model", api_name="explain_text")
-    class_event = label.select(on_explain, inputs, outputs, concurrency_id="model", api_name=False)
-    cancel.click(_cancelled, None, status, cancels=[run_event, class_event], queue=False, api_name=False)
+    _wire_run(run, cancel, label, on_explain, inputs, outputs, api_name="explain_text")
 
 
 # -- the browse tab ------------------------------------------------------------------------------------------
