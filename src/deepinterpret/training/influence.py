@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from ..adapters import adapt, check_positive_int, chunks, resolve_seed, sample_rng
+from ..adapters import adapt, check_positive_int, resolve_seed, sample_rng
+from ..core.batching import Progress, batches, map_batches
 from .dynamics import IndexedLoader
 
 
@@ -68,13 +68,13 @@ def train_batches(train_data: Any, batch_size: int) -> Iterator[tuple[np.ndarray
             raise ValueError(f"train_data has {len(x)} samples and {len(y)} labels.")
         if len(y) == 0:
             raise ValueError("train_data is empty.")
-        for part in chunks(len(y), batch_size):
-            yield np.arange(part.start, part.stop), x[part], y[part]
-        return
-    if isinstance(train_data, IndexedLoader):  # in order
+    elif isinstance(train_data, IndexedLoader):  # in order
         x, y = train_data.x, train_data.y
-        for part in chunks(len(y), batch_size):
-            yield np.arange(part.start, part.stop), x[part], y[part]
+    else:
+        x = y = None
+    if y is not None:
+        for chunk in batches(len(y), batch_size, progress=False):
+            yield chunk.owners, x[chunk.part], y[chunk.part]
         return
     if train_data is None or not hasattr(train_data, "__iter__") and not callable(train_data):
         raise TypeError("train_data must be (x, y) arrays or an iterable of (indices, x, y) batches.")
@@ -140,11 +140,7 @@ class _GradientInfluence:
 
     def _bar(self, train_data: Any, what: str):
         total = _count(train_data)
-        return tqdm(
-            total=None if total is None else -(-total // self.batch_size),
-            desc=what,
-            disable=None if self.progress is None else not self.progress,
-        )
+        return Progress(None if total is None else -(-total // self.batch_size), what, "chunk", self.progress)
 
     def _test_side(self, test_inputs: Any, test_labels: Any) -> tuple[Any, np.ndarray]:
         x = self.adapter.asarray(test_inputs)
@@ -158,7 +154,7 @@ class _GradientInfluence:
             labels = np.asarray(test_labels).astype(np.int64).reshape(-1)
             if len(labels) != int(x.shape[0]):
                 raise ValueError(f"got {int(x.shape[0])} test inputs and {len(labels)} test labels.")
-        parts = [self._checked(x[part], labels[part])[0] for part in chunks(int(x.shape[0]), self.batch_size)]
+        parts = map_batches(int(x.shape[0]), self.batch_size, lambda part: self._checked(x[part], labels[part])[0])
         return self.adapter.xp.concat(parts, axis=0), labels
 
     def _stream(self, test_features: Any, train_data: Any, what: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
