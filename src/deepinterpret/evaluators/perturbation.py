@@ -81,8 +81,11 @@ def perturbation_curve(
 
     def perturbed(chunk: Chunk) -> np.ndarray:  # host work, on the helper thread
         chosen = (rank[None] < thresholds[chunk.part, None, None])[:, None]  # [b, 1, H, W]
-        samples = np.where(chosen, x, fill) if mode == "insertion" else np.where(chosen, fill, x)
-        return samples.astype(np.float32, copy=False)
+        start, put = (fill, x) if mode == "insertion" else (x, fill)
+        samples = np.empty((len(chosen), *x.shape), dtype=np.float32)
+        samples[...] = start
+        np.copyto(samples, put, where=chosen)  # in place: no temporary of the chunk's size
+        return samples
 
     probabilities, images = [], []
     with adapter.evaluation():
