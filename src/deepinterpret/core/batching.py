@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from .validation import check_batch_size
+
 logger = logging.getLogger("deepinterpret")
 
 __all__ = [
@@ -37,23 +39,10 @@ __all__ = [
     "PerInputSum",
     "Progress",
     "batches",
-    "check_batch_size",
-    "check_positive_int",
     "chunks",
     "map_batches",
     "sliced",
 ]
-
-
-def check_positive_int(value: Any, name: str) -> int:
-    """``value`` as an int, or a ``ValueError`` naming ``name`` when it is not a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    return int(value)
-
-
-def check_batch_size(batch_size: Any) -> int:
-    return check_positive_int(batch_size, "batch_size")
 
 
 def chunks(total: int, batch_size: int) -> Iterator[slice]:
