@@ -126,7 +126,7 @@ def test_curve_evaluators_peak_memory_does_not_grow_with_steps(evaluator):
             )
         )
 
-    _within_20_percent(at(20), at(200))
+    _within_20_percent(at(50), at(500))  # several chunks in both, so both meet the helper thread's worst overlap
     kept = ev.evaluate(x, explanation, batch_size=8, resize_to=None, limit_number_generated_samples=20)
     assert next(v for k, v in kept.items() if k.endswith("_images")).shape[0] == 21  # the default keeps them
 
