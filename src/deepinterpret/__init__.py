@@ -6,6 +6,7 @@ gradients = sg.interpret("cat.jpg", visual=False)
 """
 
 from . import adapters, batch, data, evaluators, explainers, interpreters, training, viz, zoo
+from . import app  # the web page; Gradio is imported only when it is built
 from .adapters import adapt
 from .data import Normalization
 from .evaluators import (
@@ -182,4 +183,5 @@ __all__ = [
     "XGradCAMInterpreter",
     "EigenCAMInterpreter",
     "AblationCAMInterpreter",
+    "app",
 ]
