@@ -117,3 +117,38 @@ def test_faster_score_cam_top_k_all_channels_is_score_cam():
     assert interpreter.last_passes["distinct"] <= 2 and not np.allclose(few, full)
     with pytest.raises(ValueError, match="top_k"):
         interpreter.interpret(x, "0.1", resize_to=None, visual=False, top_k=0)
+
+
+@pytest.mark.parametrize("method", ["occlusion", "rise", "lime"])
+def test_perturbation_top_k_classes_equal_single_runs_at_the_cost_of_one(method):
+    model = _dead_channel_net(3)
+    counter = _Counter(model)
+    x = (np.random.default_rng(2).uniform(0, 255, size=(2, 12, 12, 3))).astype(np.uint8)
+    top = np.array([[4, 1, 0], [2, 3, 1]])
+    if method == "lime":  # LIME reads every class off the same coalitions already
+        interpreter = it.LIMECVInterpreter(counter, normalization="unit", random_seed=0, progress=False)
+        segments = np.arange(16).reshape(4, 4).repeat(3, 0).repeat(3, 1)
+        kwargs = dict(num_samples=30, batch_size=16, resize_to=None, visual=False, segments=segments)
+        many = interpreter.interpret(x[:1], interpret_class=top[0], **kwargs)
+        rows_many = counter.rows
+        for k in top[0]:
+            counter.rows = 0
+            single = interpreter.interpret(x[:1], interpret_class=int(k), **kwargs)
+            assert [i for i, _ in single[int(k)]] == [i for i, _ in many[int(k)]] and counter.rows == rows_many
+            np.testing.assert_allclose([w for _, w in single[int(k)]], [w for _, w in many[int(k)]], atol=1e-7)
+        return
+    if method == "occlusion":
+        interpreter = it.OcclusionInterpreter(counter, normalization="unit", progress=False)
+        kwargs = dict(sliding_window_shapes=(3, 4, 4), strides=3, resize_to=None, visual=False, batch_size=6)
+    else:
+        interpreter = it.RISEInterpreter(counter, normalization="unit", random_seed=0, progress=False)
+        kwargs = dict(n_masks=20, grid_size=3, resize_to=None, visual=False, batch_size=6)
+    counter.rows = 0
+    many = interpreter.interpret(x, labels=top.tolist(), **kwargs)
+    rows_many = counter.rows
+    for k in range(top.shape[1]):
+        counter.rows = 0
+        single = interpreter.interpret(x, labels=top[:, k], **kwargs)
+        assert many.shape[:2] == (2, 3) and many.shape[2:] == single.shape[1:]
+        np.testing.assert_allclose(many[:, k], single, rtol=1e-6, atol=1e-7)
+        assert counter.rows == rows_many  # the forwards of one class

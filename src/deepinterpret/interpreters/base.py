@@ -12,7 +12,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, adapt, check_objective, softmax
 from ..core.batching import PerInputSum, batches
-from ..data import ImageBatch, as_normalization, as_target, load_images, resolve_labels
+from ..data import ImageBatch, as_normalization, as_target, load_images, resolve_label_lists, resolve_labels
 from ..viz import grayscale_overlay, heatmap_overlay, magnitude_map, save_image, save_paths, show
 
 # (image indices, sample indices) of one chunk -> host (NumPy) randomness for it; runs on a helper thread
@@ -135,7 +135,7 @@ class Interpreter:
             self.predicted_label = self.predicted_proba = None
             self.labels = None
             return np.arange(int(data.shape[0]))
-        targets = resolve_labels(labels, int(data.shape[0]))
+        targets = resolve_label_lists(labels, int(data.shape[0]))  # [N], or [N, K]: K classes per input
         if targets is None:
             with self.adapter.evaluation():
                 probas = self.adapter.to_numpy(self.adapter.predict(data, batch_size, output="probability"))

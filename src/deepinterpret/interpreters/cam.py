@@ -34,7 +34,7 @@ import numpy as np
 from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
 from ..core.batching import batches, map_batches
 from ..core.validation import check_positive_int
-from ..data import resolve_label_lists, resolve_labels
+from ..data import resolve_label_lists
 from .base import Interpreter
 from .feature_grid import as_feature_map
 from .score_cam_plan import BLANK, plan_channels
