@@ -152,3 +152,18 @@ def test_perturbation_top_k_classes_equal_single_runs_at_the_cost_of_one(method)
         assert many.shape[:2] == (2, 3) and many.shape[2:] == single.shape[1:]
         np.testing.assert_allclose(many[:, k], single, rtol=1e-6, atol=1e-7)
         assert counter.rows == rows_many  # the forwards of one class
+
+
+def test_precision_bfloat16_forwards_deviate_little_and_is_off_by_default():
+    model = _dead_channel_net(4)
+    x = (np.random.default_rng(3).uniform(0, 255, size=(2, 12, 12, 3))).astype(np.uint8)
+    kwargs = dict(labels=[1, 2], n_masks=20, grid_size=3, resize_to=None, visual=False, batch_size=10)
+    exact = it.RISEInterpreter(model, normalization="unit", random_seed=0, progress=False)
+    assert exact.adapter.precision is None
+    half = it.RISEInterpreter(model, normalization="unit", random_seed=0, progress=False, precision="bfloat16")
+    reference, reduced = exact.interpret(x, **kwargs), half.interpret(x, **kwargs)
+    deviation = np.abs(reduced - reference).max() / np.abs(reference).max()
+    assert 0 < deviation < 0.05  # bfloat16 has 8 bits of mantissa
+    assert next(model.parameters()).dtype == torch.float32  # the model is left untouched
+    with pytest.raises(ValueError, match="precision"):
+        it.RISEInterpreter(model, precision="int8")

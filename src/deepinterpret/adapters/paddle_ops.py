@@ -3,6 +3,7 @@ the gradient rules are written over. Each is one small function of the framework
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -196,6 +197,13 @@ class PaddleOps:
     @staticmethod
     def no_grad() -> Any:
         return paddle.no_grad()
+
+    @staticmethod
+    def autocast(precision: str | None) -> Any:
+        """Reduced-precision forwards (``"bfloat16"`` / ``"float16"``, Paddle's O1 auto-cast); ``None``: float32."""
+        if precision is None:
+            return contextlib.nullcontext()
+        return paddle.amp.auto_cast(enable=True, level="O1", dtype=precision)
 
     @staticmethod
     def enable_grad() -> Any:

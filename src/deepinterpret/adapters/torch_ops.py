@@ -3,6 +3,7 @@ and the gradient rules are written over. Each is one small function of the frame
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -184,6 +185,12 @@ class TorchOps:
     @staticmethod
     def no_grad() -> Any:
         return torch.no_grad()
+
+    def autocast(self, precision: str | None) -> Any:
+        """Reduced-precision forwards (``"bfloat16"`` / ``"float16"`` autocast); ``None``: float32."""
+        if precision is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=getattr(torch, precision))
 
     @staticmethod
     def enable_grad() -> Any:

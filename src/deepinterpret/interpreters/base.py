@@ -12,6 +12,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, adapt, check_objective, softmax
 from ..core.batching import PerInputSum, batches
+from ..core.validation import check_precision
 from ..data import ImageBatch, as_normalization, as_target, load_images, resolve_label_lists, resolve_labels
 from ..viz import grayscale_overlay, heatmap_overlay, magnitude_map, save_image, save_paths, show
 
@@ -84,6 +85,9 @@ class Interpreter:
         normalization: how images become model input: ``None``/``"imagenet"`` (ImageNet mean/std), ``"unit"``
             (pixels/255), ``(mean, std)`` or a :class:`deepinterpret.data.Normalization`.
         progress: show progress bars (``None``: only on a terminal).
+        precision: ``None`` (float32) or ``"bfloat16"`` / ``"float16"``: the forward-only passes (no graph: the masked,
+            occluded and perturbed inputs of Score-CAM, Occlusion, RISE, LIME, predictions) run under the
+            framework's autocast; off by default (gradients always run in float32). Torch or Paddle models only.
     """
 
     def __init__(
@@ -93,10 +97,15 @@ class Interpreter:
         use_cuda: bool | None = None,
         normalization: Any = None,
         progress: bool | None = None,
+        precision: str | None = None,
         **kwargs: Any,
     ):
         self.model = model
         self.adapter = adapt(model, device, use_cuda)
+        if check_precision(precision) is not None:
+            if not hasattr(self.adapter, "precision"):
+                raise ValueError("precision needs a torch.nn.Module or paddle.nn.Layer, not a plain callable.")
+            self.adapter.precision = check_precision(precision)
         self.device = str(self.adapter.device)
         self.normalization = as_normalization(normalization)
         self.progress = progress
