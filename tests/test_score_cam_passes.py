@@ -167,3 +167,18 @@ def test_precision_bfloat16_forwards_deviate_little_and_is_off_by_default():
     assert next(model.parameters()).dtype == torch.float32  # the model is left untouched
     with pytest.raises(ValueError, match="precision"):
         it.RISEInterpreter(model, precision="int8")
+
+
+@pytest.mark.parametrize("name", ["SaliencyInterpreter", "InputXGradientInterpreter", "GuidedBackpropInterpreter"])
+def test_gradient_top_k_classes_share_one_forward(name):
+    model = _dead_channel_net(5)
+    counter = _Counter(model)
+    interpreter = getattr(it, name)(counter, normalization="unit", progress=False)
+    x = (np.random.default_rng(4).uniform(0, 255, size=(3, 12, 12, 3))).astype(np.uint8)
+    top = np.array([[4, 1, 0], [2, 3, 1], [0, 2, 4]])
+    counter.rows = 0
+    many = interpreter.interpret(x, labels=top, resize_to=None, visual=False, batch_size=2)
+    assert many.shape == (3, 3, 3, 12, 12) and counter.rows == 3  # one forward per image for the K classes
+    for k in range(3):
+        single = interpreter.interpret(x, labels=top[:, k], resize_to=None, visual=False, batch_size=2)
+        np.testing.assert_allclose(many[:, k], single, rtol=1e-6, atol=1e-7)
