@@ -159,7 +159,8 @@ class InputXGradientInterpreter(_GradientFamilyInterpreter):
         """Returns ``x ⊙ ∇_x f_y(x)`` in model-input space, ``np.ndarray [N, C, H, W]``."""
         batch, gradients = self._explain(inputs, labels, label, resize_to, crop_to, gradient_of, batch_size, None)
         data = self.adapter.asarray(batch.data)
-        return self._show(batch, (data if gradients.ndim == data.ndim else data[:, None]) * gradients, visual, save_path)
+        data = data if gradients.ndim == data.ndim else data[:, None]  # [N, K, C, H, W] for K classes per image
+        return self._show(batch, data * gradients, visual, save_path)
 
 
 class GuidedBackpropInterpreter(_GradientFamilyInterpreter):
