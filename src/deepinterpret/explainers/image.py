@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..data import Normalization
+from ..data.preprocessing import unwrap_model
 from ..interpreters import GradShapCVInterpreter, IntGradCVInterpreter, SmoothGradInterpreter
 from ..viz import resize_map, save_image, show
 
@@ -58,6 +59,10 @@ class ImageClassificationExplainer:
         if attribution_type not in IMAGE_ATTRIBUTIONS:
             raise ValueError(f"attribution_type must be one of {list(IMAGE_ATTRIBUTIONS)}; got {attribution_type!r}.")
         processor_normalization, processor_size = _processor_settings(feature_extractor)
+        model, carried = unwrap_model(model)  # a zoo entry: its normalisation and input size
+        if carried is not None:
+            processor_normalization = processor_normalization or carried.normalization
+            processor_size = processor_size or carried.image_size
         self.model = model
         self.attribution_type = attribution_type
         self.image_size = image_size or processor_size or 224

@@ -1,5 +1,13 @@
 """Visualisation: heatmaps, overlays, PNG files, figures, HTML reports and notebook display."""
 
+from .explanation import (
+    MAGNITUDE_CMAP,
+    SIGNED_CMAP,
+    ImageExplanation,
+    Picture,
+    explanation_figure,
+    map_for_display,
+)
 from .generation import generation_html
 from .images import grayscale_overlay, magnitude_map, resize_map, save_image, save_paths, show, to_unit
 from .influence import influence_figure
@@ -7,6 +15,12 @@ from .report import ReportRow, comparison_figure, heatmap_overlay, html_report, 
 from .text import show_text, text_html, token_colour
 
 __all__ = [
+    "MAGNITUDE_CMAP",
+    "SIGNED_CMAP",
+    "ImageExplanation",
+    "Picture",
+    "explanation_figure",
+    "map_for_display",
     "ReportRow",
     "comparison_figure",
     "generation_html",
