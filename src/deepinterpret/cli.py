@@ -109,12 +109,14 @@ def _accepted(method: Any, settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k in parameters}
 
 
-def _demo_maps(entry, images, resize_to, crop_to, settings, quiet):
+def _demo_maps(entry, images, resize_to, crop_to, settings, quiet, methods=None):
     """Every image method that applies to ``entry``'s model, on ``images``: ``({method: [2-D map per image]},
     ["method seconds", ...])``. ``settings(spec)`` gives each method's options."""
     maps: dict[str, list[np.ndarray]] = {}
     timings = []
     for spec in IMAGE_METHODS.values():
+        if methods is not None and spec.name not in methods:
+            continue
         if spec.needs_layer and entry.cam_layer is None:
             continue  # no convolutional feature map (e.g. a ViT)
         if spec.needs_attention and not entry.attention:
@@ -132,19 +134,23 @@ def _demo_maps(entry, images, resize_to, crop_to, settings, quiet):
 
 
 def run_demo(
-    out_dir: Path, model_name: str = zoo.DEFAULT_MODEL, count: int | None = None, quiet: bool = False
+    out_dir: Path,
+    model_name: str = zoo.DEFAULT_MODEL,
+    count: int | None = None,
+    quiet: bool = False,
+    methods: list[str] | None = None,
 ) -> tuple[str, str]:
     """Explain ``count`` held-out digits (one per class; default 6) with every image method, or with
     ``efficientnet-lite0`` ``count`` photographs (default 3); write a figure and an HTML report."""
     if model_name == zoo.imagenet.NAME:
-        return run_photo_demo(out_dir, 3 if count is None else count, quiet)
+        return run_photo_demo(out_dir, 3 if count is None else count, quiet, methods=methods)
     count = 6 if count is None else count
     entry = zoo.load(model_name)
     split = zoo.digits_split(entry.image_size)
     picks = [int(np.flatnonzero(split.test_labels == digit)[0]) for digit in range(min(count, 10))]
     images = split.test_images[picks][..., None]  # uint8 NHW1
     probabilities = Interpreter(entry.model, normalization=entry.normalization).predict_proba(images, entry.image_size)
-    maps, timings = _demo_maps(entry, images, entry.image_size, None, lambda spec: spec.demo, quiet)
+    maps, timings = _demo_maps(entry, images, entry.image_size, None, lambda spec: spec.demo, quiet, methods)
     rows = []
     for row, index in enumerate(picks):
         predicted = int(probabilities[row].argmax())
@@ -169,7 +175,11 @@ def run_demo(
 
 
 def run_photo_demo(
-    out_dir: Path, count: int = 3, quiet: bool = False, image_size: int | None = None
+    out_dir: Path,
+    count: int = 3,
+    quiet: bool = False,
+    image_size: int | None = None,
+    methods: list[str] | None = None,
 ) -> tuple[str, str]:
     """Explain scikit-image's photographs with the pretrained EfficientNet-Lite0 and every image method that
     applies (LIME too), each for the predicted class; write ``demo.png`` and ``demo.html``. ``image_size``:
@@ -185,8 +195,11 @@ def run_photo_demo(
     interpreter = Interpreter(entry.model, normalization=entry.normalization)
     images = interpreter._load_images(list(photos.values()), size, size).images  # uint8 NHWC, 224 x 224
     probabilities = interpreter.predict_proba(images, None)
-    maps, timings = _demo_maps(entry, images, None, None, lambda spec: PHOTO_DEMO.get(spec.name, spec.demo), quiet)
-    if "lime" not in maps:  # LIME explains one image at a time and returns superpixel weights
+    settings = lambda spec: PHOTO_DEMO.get(spec.name, spec.demo)  # noqa: E731
+    maps, timings = _demo_maps(entry, images, None, None, settings, quiet, methods)
+    if "lime" not in maps and (
+        methods is None or "lime" in methods
+    ):  # LIME explains one image at a time and returns superpixel weights
         lime = LIMECVInterpreter(entry.model, normalization=entry.normalization, progress=False if quiet else None)
         options = _accepted(lime.interpret, PHOTO_DEMO["lime"])
         start = time.perf_counter()
@@ -220,7 +233,14 @@ def run_photo_demo(
 
 def cmd_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    figure, report = run_demo(Path(args.out), args.model, args.count, args.quiet)
+    methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
+    if methods is not None:
+        unknown = [m for m in methods if m not in _cli_methods()]
+        if unknown or not methods:
+            raise UsageError(
+                f"--methods: unknown {', '.join(unknown) or 'empty list'}; available: {', '.join(_cli_methods())}."
+            )
+    figure, report = run_demo(Path(args.out), args.model, args.count, args.quiet, methods)
     _say(args, f"figure: {figure}\nreport: {report}\n({time.perf_counter() - start:.1f} s)")
     return 0
 
@@ -569,6 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--count", type=int, default=None, help="how many photographs (default 3, at most 6) or digits (default 6)"
     )
+    demo.add_argument("--methods", default=None, help="comma-separated methods to run (default: every one)")
     demo.set_defaults(run=cmd_demo)
 
     listing = commands.add_parser("list", parents=[common], help="the methods and models available")
