@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from PIL import Image
@@ -31,6 +32,7 @@ logger = logging.getLogger("deepinterpret")
 
 SIGNED_CMAP = "RdBu_r"  # diverging: red for the class, blue against it, white at 0
 MAGNITUDE_CMAP = "inferno"  # sequential: dark = little, bright = much
+ALPHA = 0.65  # the map's weight over the grey image
 MIN_SIDE = 256  # pixels: the smallest side an image is drawn at
 PERCENTILE = 99.5  # the colour scale ends at this percentile of |map| (a few extreme pixels do not wash it out)
 
@@ -80,12 +82,11 @@ def explanation_figure(
     axis = figure.add_axes(
         (0.15 / (panel_w + 1.3), 0.1 / (panel_h + 0.75), panel_w / (panel_w + 1.3), panel_h / (panel_h + 0.75))
     )
-    smooth = "nearest" if zoom >= 4 else "antialiased"
-    axis.imshow(_grey(image), cmap="gray", vmin=0, vmax=255, interpolation=smooth)
     norm = _scale(map2d, signed)
-    shown = axis.imshow(
-        map2d, cmap=SIGNED_CMAP if signed else MAGNITUDE_CMAP, norm=norm, alpha=0.6, interpolation="bilinear"
-    )
+    colours = ScalarMappable(norm=norm, cmap=SIGNED_CMAP if signed else MAGNITUDE_CMAP)
+    grey = np.repeat(_grey(image)[..., None] / 255.0, 3, axis=-1)
+    blended = np.clip(ALPHA * colours.to_rgba(map2d)[..., :3] + (1 - ALPHA) * grey, 0.0, 1.0)
+    axis.imshow(blended, interpolation="nearest" if zoom >= 4 else "antialiased")
     axis.set_axis_off()
     heading = " · ".join(part for part in (method, title) if part)
     if heading:
@@ -93,8 +94,7 @@ def explanation_figure(
     bar_axis = figure.add_axes(
         ((panel_w + 0.3) / (panel_w + 1.3), 0.1 / (panel_h + 0.75), 0.12 / (panel_w + 1.3), panel_h / (panel_h + 0.75))
     )
-    bar = figure.colorbar(shown, cax=bar_axis)
-    bar.solids.set_alpha(1.0)
+    bar = figure.colorbar(colours, cax=bar_axis)
     bar.ax.tick_params(labelsize=7)
     bar.set_label("against ← 0 → for the class" if signed else "importance", fontsize=7)
     return figure

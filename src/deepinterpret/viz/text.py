@@ -70,7 +70,7 @@ class TextReport:
         return self.html
 
     def __repr__(self) -> str:
-        where = f", written to {self.path}" if self.path else ""
+        where = f", written to {os.path.basename(self.path)}" if self.path else ""
         return f"<TextReport: {self.texts} text(s){where}>"
 
     def show(self) -> None:
