@@ -162,7 +162,9 @@ def test_cli_list_and_version(capsys):
 
 
 def test_cli_cam_layers_listed_and_suggested(capsys, digit_files, tmp_path):
-    code, _, err = run(capsys, "explain", digit_files[0], "--method", "gradcam", "--layer", "featurs", "--out", tmp_path)
+    code, _, err = run(
+        capsys, "explain", digit_files[0], "--method", "gradcam", "--layer", "featurs", "--out", tmp_path
+    )
     assert code == 2 and "close to it: features" in err and "classifier" not in err
     torch = pytest.importorskip("torch")
     from transformers import ResNetConfig, ResNetForImageClassification
