@@ -471,10 +471,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         interpreter.interpret(list(args.inputs), save_path=pictures, **common, **options)
         maps, titles = list(interpreter.explanation.maps), interpreter.explanation.titles
+    classes = resolved["classes"]
     for i, (stem, picture) in enumerate(zip(stems, pictures, strict=True)):
         array_path = out / f"{stem}_{spec.name}.npy"
         np.save(array_path, maps[i])  # the map the picture shows: float [H, W] at the image's resolution
-        detail = f"explained {titles[i]}" if titles[i] else "explained"
+        if spec.name == "lime" or interpreter.labels is None:
+            detail = f"explained {titles[i]}" if titles[i] else "explained"
+        else:
+            target = int(interpreter.labels[i])
+            name = classes[target] if target < len(classes) else str(target)
+            if interpreter.predicted_proba is not None:
+                detail = f"predicted {name} (p={interpreter.predicted_proba[i]:.3f})"
+            else:
+                detail = f"explained class {name}"
         _say(args, f"{args.inputs[i]}: {detail}; map {picture}; attributions {array_path}")
     return 0
 
