@@ -34,9 +34,7 @@ METHODS = (
     ("intgrad l2", "intgrad", {"steps": 16, "aggregate": "l2"}),
     ("gilot", "gilot", {}),
     ("rollout", "rollout", {}),
-    ("rollout last layer", "rollout", {"start_layer": -1}),
     ("generic_attention", "generic_attention", {}),
-    ("generic_attention last layer", "generic_attention", {"start_layer": -1}),
 )
 MODELS = ("trained", "random", "shuffled")
 

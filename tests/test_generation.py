@@ -42,46 +42,59 @@ def _state(model):
 
 
 def _rank_first_rate(model, tokenizer, method, prompts, **options):
-    """The share of prompts whose deciding pair gets the largest attribution among the context's pairs (each pair
-    a span; the query ``b?`` stays as it is: it is needed as much as the pair, so it is not a candidate)."""
+    """The share of prompts whose deciding pair gets a strictly larger attribution than every other pair of the
+    context (each pair a span; the query ``b?`` stays as it is: it is needed as much as the pair, so it is not a
+    candidate here; benchmarks/evaluate_generation.py reports both candidate sets)."""
     explainer = it.GenerationExplainer(model, tokenizer, batch_size=64)
     hits = 0
     for prompt, answer, deciding in prompts:
         pairs = prompt.split(" ; ")[0].split()
         result = explainer(prompt, target=answer, method=method, segments=pairs, **options)
         assert result.features == pairs
-        hits += int(np.argmax(result.attributions[0]) == deciding)
+        row = result.attributions[0]
+        hits += int(row[deciding] > np.delete(row, deciding).max())
     return hits / len(prompts)
 
 
 # -- the recall task: the deciding token comes first --------------------------------------------------------------
 
-# Measured on 100 held-out prompts (seed 1000): ablation 1.00, LIME 0.99, KernelSHAP 0.99, IG 0.95, GiLOT 0.98,
-# rollout 0.80, Input×Gradient 0.38; random and shuffled models 0.22-0.29 (chance: one pair in 3-5).
-THRESHOLDS = {"ablation": 0.9, "lime": 0.9, "kernelshap": 0.9, "intgrad": 0.9, "gilot": 0.9, "rollout": 0.65}
+# Measured on 100 held-out prompts (seed 1000) by benchmarks/evaluate_generation.py: see the model card.
+THRESHOLDS = {
+    "ablation": ("ablation", {}),
+    "lime": ("lime", {}),
+    "kernelshap": ("kernelshap", {}),
+    "input_x_gradient l2": ("input_x_gradient", {"aggregate": "l2"}),
+    "intgrad": ("intgrad", {}),
+    "gilot": ("gilot", {}),
+    "rollout": ("rollout", {}),
+    "generic_attention": ("generic_attention", {}),
+}
 
 
-@pytest.mark.parametrize("method", list(THRESHOLDS))
-def test_each_method_ranks_the_deciding_token_first(recall, method):
+@pytest.mark.parametrize("label", list(THRESHOLDS))
+def test_each_method_ranks_the_deciding_token_first(recall, label):
+    method, options = THRESHOLDS[label]
     prompts = kv_recall.recall_prompts(40, seed=1000)  # held out: training used seed 1
-    rate = _rank_first_rate(recall.model, recall.tokenizer, method, prompts, **FAST)
-    assert rate >= THRESHOLDS[method], f"{method}: deciding pair first on {rate:.0%} of held-out prompts"
+    rate = _rank_first_rate(recall.model, recall.tokenizer, method, prompts, **FAST, **options)
+    assert rate >= 0.9, f"{label}: deciding pair first on {rate:.0%} of held-out prompts"
 
 
-@pytest.mark.parametrize("method", ["ablation", "intgrad", "gilot"])
-def test_random_and_shuffled_models_do_not_find_the_deciding_token(recall, method):
+@pytest.mark.parametrize("label", ["ablation", "intgrad", "gilot", "rollout", "generic_attention"])
+def test_random_and_shuffled_models_do_not_find_the_deciding_token(recall, label):
     import torch
 
+    method, options = THRESHOLDS[label]
     prompts = kv_recall.recall_prompts(40, seed=1000)
-    random_model = kv_recall.build_model(seed=5)
-    shuffled = kv_recall.build_model(seed=5)
+    shape = json.loads(recall.metadata["config"])
+    random_model = kv_recall.build_model(seed=5, config=shape)
+    shuffled = kv_recall.build_model(seed=5, config=shape)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for (_name, param), trained in zip(shuffled.named_parameters(), recall.model.parameters(), strict=True):
             flat = trained.detach().flatten()
             param.copy_(flat[torch.randperm(flat.numel(), generator=generator)].reshape(param.shape))
     for model in (random_model, shuffled):
-        assert _rank_first_rate(model, recall.tokenizer, method, prompts, **FAST) < 0.5
+        assert _rank_first_rate(model, recall.tokenizer, method, prompts, **FAST, **options) < 0.5
 
 
 def test_zoo_entry_is_accurate_and_small(recall):
@@ -554,8 +567,9 @@ def test_faithfulness_curves_for_a_report(recall):
         morf = np.mean([r["morf"] for r in entry["per_prompt"]], axis=0)
         np.testing.assert_allclose(entry["morf"], morf)
         assert entry["morf_auc"] == pytest.approx(auc([0.2, 0.4, 0.6], morf)), label
-    # removing the top 20 % (the deciding pair) loses every answer; the random order does not
-    assert report["methods"]["ablation"]["morf"][0] == 0.0
+    # keeping ablation's top features (the pair and the query) keeps every answer; a random order does not
+    assert report["methods"]["ablation"]["lerf"] == [1.0, 1.0, 1.0]
+    assert report["methods"]["random"]["lerf"][-1] < 1.0
     assert report["methods"]["ablation"]["gap"] > report["methods"]["random"]["gap"]
     with pytest.raises(ValueError, match="fractions"):
         it.evaluators.generation_faithfulness_curves(explainer, prompts, fractions=(0.5,))

@@ -7,8 +7,12 @@ token (``b=7``), the query another (``b?``) and the answer a value token (``7``)
 answer is the queried pair ``b=7``: without it the answer cannot be read off. :func:`recall_prompts` draws the
 prompts (training and held-out ones come from different seeds), :func:`deciding_index` says where that token is.
 
-Train with ``python -m deepinterpret.zoo.kv_recall [--out DIR]`` (25 minutes on a busy shared 2-core machine):
-AdamW, cross-entropy on the answer token only, seed 0; 100 % of 1,000 held-out prompts answered right.
+Train with ``python -m deepinterpret.zoo.kv_recall [--out DIR] [--device cuda]`` (16 minutes on a busy shared 2-core
+machine): one layer, four heads, width 64; 2,500 steps of 256 fresh prompts (:func:`token_batch`, seed 1), AdamW
+(weight decay 0.1), one-cycle learning rate up to 3e-3, cross-entropy on the answer token only, seed 0; 100 % of
+1,000 held-out prompts answered right. One layer makes the lookup a single attention step (the query reads the
+pair with its key), so the attention methods can see it; the first round's two-layer model spread it over two
+layers (rollout found the pair on 80 % of the prompts).
 """
 
 from __future__ import annotations
@@ -134,7 +138,7 @@ def accuracy(model: Any, tokenizer: Any, items: list[tuple[str, str, int]]) -> f
 
 def train(
     out_dir: Path = WEIGHTS,
-    steps: int = 3000,
+    steps: int = 2500,
     seed: int = 0,
     batch: int = 256,
     weight_decay: float = 0.1,
@@ -192,7 +196,7 @@ def train(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=f"train the zoo's {NAME}")
     parser.add_argument("--out", type=Path, default=WEIGHTS)
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=0.1)
     parser.add_argument("--layers", type=int, default=CONFIG["n_layer"])
