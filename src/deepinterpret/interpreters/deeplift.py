@@ -8,7 +8,7 @@ non-overlapping windows when the class logit is explained (the default); ``self.
 gap per input.
 
 Settings, as Captum's ``DeepLift`` (``multiply_by_inputs=True``, ``eps=1e-10``): the rescale rule at every
-element-wise activation layer, and Captum's rule at max pooling (``adapters/gradient_rules.py``); the ordinary
+element-wise activation layer, and Captum's rule at max pooling (``gradient_rules.py``); the ordinary
 gradient through convolutions, linear layers, BatchNorm and average pooling. Equal to Captum (relative 1e-5 in
 the tests) where no two such layers touch. Where they do (a ReLU feeding a max pooling), Captum 0.9's hooks hand
 the upstream layer the downstream one's unmodified gradient (Captum issue #1104, fixed after 0.9); here every
@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, chunks, softmax
-from ..adapters.gradient_rules import modified_gradient
 from ..data import resolve_labels
+from .gradient_rules import modified_gradient
 from .gradients import _GradientFamilyInterpreter
 from .integrated_gradients import baseline_array
 

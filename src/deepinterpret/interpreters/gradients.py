@@ -4,7 +4,7 @@
   ``absolute=False``).
 * Input × Gradient (Shrikumar et al. 2016, https://arxiv.org/abs/1605.01713): ``x ⊙ ∇_x f_y(x)``.
 * Guided Backpropagation (Springenberg et al. 2015) and DeconvNet (Zeiler & Fergus 2014): the gradient with the
-  ReLUs' backward changed (``adapters/gradient_rules.py``).
+  ReLUs' backward changed (``gradient_rules.py``).
 * Guided Grad-CAM (Selvaraju et al. 2017, https://arxiv.org/abs/1610.02391): Guided Backpropagation times the
   Grad-CAM map of a convolutional layer, upsampled to the input (bilinearly, or ``"nearest"`` as Captum's
   default).
@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, chunks, softmax
-from ..adapters.gradient_rules import check_rule, modified_gradient
 from ..data import resolve_labels
 from .base import InputGradientInterpreter
 from .cam import grad_cam_weights, gradient_cam
+from .gradient_rules import check_rule, modified_gradient
 
 INTERPOLATIONS = ("bilinear", "nearest")
 

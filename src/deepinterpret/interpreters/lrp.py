@@ -2,7 +2,7 @@
 PyTorch and Paddle models, with rules attached to layers through composites (as zennit does).
 
 The original InterpretDL's ``LRPCVInterpreter`` needed models rewritten by hand with ``relprop()`` methods. Here
-the rules are declarative (``adapters/lrp.py``: ε, γ, α-β, z⁺, zᴮ, flat) and run on one generic mechanism: forward
+the rules are declarative (``lrp_rules.py``: ε, γ, α-β, z⁺, zᴮ, flat) and run on one generic mechanism: forward
 hooks that give each convolution / linear layer the rule's backward, then one forward and one backward of the
 explained logit. BatchNorm after a convolution is merged into it for the explanation (the model is not changed);
 ReLU, pooling, flatten and residual sums propagate through their ordinary gradients (LRP-0: max pooling is
@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, chunks
-from ..adapters.lrp import RULES, AlphaBeta, Epsilon, Flat, Gamma, Rule, ZBox, ZPlus, lrp_relevance
 from ..data import resolve_labels
 from ..viz import heatmap_overlay, save_image, save_paths, show
 from .base import Interpreter
+from .lrp_mechanism import lrp_relevance
+from .lrp_rules import RULES, AlphaBeta, Epsilon, Flat, Gamma, Rule, ZBox, ZPlus
 
 LINEAR = ("conv", "linear")
 

@@ -13,8 +13,8 @@ embedding in place of the pixels, and a token's attribution is the sum over the 
   ``ẽ = e + σ ε`` and ``r ~ U(0, 1)``. The original class could not be constructed (research notes).
 
 All (text, step or sample) pairs go through the model in chunks of ``batch_size``; several targets of one text
-(labels of a multi-label model, tokens of a tagger) share each forward. Noise is keyed by ``(seed, text,
-sample)``, so results do not depend on ``batch_size``.
+(labels of a multi-label model, tokens of a tagger) share each forward. Noise is keyed by ``(seed, the text's
+token ids, sample)``, so results do not depend on ``batch_size``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from ..adapters import (
     resolve_seed,
     softmax,
 )
+from ..core.noise import content_digest
 from ..data import TextBatch, encode_texts, merge_words, resolve_labels
 from ..viz import show_text, text_html
 from .base import Interpreter, add_rows, check_noise_amount
@@ -151,6 +152,8 @@ def embedding_attributions(
             pairs = [(i, s) for i in range(n) for s in range(per)]
         # Noise only on the real tokens, scaled by each text's own spread: padding changes nothing.
         real = rows_of.get("attention_mask", np.ones(rows_of["input_ids"].shape, np.int64)) > 0
+        # Noise keyed by (seed, the text's real token ids, sample): the same text gets the same noise in any batch.
+        keys = np.array([content_digest(rows_of["input_ids"][i][real[i]]) for i in range(n)], dtype=np.int64)
         sigma = None
         if method != "intgrad":
             mask = adapter.asarray(real[:, :, None].astype(np.float32))
@@ -168,9 +171,11 @@ def embedding_attributions(
             if method == "intgrad":
                 extra = {"alphas": alphas[sample], "baseline": b[index]}
             else:
-                extra = {"noise": _noise(adapter, seed, index, sample, real, sigma, shape)}
+                extra = {"noise": _noise(adapter, seed, index, sample, real, sigma, shape, keys)}
                 if method == "gradshap":
-                    extra["alphas"] = np.array([sample_alpha(seed, i, s) for i, s in zip(index, sample, strict=True)])
+                    extra["alphas"] = np.array(
+                        [sample_alpha(seed, keys[i], s) for i, s in zip(index, sample, strict=True)]
+                    )
                     extra["baseline"] = b[index]
             result = adapter.embedding_pass(
                 rows, layer, used[index], objective, output=output,
@@ -210,8 +215,9 @@ def embedding_attributions(
 
 
 def sample_alpha(seed: int, text: int, sample: int) -> float:
-    """GradientSHAP's ``r ~ U(0, 1)`` of one (text, sample): keyed, so independent of the batching."""
-    return float(np.random.default_rng([seed, text, sample, 1]).random())
+    """GradientSHAP's ``r ~ U(0, 1)`` of one (text, sample), ``text`` the digest of its token ids: keyed, so
+    independent of the batching."""
+    return float(np.random.default_rng([seed, int(text), sample, 1]).random())
 
 
 def _noise(
@@ -222,13 +228,15 @@ def _noise(
     real: np.ndarray,
     sigma: np.ndarray,
     shape: tuple[int, ...],
+    keys: np.ndarray,
 ) -> Any:
-    """``σ_i ε`` on text ``i``'s real tokens (0 on padding), ``ε`` keyed by ``(seed, text, sample)`` and drawn for
+    """``σ_i ε`` on text ``i``'s real tokens (0 on padding), ``ε`` keyed by ``(seed, keys[i], sample)`` (``keys``: the
+    digests of the texts' real token ids) and drawn for
     the real tokens only, so that neither padding nor ``batch_size`` changes it."""
     out = np.zeros((len(index), *shape), dtype=np.float32)
     for row, (i, s) in enumerate(zip(index.tolist(), sample.tolist(), strict=True)):
         where = np.flatnonzero(real[i])
-        out[row, where] = sigma[i] * draw_noise(seed, [(i, s)], (len(where), *shape[1:]))[0]
+        out[row, where] = sigma[i] * draw_noise(seed, [(int(keys[i]), s)], (len(where), *shape[1:]))[0]
     return adapter.asarray(out)
 
 
