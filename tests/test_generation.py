@@ -550,6 +550,13 @@ def test_sampled_continuations_are_seeded_and_nucleus_one_is_greedy(recall):
     np.testing.assert_allclose(first.attributions, given.attributions)
     with pytest.raises(ValueError, match="sampling"):
         make(0)(prompt, max_new_tokens=2, do_sample=True, sampling_top_p=0.0)
+    # an encoder-decoder samples through its decoder
+    t5 = it.GenerationExplainer(_from_config("t5", len(recall.tokenizer)), recall.tokenizer, random_seed=2)
+    sampled = t5(prompt, max_new_tokens=3, method="ablation", do_sample=True, temperature=2.0)
+    assert len(sampled.generated_ids) == 3 and sampled.attributions.shape == (3, 5)
+    assert t5(prompt, max_new_tokens=3, method="ablation", do_sample=True, temperature=2.0).generated_ids == (
+        sampled.generated_ids
+    )
 
 
 def test_faithfulness_curves_for_a_report(recall):
