@@ -483,6 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--sample", action="store_true", help="explain a sampled continuation (seeded nucleus sampling)")
     gen.add_argument("--sampling-top-p", type=float, default=0.9, help="nucleus of the sampling (with --sample)")
     gen.set_defaults(run=cmd_explain_generation)
+    from .app.command import add_serve_command
+
+    add_serve_command(commands, common)
     return parser
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from ..core.batching import chunks
 from ..core.noise import draw_noise, resolve_seed, sample_rng
 from ..core.numerics import TRAIN_MODES, bilinear_matrix, gd_weights, softmax
 from ..core.types import Array, Images, LayerName, Model, Objective, Targets
@@ -66,13 +67,6 @@ __all__ = [
     "softmax",
     "wanted_gradients",
 ]
-
-
-def chunks(total: int, batch_size: int) -> Iterator[slice]:
-    """The one batching loop: consecutive slices of at most ``batch_size`` over ``range(total)``."""
-    batch_size = check_batch_size(batch_size)
-    for start in range(0, total, batch_size):
-        yield slice(start, min(start + batch_size, total))
 
 
 class ModelAdapter(HookInterface, TransformerInterface, TrainingInterface):

@@ -184,6 +184,14 @@ class TorchAdapter(FrameworkAdapter):
             positions = positions - first
         return extra, positions
 
+    def _full_mask_dropped(self, inputs: dict) -> dict:
+        """The inputs without a Hugging Face model's all-ones ``attention_mask``: the same computation, but the
+        model can take its unmasked causal attention kernel instead of a masked one."""
+        mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
+        if self.is_huggingface and isinstance(mask, np.ndarray) and bool(np.all(mask == 1)):
+            return {k: v for k, v in inputs.items() if k != "attention_mask"}
+        return inputs
+
     def generation_gradients(
         self,
         inputs,
@@ -198,6 +206,7 @@ class TorchAdapter(FrameworkAdapter):
         positions = np.asarray(positions)
         targets = np.asarray(targets)
         rows, count = targets.shape
+        inputs = self._full_mask_dropped(inputs)
         extra, positions = self._kept_logits(inputs, positions)
         if targets_per_backward is None:  # vectorised backward passes pay off on accelerators, not on CPU threads
             targets_per_backward = count if self.torch_device.type != "cpu" else 1
@@ -284,9 +293,7 @@ class TorchAdapter(FrameworkAdapter):
             past.crop(-surplus)  # a negative count removes that many positions (every transformers version)
         if rows > 1:
             past.batch_repeat_interleave(rows)
-        fields = {"input_ids": ids[:, start:]}
-        if "attention_mask" in inputs:
-            fields["attention_mask"] = np.asarray(inputs["attention_mask"])
+        fields = self._full_mask_dropped({**inputs, "input_ids": ids[:, start:]})
         extra: dict[str, Any] = {self._cache_keyword(inputs) or "past_key_values": past, "use_cache": True}
         shifted = positions - start
         if "logits_to_keep" in self._forward_keywords():

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, check_objective, chunks, softmax
+from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
+from ..core.batching import map_batches
 from ..data import resolve_labels
 from .gradient_rules import modified_gradient
 from .gradients import _GradientFamilyInterpreter
@@ -70,21 +71,20 @@ def deeplift(
     x = adapter.asarray(x)
     base = _baselines(adapter, x, baselines)
     shared = int(base.shape[0]) == 1
-    parts, used, logits, deltas = [], [], [], []
+
+    def run(part: slice):
+        reference = base if shared else base[part]
+        gradient, value, logits, used, reference_logits = modified_gradient(
+            adapter, x[part], None if targets is None else targets[part], "rescale", objective, reference, eps
+        )
+        attribution = (x[part] - reference) * adapter.asarray(gradient)
+        rows = int(attribution.shape[0])
+        reference_value = _objective_value(adapter.to_numpy(reference_logits), used, objective)
+        total = adapter.to_numpy(adapter.xp.sum(adapter.xp.reshape(attribution, (rows, -1)), axis=1))
+        return attribution, used, adapter.to_numpy(logits), total - (adapter.to_numpy(value) - reference_value)
+
     with adapter.evaluation():
-        for part in chunks(int(x.shape[0]), check_batch_size(batch_size)):
-            reference = base if shared else base[part]
-            gradient, value, part_logits, part_targets, reference_logits = modified_gradient(
-                adapter, x[part], None if targets is None else targets[part], "rescale", objective, reference, eps
-            )
-            attribution = (x[part] - reference) * adapter.asarray(gradient)
-            parts.append(attribution)
-            used.append(part_targets)
-            logits.append(adapter.to_numpy(part_logits))
-            rows = int(attribution.shape[0])
-            reference_value = _objective_value(adapter.to_numpy(reference_logits), part_targets, objective)
-            total = adapter.to_numpy(adapter.xp.sum(adapter.xp.reshape(attribution, (rows, -1)), axis=1))
-            deltas.append(total - (adapter.to_numpy(value) - reference_value))
+        parts, used, logits, deltas = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
     probabilities = softmax(np, np.concatenate(logits))
     return adapter.xp.concat(parts, axis=0), np.concatenate(used), probabilities, np.concatenate(deltas)
 

@@ -35,12 +35,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from ..adapters import ModelAdapter, check_batch_size, check_positive_int, chunks, resolve_seed
+from ..adapters import ModelAdapter
+from ..core.batching import batches
+from ..core.noise import resolve_seed
+from ..core.validation import check_batch_size, check_positive_int
+from .attention import check_start_layer, generic_attention, rollout
 from .integrated_gradients import quadrature
 from .lime import fit_surrogate, kernel_weights, sample_masks
-from .transformers import check_start_layer, generic_attention, rollout
 
 METHODS = ("ablation", "lime", "kernelshap", "input_x_gradient", "intgrad", "rollout", "gilot", "generic_attention")
 PERTURBATION = ("ablation", "lime", "kernelshap", "gilot")
@@ -97,16 +99,16 @@ def teacher_forced_scores(
     cache: Any = None,
 ) -> Iterator[tuple[slice, np.ndarray, np.ndarray | None]]:
     """``(rows, log p(targets) [s, T], log-softmax rows [s, T, V] or None)`` for the keep-masks ``keep`` ``[S, F]``,
-    ``batch_size`` masks per forward pass (only one chunk of perturbed prompts exists at a time).
+    ``batch_size`` masks per forward pass, through the batching engine (the next chunk's perturbed prompts are
+    built on its helper thread while the model runs this one; at most two chunks exist at once).
 
     ``cache``: the key/value cache of the original sequence (:func:`prefix_cache`; ``None``: full passes): each
     chunk then runs only from the first position its masks change (ablation, sorted by position, skips half of
     the prompt on average); the numbers equal full passes to float rounding."""
-    total = len(keep)
-    bar = tqdm(total=total, desc=desc, disable=None if progress is None else not progress, leave=False)
-    for part in chunks(total, batch_size):
-        inputs = forced.masked(keep[part], baseline_id)
-        count = part.stop - part.start
+    prepare = lambda chunk: forced.masked(keep[chunk.part], baseline_id)  # noqa: E731 (host work, helper thread)
+    for chunk in batches(1, batch_size, per_input=len(keep), prepare=prepare, progress=progress, desc=desc):
+        part, inputs = chunk.part, chunk.prepared
+        count = len(chunk)
         positions = np.repeat(forced.positions[None], count, axis=0)
         targets = np.repeat(forced.targets[None], count, axis=0)
         if cache is not None:
@@ -114,9 +116,7 @@ def teacher_forced_scores(
             picked, rows = adapter.cached_sequence_scores(inputs, positions, targets, cache, start, distributions)
         else:
             picked, rows = adapter.sequence_scores(inputs, positions, targets, distributions)
-        bar.update(count)
         yield part, picked, rows
-    bar.close()
 
 
 def prefix_cache(adapter: ModelAdapter, forced: TeacherForced, reuse_prefix: bool) -> Any:
@@ -130,6 +130,7 @@ def _original(
     keep = np.ones((1, len(forced.features)), bool)
     chunked = teacher_forced_scores(adapter, forced, keep, 0, 1, distributions, progress=False, cache=cache)
     _, picked, rows = next(chunked)
+    chunked.close()
     return picked[0], (None if rows is None else rows[0])
 
 
@@ -321,11 +322,8 @@ def token_gradients(
             difference = (e - b)[0]
             total = None
             values = np.zeros((len(alphas), len(forced.targets)))
-            bar = tqdm(
-                total=len(alphas), desc="intgrad", disable=None if progress is None else not progress, leave=False
-            )
-            for part in chunks(len(alphas), batch_size):
-                count = part.stop - part.start
+            for chunk in batches(1, batch_size, per_input=len(alphas), progress=progress, desc="intgrad"):
+                part, count = chunk.part, len(chunk)
                 rows = {k: np.repeat(v, count, axis=0) for k, v in forced.inputs.items()}
                 step, values[part] = adapter.generation_gradients(
                     rows, embedding_layer, np.repeat(forced.positions[None], count, axis=0),
@@ -333,8 +331,6 @@ def token_gradients(
                     weights=weights[part], targets_per_backward=targets_per_backward,
                 )  # fmt: skip
                 total = step if total is None else total + step
-                bar.update(count)
-            bar.close()
             log_p, _ = _original(adapter, forced, False)
         vectors = total * difference[None]  # [T, L, D]
         moved_x = adapter.asarray(moved.astype(np.float32))[None, :, None]

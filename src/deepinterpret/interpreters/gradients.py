@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, check_objective, chunks, softmax
+from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
+from ..core.batching import map_batches
 from ..data import resolve_labels
 from .base import InputGradientInterpreter
 from .cam import grad_cam_weights, gradient_cam
@@ -44,15 +45,15 @@ def rule_gradients(
     check_rule(rule)
     check_objective(objective)
     x = adapter.asarray(x)
-    parts, used, logits = [], [], []
+
+    def run(part: slice):
+        gradient, _, logits, used, _ = modified_gradient(
+            adapter, x[part], None if targets is None else targets[part], rule, objective
+        )
+        return adapter.asarray(gradient), used, adapter.to_numpy(logits)
+
     with adapter.evaluation():
-        for part in chunks(int(x.shape[0]), check_batch_size(batch_size)):
-            gradient, _, part_logits, part_targets, _ = modified_gradient(
-                adapter, x[part], None if targets is None else targets[part], rule, objective
-            )
-            parts.append(adapter.asarray(gradient))
-            used.append(part_targets)
-            logits.append(adapter.to_numpy(part_logits))
+        parts, used, logits = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
     return adapter.xp.concat(parts, axis=0), np.concatenate(used), softmax(np, np.concatenate(logits))
 
 

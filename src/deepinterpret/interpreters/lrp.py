@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, chunks
+from ..adapters import ModelAdapter
+from ..core.batching import map_batches
 from ..data import resolve_labels
 from ..viz import heatmap_overlay, save_image, save_paths, show
 from .base import Interpreter
@@ -88,15 +89,15 @@ def lrp(
 ) -> tuple[Any, np.ndarray, np.ndarray]:
     """Relevance of each input element, ``(relevance like x, targets, logits)``, in chunks of ``batch_size``."""
     x = adapter.asarray(x)
-    parts, used, logits = [], [], []
+
+    def run(part: slice):
+        relevance, logits, used = lrp_relevance(
+            adapter, x[part], None if targets is None else targets[part], rules, merge_batchnorm
+        )
+        return adapter.asarray(relevance), np.asarray(used), adapter.to_numpy(logits)
+
     with adapter.evaluation():
-        for part in chunks(int(x.shape[0]), check_batch_size(batch_size)):
-            relevance, part_logits, part_targets = lrp_relevance(
-                adapter, x[part], None if targets is None else targets[part], rules, merge_batchnorm
-            )
-            parts.append(adapter.asarray(relevance))
-            used.append(np.asarray(part_targets))
-            logits.append(adapter.to_numpy(part_logits))
+        parts, used, logits = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
     return adapter.xp.concat(parts, axis=0), np.concatenate(used), np.concatenate(logits)
 
 

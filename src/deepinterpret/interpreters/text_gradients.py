@@ -23,21 +23,20 @@ import re
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..adapters import (
     ModelAdapter,
     check_batch_size,
     check_positive_int,
-    chunks,
     draw_noise,
     resolve_seed,
     softmax,
 )
+from ..core.batching import PerInputSum, batches
 from ..core.noise import content_digest
 from ..data import TextBatch, encode_texts, merge_words, resolve_labels
 from ..viz import show_text, text_html
-from .base import Interpreter, add_rows, check_noise_amount
+from .base import Interpreter, check_noise_amount
 from .integrated_gradients import quadrature
 
 METHODS = ("intgrad", "smoothgrad", "gradshap")
@@ -124,7 +123,8 @@ def embedding_attributions(
     # which is also the IG point alpha = 1 when the rule has it.
     first, embeddings, baselines, logits = [], [], [], []
     with adapter.evaluation():
-        for part in chunks(n, batch_size):
+        for chunk in batches(n, batch_size, progress=False):
+            part = chunk.part
             rows = {k: v[part] for k, v in rows_of.items()}
             result = adapter.embedding_pass(
                 rows, layer, None if targets is None else targets[part], objective, output=output,
@@ -143,13 +143,13 @@ def embedding_attributions(
         values = np.zeros((n, columns, per), dtype=np.float64)
         if method == "intgrad":
             done = np.isclose(alphas, 1.0)  # the first pass already gave the alpha = 1 point
-            pairs = [(i, k) for i in range(n) for k in range(per) if not done[k]]
+            kept = np.flatnonzero(~done)
             if done.any():
                 k1 = int(np.flatnonzero(done)[0])
                 total += float(weights[k1]) * xp.concat([r.gradients for r in first], axis=0)
                 values[:, :, k1] = np.concatenate([adapter.to_numpy(r.objective) for r in first])
         else:
-            pairs = [(i, s) for i in range(n) for s in range(per)]
+            kept = np.arange(per)
         # Noise only on the real tokens, scaled by each text's own spread: padding changes nothing.
         real = rows_of.get("attention_mask", np.ones(rows_of["input_ids"].shape, np.int64)) > 0
         # Noise keyed by (seed, the text's real token ids, sample): the same text gets the same noise in any batch.
@@ -161,11 +161,11 @@ def embedding_attributions(
             flat_max = xp.max(xp.reshape(xp.where(mask > 0, e, -big), (n, -1)), axis=1)
             flat_min = xp.min(xp.reshape(xp.where(mask > 0, e, big), (n, -1)), axis=1)
             sigma = adapter.to_numpy(noise_amount * (flat_max - flat_min))
-        bar = tqdm(total=len(pairs), desc=method, disable=None if progress is None else not progress, leave=False)
         shape = tuple(int(d) for d in e.shape[1:])
-        for part in chunks(len(pairs), batch_size):
-            index = np.array([p[0] for p in pairs[part]])
-            sample = np.array([p[1] for p in pairs[part]])
+        accumulated = PerInputSum(xp, n)
+        accumulated.total = total
+        for chunk in batches(n, batch_size, len(kept), progress=progress, desc=method):
+            index, sample = chunk.owners, kept[chunk.members]
             rows = {k: v[index] for k, v in rows_of.items()}
             extra: dict[str, Any] = {}
             if method == "intgrad":
@@ -188,10 +188,8 @@ def embedding_attributions(
             elif method == "gradshap":
                 noisy = e[index] + extra["noise"]
                 grads = grads * (noisy - b[index])[:, None]
-            add_rows(xp, total, index, grads)
+            accumulated.add(chunk, grads)
             values[index, :, sample] = adapter.to_numpy(result.objective)
-            bar.update(len(index))
-        bar.close()
     delta = None
     if method == "intgrad":
         attributions = total * (e - b)[:, None]
