@@ -8,6 +8,7 @@ from .perturbation import DeletionInsertion, Perturbation
 from .sanity import ModelRandomization
 from .scores import abpc, entropy, gini, sparsity
 from .text import InfidelityNLP, PerturbationNLP
+from . import faithfulness  # noqa: E402  (batched metrics over many images, used by the benchmark)
 
 __all__ = [
     "DeletionInsertion",
@@ -29,4 +30,5 @@ __all__ = [
     "gini",
     "infidelity_score",
     "sparsity",
+    "faithfulness",
 ]
