@@ -1,5 +1,6 @@
 """Evaluators: how far an explanation can be trusted (faithfulness, robustness, localisation, sanity)."""
 
+from . import faithfulness
 from .base import InterpreterEvaluator, explanation_map
 from .fidelity import Infidelity, LocalFidelity, Monotonicity, SensitivityMax, infidelity_score
 from .generation import generation_faithfulness
@@ -8,7 +9,6 @@ from .perturbation import DeletionInsertion, Perturbation
 from .sanity import ModelRandomization
 from .scores import abpc, entropy, gini, sparsity
 from .text import InfidelityNLP, PerturbationNLP
-from . import faithfulness  # noqa: E402  (batched metrics over many images, used by the benchmark)
 
 __all__ = [
     "DeletionInsertion",
