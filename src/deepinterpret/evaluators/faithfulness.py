@@ -386,6 +386,14 @@ def faithfulness_correlation(
     return finish_faithfulness_correlation(plan, group, maps, subsets, plan.scores(ref, output), output)
 
 
+def default_features_in_step(n_pixels: int, groups: int = 32) -> int:
+    """The largest divisor of ``n_pixels`` that gives at least ``groups`` groups."""
+    step = max(1, n_pixels // groups)
+    while n_pixels % step:
+        step -= 1
+    return step
+
+
 def monotonicity_groups(maps: np.ndarray, features_in_step: int, absolute: bool = True) -> np.ndarray:
     """``[N, G, features_in_step]`` flat pixel indices, sorted by increasing (absolute) attribution."""
     flat = maps.reshape(len(maps), -1)
@@ -440,11 +448,11 @@ def monotonicity_correlation(
     absolute: bool = True,
     eps: float = 1e-5,
 ) -> np.ndarray:
-    """Monotonicity correlation per image (see the module docstring). ``features_in_step`` defaults to a 64th of
-    the pixels. Model passes: ``N·(1 + pixels / features_in_step)``."""
+    """Monotonicity correlation per image (see the module docstring). ``features_in_step`` defaults to a 32nd of
+    the pixels (32 groups). Model passes: ``N·(1 + pixels / features_in_step)``."""
     x, maps, targets = check_inputs(x, maps, targets)
     n_pixels = x.shape[2] * x.shape[3]
-    step = int(features_in_step or max(1, n_pixels // 64))
+    step = int(features_in_step or default_features_in_step(n_pixels))
     groups = monotonicity_groups(maps, step, absolute)
     base = baseline_images(x, baseline)
     plan = MaskedPlan(scores, targets)
@@ -765,7 +773,7 @@ def faithfulness_suite(
             ranks = unit_ranks(maps, units, random_seed, indices)
             curve_groups[method] = queue_curves(plan, x, base, ranks, units, steps, modes)
         if "monotonicity" in wanted:
-            step = int(features_in_step or max(1, height * width // 64))
+            step = int(features_in_step or default_features_in_step(height * width))
             groups = monotonicity_groups(maps, step)
             mono[method] = (groups, queue_monotonicity(plan, x, base, groups))
     subsets = fc_group = None
