@@ -156,7 +156,7 @@ def verdict(summary: Any, model: str, methods: list[str]) -> str:
     part = summary[(summary["model"] == model) & summary["metric"].isin(FAITHFULNESS)]
     metrics = sorted(set(part["metric"]), key=FAITHFULNESS.index)
     if not metrics or not methods:
-        return f"On {model}, no faithfulness metric was computed."
+        return _localisation_only(summary, model, methods)
     firsts = {m: 0 for m in methods}
     for metric in metrics:
         rows = part[(part["metric"] == metric) & part["method"].isin(methods)]
@@ -186,6 +186,29 @@ def verdict(summary: Any, model: str, methods: list[str]) -> str:
         sentences.append(f"A baseline scores best on {', '.join(beaten)}: read those metrics with care.")
     else:
         sentences.append("Every metric ranks a method above all the random and constant baselines.")
+    extra = verdict_localisation(summary, model, methods)
+    if extra:
+        sentences.append(extra.replace(f"On {model}, for", "For"))
+    return " ".join(sentences)
+
+
+def _localisation_only(summary: Any, model: str, methods: list[str]) -> str:
+    text = verdict_localisation(summary, model, methods)
+    return text or f"On {model}, no faithfulness metric was computed."
+
+
+def verdict_localisation(summary: Any, model: str, methods: list[str]) -> str:
+    local = summary[(summary["model"] == model) & summary["metric"].isin(("pointing_game", "roc_auc"))]
+    sentences = []
+    for metric in ("roc_auc", "pointing_game"):
+        rows = local[(local["metric"] == metric) & local["method"].isin(methods)]
+        if len(rows):
+            best = rows.loc[rows["mean"].idxmax()]
+            better = [r.method for r in rows.itertuples() if r.p_vs_random < ALPHA]
+            sentences.append(
+                f"On {model}, for localisation ({metric}), {best['method']} ranks first ({best['mean']:.3f}); "
+                + (f"{', '.join(better)} beat random significantly." if better else "no method beats random.")
+            )
     return " ".join(sentences)
 
 

@@ -116,7 +116,7 @@ class ShardScorer:
             path = record.get("mask")
             if path is None:
                 return None
-            batch = load_images(path, self.worker.resize_to, self.worker.crop_to, None, 1)
+            batch = load_images(path, self.worker.resize_to, self.worker.crop_to, ((0.0,), (1.0,)), 1)
             mask = np.asarray(batch.images[0])[..., 0] > 127
             if mask.shape != (height, width):
                 raise ValueError(f"mask {path!r} is {mask.shape} after preprocessing; the images are {height}x{width}.")
