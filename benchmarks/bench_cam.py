@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import deepinterpret as it
-from common import best_of, resnet18_sized
+from common import best_of, describe_device, resnet18_sized, to_device
 
 LAYER = "resnet.encoder.stages.3"
 
@@ -53,7 +53,7 @@ def score_cam_per_channel(model, x, target):
         model(x)
         handle.remove()
         acts = kept["a"][0]
-        cam = torch.zeros(acts.shape[1:])
+        cam = torch.zeros(acts.shape[1:], device=acts.device)
         for k in range(acts.shape[0]):
             up = torch.nn.functional.interpolate(acts[None, k : k + 1], size=x.shape[-2:], mode="bilinear")[0, 0]
             span = up.max() - up.min()
@@ -75,12 +75,12 @@ def main() -> None:
 
     model = resnet18_sized()
     x_np = np.random.default_rng(0).normal(size=(1, 3, args.size, args.size)).astype(np.float32)
-    x = torch.from_numpy(x_np)
+    x = to_device(torch.from_numpy(x_np))
     target, bs = 3, args.batch_size
     channels = 512
     print(
         f"ResNet-18-sized model (HF ResNetConfig), 1 image {args.size}x{args.size}, layer4 ({channels} channels), "
-        f"{torch.get_num_threads()} threads"
+        f"{describe_device()}"
     )
     print("| method | ours (s) | minimal passes (s) | comparison (s) | ours / minimal | speed-up |")
     print("|---|---|---|---|---|---|")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import deepinterpret as it
-from common import best_of, resnet18_sized
+from common import best_of, describe_device, resnet18_sized, to_device
 
 LAYER = "resnet.encoder.stages.3"
 
@@ -39,7 +39,9 @@ def raw_gradient(model, x, targets, batch_size):
     for start in range(0, len(x), batch_size):
         points = x[start : start + batch_size].clone().requires_grad_(True)
         logits = model(points).logits
-        torch.autograd.grad(logits[torch.arange(len(points)), targets[start : start + batch_size]].sum(), points)
+        torch.autograd.grad(
+            logits[torch.arange(len(points), device=logits.device), targets[start : start + batch_size]].sum(), points
+        )
 
 
 def raw_layer_gradient(model, x, targets, batch_size):
@@ -49,7 +51,7 @@ def raw_layer_gradient(model, x, targets, batch_size):
     try:
         for start in range(0, len(x), batch_size):
             logits = model(x[start : start + batch_size]).logits
-            chosen = logits[torch.arange(len(logits)), targets[start : start + batch_size]].sum()
+            chosen = logits[torch.arange(len(logits), device=logits.device), targets[start : start + batch_size]].sum()
             torch.autograd.grad(chosen, kept["out"])
     finally:
         handle.remove()
@@ -77,9 +79,9 @@ def main() -> None:
     model = resnet18_sized()
     wrapped = Logits(model).eval()
     x_np = np.random.default_rng(0).normal(size=(args.images, 3, args.size, args.size)).astype(np.float32)
-    x = torch.from_numpy(x_np)
+    x = to_device(torch.from_numpy(x_np))
     targets = np.arange(args.images) % 1000
-    t_targets, bs = torch.from_numpy(targets), args.batch_size
+    t_targets, bs = to_device(torch.from_numpy(targets)), args.batch_size
     kw = dict(labels=targets, batch_size=bs, visual=False, resize_to=None)
 
     def captum(method, **extra):
@@ -125,7 +127,7 @@ def main() -> None:
     }
     print(
         f"ResNet-18-sized model (HF ResNetConfig), {args.images} images {args.size}x{args.size}, batch {bs}, "
-        f"{torch.get_num_threads()} threads, best of {args.repeats} interleaved runs"
+        f"{describe_device()}, best of {args.repeats} interleaved runs"
     )
     print("| method | ours (s) | raw passes (s) | Captum (s) | ours / raw | ours / Captum |")
     print("|---|---|---|---|---|---|")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import deepinterpret as it
-from common import best_of, resnet18_sized
+from common import best_of, describe_device, resnet18_sized, to_device
 
 
 class Logits(torch.nn.Module):
@@ -54,7 +54,7 @@ def main() -> None:
     model = resnet18_sized()
     wrapped = Logits(model).eval()
     x_np = np.random.default_rng(0).normal(size=(1, 3, args.size, args.size)).astype(np.float32)
-    x = torch.from_numpy(x_np)
+    x = to_device(torch.from_numpy(x_np))
     target, n, bs = 3, args.steps, args.batch_size
     ig, sg = it.IntGradCVInterpreter(model), it.SmoothGradInterpreter(model)
     sigma = 0.1 * float(x.max() - x.min())
@@ -77,7 +77,7 @@ def main() -> None:
     }
     print(
         f"ResNet-18-sized model (HF ResNetConfig), 1 image {args.size}x{args.size}, {n} points, batch {bs}, "
-        f"{torch.get_num_threads()} threads, best of {args.repeats} interleaved runs"
+        f"{describe_device()}, best of {args.repeats} interleaved runs"
     )
     print("| method | ours (s) | raw passes (s) | Captum (s) | ours / raw | ours / Captum |")
     print("|---|---|---|---|---|---|")

@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 import deepinterpret as it
-from common import best_of, resnet18_sized
+from common import best_of, describe_device, resnet18_sized, to_device
 
 
 def forward_backward(model, x, targets):
     x = x.detach().requires_grad_(True)
     logits = model(x).logits
-    torch.autograd.grad(logits[torch.arange(len(targets)), targets].sum(), x)
+    torch.autograd.grad(logits[torch.arange(len(targets), device=x.device), targets].sum(), x)
 
 
 def main() -> None:
@@ -33,10 +33,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     model = resnet18_sized()
     x_np = np.random.default_rng(0).normal(size=(args.images, 3, 224, 224)).astype(np.float32)
-    x = torch.from_numpy(x_np)
+    x = to_device(torch.from_numpy(x_np))
     targets = np.arange(args.images) + 3
     lrp = it.LRPCVInterpreter(model)
-    print(f"ResNet-18-sized, {args.images} image(s) at 224x224, threads={torch.get_num_threads()}")
+    print(f"ResNet-18-sized, {args.images} image(s) at 224x224, {describe_device()}")
     print(f"{'composite':<28}{'LRP (s)':>10}{'fwd+bwd (s)':>13}{'ratio':>8}")
     for composite in ("alpha1_beta0", "epsilon", "epsilon_plus_flat", "epsilon_gamma_box"):
         times = best_of(
@@ -44,7 +44,7 @@ def main() -> None:
                 "lrp": lambda c=composite: lrp.interpret(
                     x_np, label=targets, resize_to=None, visual=False, composite=c
                 ),
-                "raw": lambda: forward_backward(model, x, torch.from_numpy(targets)),
+                "raw": lambda: forward_backward(model, x, to_device(torch.from_numpy(targets))),
             },
             args.repeats,
         )

@@ -20,7 +20,7 @@ import torch
 from transformers import ViTConfig, ViTForImageClassification
 
 import deepinterpret as it
-from common import best_of
+from common import DEVICE, best_of, describe_device, to_device
 
 
 def vit_small_sized() -> torch.nn.Module:
@@ -34,11 +34,11 @@ def vit_small_sized() -> torch.nn.Module:
         intermediate_size=1536,
         num_labels=1000,
     )
-    return ViTForImageClassification(config).eval()
+    return ViTForImageClassification(config).eval().to(DEVICE)
 
 
 def objective(logits, targets):
-    return torch.softmax(logits, -1)[torch.arange(len(targets)), targets].sum()
+    return torch.softmax(logits, -1)[torch.arange(len(targets), device=logits.device), targets].sum()
 
 
 def raw_maps(model, x, grad_from=None, targets=None, capture_values=False):
@@ -99,9 +99,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     model = vit_small_sized()
     x_np = np.random.default_rng(0).normal(size=(args.images, 3, 224, 224)).astype(np.float32)
-    x = torch.from_numpy(x_np)
+    x = to_device(torch.from_numpy(x_np))
     targets = np.arange(args.images, dtype=np.int64) + 3
-    t_targets = torch.from_numpy(targets)
+    t_targets = to_device(torch.from_numpy(targets))
     bs, steps, start = args.batch_size, args.steps, 3
     common = dict(visual=False, resize_to=None, batch_size=bs)
 
@@ -127,10 +127,7 @@ def main() -> None:
         "BT head-wise": lambda: raw_steps(model, x, t_targets, steps, bs, start),
         "BT token-wise": lambda: raw_steps(model, x, t_targets, steps, bs, -1, capture_values=True),
     }
-    print(
-        f"ViT-Small-sized, {args.images} images at 224x224, steps={steps}, batch_size={bs}, "
-        f"threads={torch.get_num_threads()}"
-    )
+    print(f"ViT-Small-sized, {args.images} images at 224x224, steps={steps}, batch_size={bs}, {describe_device()}")
     print(f"{'method':<20}{'ours (s)':>10}{'raw (s)':>10}{'ratio':>8}")
     for name in ours:
         times = best_of({"ours": ours[name], "raw": eager(model, raw[name])}, args.repeats)
