@@ -137,3 +137,20 @@ def test_consensus_across_two_models(digits_dir, tmp_path):
     assert s[("digits-cnn", "intgrad")] > s[("digits-cnn", "random-4")]
     assert s[("digits-vit", "intgrad")] > s[("digits-vit", "random-4")]
     assert s[("digits-vit", "constant")] == 0
+
+
+def test_text_model_word_level(tmp_path):
+    import deepinterpret as it
+
+    table = tmp_path / "reviews.csv"
+    rows = ['"the film was wonderful and the cast was great",1', '"a dull and boring plot overall",0',
+            '"honestly the worst food i have had",0']  # fmt: skip
+    table.write_text("text,label\n" + "\n".join(rows) + "\n")
+    result = it.benchmark(str(table), "minilm-sentiment", ["intgrad:steps=4"], str(tmp_path / "out"), steps=3,
+                          progress=False)  # fmt: skip
+    s = result.summary.set_index(["metric", "method"])["mean"]
+    assert set(result.summary["method"]) == {"intgrad", "random", "constant"}
+    assert set(result.summary["metric"]) == {"abpc", "lerf", "deletion", "insertion", "gini", "entropy"}
+    assert s[("gini", "constant")] == 0 and s[("abpc", "intgrad")] > s[("abpc", "constant")]
+    with pytest.raises(ValueError, match="for text models"):
+        it.benchmark(str(table), "minilm-sentiment", ["intgrad"], str(tmp_path / "e"), metrics=["infidelity"])

@@ -262,3 +262,35 @@ def test_baselines_consensus_and_errors(digits):
         ff.check_inputs(x, maps, targets[:2])
     with pytest.raises(ValueError, match="unknown metric"):
         ff.faithfulness_suite(None, x, {"m": maps}, targets, metrics=["nope"])
+
+
+def test_text_curves_on_the_sentiment_model():
+    import deepinterpret as it
+
+    zoo = it.zoo.load("minilm-sentiment")
+    scores = ff.TextScores(zoo.model, zoo.tokenizer, batch_size=16)
+    words = [s.split() for s in ("the film was wonderful and the cast was great", "a dull and boring plot overall",
+                                 "honestly the worst food i have had")]  # fmt: skip
+    probs = scipy_softmax(scores.logits([" ".join(w) for w in words]))
+    targets = probs.argmax(1)
+    lexicon = {"wonderful", "great", "dull", "boring", "worst"}
+    oracle = [np.asarray([1.0 if w in lexicon else 0.0 for w in ws]) for ws in words]  # the sentiment words first
+    reverse = [-a for a in oracle]
+    scores.passes = 0
+    results, curves = ff.text_suite(scores, words, {"oracle": oracle, "reverse": reverse}, targets, steps=4)
+    # end points: the full text and the text with every word removed, shared by all curves and both methods
+    np.testing.assert_allclose(curves["oracle"]["morf"][:, 0], probs[np.arange(3), targets], atol=1e-5)
+    empty = scipy_softmax(scores.logits([""]))[0, targets]
+    np.testing.assert_allclose(curves["oracle"]["lerf"][:, -1], empty, atol=1e-5)
+    np.testing.assert_allclose(curves["reverse"]["insertion"][:, 0], empty, atol=1e-5)
+    distinct = {(" ".join(w), t) for w, t in zip(words, targets, strict=True)}
+    assert scores.passes <= 2 * 3 * 3 * 3 + len(distinct) + 1 + 1  # inner steps per curve and method, ends once
+    # removing the sentiment words first destroys the prediction faster than removing them last
+    assert np.all(results["oracle"]["abpc"] > results["reverse"]["abpc"])
+    assert np.all(results["oracle"]["abpc"] > 0)
+
+
+def scipy_softmax(logits):
+    from scipy.special import softmax
+
+    return softmax(logits, axis=1)

@@ -160,8 +160,27 @@ def run(
         rows_per_shard=int(rows_per_shard),
         explanations={m: str(out / "explanations" / _slug(m)) for m in model_list},
     )
+    from ..zoo.resolve import spec_modality
+
+    modalities = {spec_modality(m) or "image" for m in model_list}
+    if len(modalities) != 1:
+        raise ValueError(f"the models must all be image models or all text models; got {model_list}.")
+    modality = modalities.pop()
+    if modality == "text":
+        from .scoring import TEXT_METRICS
+
+        if masks:
+            raise ValueError("masks apply to image models.")
+        if metrics is None:
+            metric_list = [m for m in TEXT_METRICS if m != "morf"]
+        bad = [m for m in metric_list if m not in TEXT_METRICS]
+        if bad:
+            raise ValueError(f"for text models the metrics are {', '.join(TEXT_METRICS)}; not {', '.join(bad)}.")
+        settings["metrics"] = metric_list
+        settings["random_resolutions"] = [None]  # one random attribution per word, and the constant one
+    settings["modality"] = modality
     columns = Columns(column, label_column, id_column)
-    source = open_records(inputs, "image", columns, split)  # bad inputs fail before any work
+    source = open_records(inputs, modality, columns, split)  # bad inputs fail before any work
     settings["inputs"] = source.description
     _check_settings(out, settings)
     mask_paths = _mask_column(inputs, masks) if masks else None
@@ -188,7 +207,7 @@ def run(
         scorer = ShardScorer(model, settings, job_settings, device)
         import pyarrow.parquet as pq
 
-        for k, records in shards_of(open_records(inputs, "image", columns, split).read(), int(rows_per_shard)):
+        for k, records in shards_of(open_records(inputs, modality, columns, split).read(), int(rows_per_shard)):
             if k not in pending:
                 continue
             if mask_paths is not None:
@@ -199,7 +218,7 @@ def run(
             write_table_atomic(folder / "curves" / f"part-{k:06d}.parquet", curves, curve_schema())
             write_table_atomic(folder / f"part-{k:06d}.parquet", rows, score_schema())  # the shard's done mark
 
-    if "consensus" in metric_list:
+    if "consensus" in settings["metrics"]:
         from .report import consensus_rows
 
         rows = consensus_rows(settings)

@@ -22,6 +22,8 @@ EXTRA_METRICS = ("sensitivity_max", "mprt")
 METRICS = SUITE_METRICS + EXTRA_METRICS + ("consensus",)
 # "morf" is left out of the defaults: its AUC is the deletion AUC (same curve); ABPC still uses the MoRF curve
 DEFAULT_METRICS = tuple(m for m in SUITE_METRICS if m != "morf") + ("consensus",)
+#: what the benchmark computes for text classifiers (word-level curves and sparsity)
+TEXT_METRICS = ("abpc", "morf", "lerf", "deletion", "insertion", "gini", "entropy")
 
 
 def baseline_names(resolutions: tuple[int | None, ...]) -> list[str]:
@@ -33,6 +35,13 @@ def baseline_maps(name: str, count: int, height: int, width: int, seed: int, ind
         return ff.constant_maps(count, height, width)
     resolution = None if name == "random" else int(name.split("-")[1])
     return ff.random_maps(count, height, width, resolution, seed, indices)
+
+
+def sample_words(count: int, seed: int, index: int) -> np.ndarray:
+    """A random word attribution (uniform), keyed by (seed, record index)."""
+    from ..adapters import sample_rng
+
+    return sample_rng(seed, 29, int(index)).random(count)
 
 
 def score_schema():
@@ -98,13 +107,22 @@ class ShardScorer:
     def __init__(self, model_name: str, settings: dict[str, Any], job_settings: Any, device: str | None = None):
         from ..batch import ShardWorker
 
+        self.job_methods = job_settings.methods
         self.model_name = model_name
         self.settings = settings
+        self.baselines = baseline_names(tuple(settings["random_resolutions"]))
+        if job_settings.modality == "text":
+            from ..zoo.resolve import resolve_model
+
+            self.resolved = resolve_model(job_settings.model, job_settings.framework, "text")
+            self.text_scores = ff.TextScores(self.resolved.model, self.resolved.tokenizer, device,
+                                             settings["pass_batch_size"])  # fmt: skip
+            self.baselines = ["random", "constant"]
+            return
         # the dataset job's worker: the same model, preprocessing and interpreters as the explanation stage
         self.worker = ShardWorker(job_settings, settings["explanations"][model_name], device)
         self.adapter = self.worker.base.adapter
         self.scores = ff.ModelScores(self.adapter, batch_size=settings["pass_batch_size"])
-        self.baselines = baseline_names(tuple(settings["random_resolutions"]))
 
     def _masks(self, records: list[dict], height: int, width: int) -> np.ndarray | None:
         if not self.settings.get("masks"):
@@ -123,8 +141,51 @@ class ShardScorer:
             masks.append(mask)
         return np.stack(masks)
 
+    def score_texts(self, records: list[dict], table: Any) -> tuple[list[dict], list[dict]]:
+        """Word-level curves and sparsity of a text job's shard (every method's words must be the same)."""
+        s = self.settings
+        methods = [name for name, _ in self.job_methods]
+        data = table.to_pydict()
+        by_key = {(int(i), m): k for k, (i, m) in enumerate(zip(data["index"], data["method"], strict=True))}
+        ids = {int(r["index"]): str(r["id"]) for r in records}
+        chunk, words, targets, maps = [], [], [], {m: [] for m in methods}
+        for index in sorted({int(i) for i in data["index"]}):
+            rows = [by_key.get((index, m)) for m in methods]
+            if any(r is None for r in rows) or len({tuple(data["tokens"][r]) for r in rows}) != 1:
+                continue  # a method failed on this record, or the methods split it into different words
+            chunk.append(index)
+            words.append(list(data["tokens"][rows[0]]))
+            targets.append(int(data["target"][rows[0]]))
+            for m, r in zip(methods, rows, strict=True):
+                maps[m].append(np.asarray(data["attribution"][r], np.float64))
+        if not chunk:
+            return [], []
+        indices = np.asarray(chunk)
+        maps["random"] = [sample_words(len(w), s["random_seed"], i) for w, i in zip(words, chunk, strict=True)]
+        maps["constant"] = [np.ones(len(w)) for w in words]
+        wanted = [m for m in s["metrics"] if m in TEXT_METRICS]
+        results, curves = ff.text_suite(self.text_scores, words, maps, targets, wanted, steps=s["steps"],
+                                        random_seed=s["random_seed"], indices=indices)  # fmt: skip
+        return self._rows(results, curves, chunk, ids)
+
+    def _rows(self, results, curves, chunk, ids) -> tuple[list[dict], list[dict]]:
+        rows, curve_rows = [], []
+        for method, values in results.items():
+            for metric, array in values.items():
+                for k, i in enumerate(chunk):
+                    rows.append(dict(model=self.model_name, index=int(i), id=ids[int(i)], method=method,
+                                     metric=metric, value=float(array[k])))  # fmt: skip
+        for method, modes in curves.items():
+            for mode, array in modes.items():
+                for k, i in enumerate(chunk):
+                    curve_rows.append(dict(model=self.model_name, index=int(i), method=method, mode=mode,
+                                           curve=list(array[k])))  # fmt: skip
+        return rows, curve_rows
+
     def score(self, records: list[dict], table: Any) -> tuple[list[dict], list[dict]]:
         """Score rows (long format) and curve rows for the records of one shard."""
+        if hasattr(self, "text_scores"):
+            return self.score_texts(records, table)
         s = self.settings
         by_index = {int(r["index"]): r for r in records}
         rows, curve_rows = [], []
