@@ -189,10 +189,14 @@ class ShardScorer:
         s = self.settings
         by_index = {int(r["index"]): r for r in records}
         rows, curve_rows = [], []
-        methods = [name for name, _ in self.worker.settings.methods]
         present = {}
         for index, method in zip(table["index"].to_pylist(), table["method"].to_pylist(), strict=True):
             present.setdefault(int(index), set()).add(method)
+        # the methods that explained at least one record of the shard (a method that fails on every record, e.g.
+        # for a missing option, is left out rather than leaving the shard without scores); records that a method
+        # failed on alone are left out (the dataset job's errors say why)
+        found = set().union(*present.values()) if present else set()
+        methods = [name for name, _ in self.worker.settings.methods if name in found]
         targets_of = dict(zip(table["index"].to_pylist(), table["target"].to_pylist(), strict=False))
         complete = [i for i in sorted(present) if present[i] >= set(methods) and i in by_index]
         for start in range(0, len(complete), s["batch_size"]):
