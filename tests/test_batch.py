@@ -124,6 +124,7 @@ def _assert_same_rows(a, b):
 def test_rows_are_the_public_classes_results(clean_run, digits_dir):
     out, manifest, result = clean_run
     assert manifest["status"] == "complete" and manifest["rows"] == 120 and manifest["errors"] == 1
+    assert 0 <= manifest["startup_seconds_last_run"] <= manifest["seconds_last_run"]
     frame = result.to_pandas()
     assert len(frame) == 120 and list(frame.method[:2]) == ["gradcam", "smoothgrad"]
     assert frame.groupby("method").id.nunique().to_dict() == {"gradcam": 60, "smoothgrad": 60}
@@ -142,11 +143,12 @@ def test_rows_are_the_public_classes_results(clean_run, digits_dir):
     np.testing.assert_allclose(grad["probability"], cam.predicted_proba, rtol=1e-5)
     labels = np.asarray([int(i.split("/")[0]) for i in grad["id"]])
     assert (grad["prediction"] == labels).mean() > 0.9
-    # A stochastic method's rows are the interpreter's result on the chunk (here a shard of 5) with the job's seed.
+    # A stochastic method's rows are the interpreter's result with the job's seed, on any group of the records (here
+    # 7 at a time, across the job's shards of 5): the noise is keyed by each record's content, not its chunk.
     smooth = result.arrays("smoothgrad")
     sg = it.SmoothGradInterpreter(entry.model, normalization=entry.normalization)
-    for start in (0, 30):
-        chunk = slice(start, start + 5)
+    for start in (0, 31):
+        chunk = slice(start, start + 7)
         alone = sg.interpret(
             paths[chunk],
             smooth["prediction"][chunk],
@@ -321,8 +323,10 @@ def test_ray_gives_the_local_rows(ray_cluster, clean_run, digits_dir, text_model
     # One actor with the local process's two threads: the same float operations, bit-identical rows. (Actors with
     # other thread counts agree to float rounding: BLAS sums in another order.)
     ray_settings = dict(engine="ray", workers=1, cpus_per_worker=2, **SETTINGS)
-    batch.explain(digits_dir, "digits-cnn", METHODS, tmp_path / "ray", **ray_settings)
+    manifest = batch.explain(digits_dir, "digits-cnn", METHODS, tmp_path / "ray", **ray_settings)
     _assert_same_rows(batch.load(tmp_path / "ray"), clean_run[2])
+    # The actor's start (its own process imports PyTorch and loads the model) is told apart from the work.
+    assert 0 < manifest["startup_seconds_last_run"] < manifest["seconds_last_run"]
     kwargs = dict(batch_size=16, rows_per_shard=16, progress=False)
     batch.explain(texts_csv, text_model, ["intgrad:steps=4"], tmp_path / "t-local", **kwargs)
     batch.explain(
@@ -347,6 +351,34 @@ def test_ray_sigkill_halfway_then_rerun_gives_the_clean_rows(ray_cluster, clean_
     _kill_halfway(_cli(digits_dir, out, *flags), out)
     batch.explain(digits_dir, "digits-cnn", METHODS, out, engine="ray", workers=1, cpus_per_worker=2, **SETTINGS)
     _assert_same_rows(batch.load(out), clean_run[2])
+
+
+def test_stochastic_rows_do_not_depend_on_batch_size_position_or_engine(ray_cluster, digits_dir, tmp_path):
+    """A record gets the same SmoothGrad map whatever the batch size, the chunk or position it lands in, and the
+    engine: the noise is keyed by the job's seed and the record's content, not by its place in a chunk."""
+    files = sorted(str(p) for p in digits_dir.rglob("d*.png"))[:15]
+    methods, job = ["smoothgrad:n_samples=4"], dict(progress=False)
+    batch.explain(files, "digits-cnn", methods, tmp_path / "b1", batch_size=1, rows_per_shard=5, **job)
+    batch.explain(files, "digits-cnn", methods, tmp_path / "b7", batch_size=7, rows_per_shard=5, **job)
+    ray_job = dict(engine="ray", workers=1, cpus_per_worker=2, **job)
+    batch.explain(files, "digits-cnn", methods, tmp_path / "ray", batch_size=7, rows_per_shard=5, **ray_job)
+    one = batch.load(tmp_path / "b1")
+    _assert_same_rows(batch.load(tmp_path / "b7"), one)
+    _assert_same_rows(batch.load(tmp_path / "ray"), one)
+    # Other records around it, in another order, other chunks and shards: the same maps, record by record.
+    shuffled = files[::-2]
+    batch.explain(shuffled, "digits-cnn", methods, tmp_path / "other", batch_size=3, rows_per_shard=4, **job)
+    other, reference = batch.load(tmp_path / "other").arrays("smoothgrad"), one.arrays("smoothgrad")
+    where = {path: k for k, path in enumerate(reference["source"])}
+    tolerance = 1e-6 * max(1.0, float(np.abs(reference["attribution"]).max()))
+    np.testing.assert_array_equal(other["source"], shuffled)
+    for k, path in enumerate(other["source"]):
+        expected = reference["attribution"][where[path]]
+        np.testing.assert_allclose(other["attribution"][k], expected, rtol=0, atol=tolerance)
+    # The noise does matter: another seed gives other maps.
+    batch.explain(files[:5], "digits-cnn", methods, tmp_path / "seed1", random_seed=1, **job)
+    changed = batch.load(tmp_path / "seed1").arrays("smoothgrad")["attribution"]
+    assert np.abs(changed - reference["attribution"][:5]).max() > 0.05 * np.abs(changed).max()
 
 
 def test_progress_of_the_whole_job_shows_in_the_logs(caplog, monkeypatch):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import deepinterpret as it
-from deepinterpret.adapters.gradient_rules import modified_gradient
+from deepinterpret.interpreters.gradient_rules import modified_gradient
 from models import cnn_pair, images
 
 LABELS = [0, 3, 4, 2]

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import deepinterpret as it
+from deepinterpret.core.noise import content_digests
 from deepinterpret.interpreters import integrated_gradients, quadrature
 from models import cnn_pair, hf_resnet, images, paddle_resnet18
 
@@ -82,11 +83,12 @@ def test_ig_random_baselines_average_trials(pair):
     attributions, delta = integrated_gradients(
         adapter, x, targets, "random", steps=32, num_random_trials=3, objective="logit", random_seed=7
     )
-    # The mean over trials of single-trial IG with the same seeded baselines.
+    # The mean over trials of single-trial IG with the same seeded baselines, keyed by (seed, input content, trial).
+    keys = content_digests(x).tolist()
     single = []
     for trial in range(3):
         base = np.stack(
-            [np.random.default_rng([7, i, trial]).standard_normal(x.shape[1:], dtype=np.float32) for i in range(2)]
+            [np.random.default_rng([7, key, trial]).standard_normal(x.shape[1:], dtype=np.float32) for key in keys]
         )
         single.append(adapter.to_numpy(integrated_gradients(adapter, x, targets, base, steps=32, objective="logit")[0]))
     np.testing.assert_allclose(adapter.to_numpy(attributions), np.mean(single, axis=0), rtol=1e-4, atol=1e-6)

@@ -393,7 +393,7 @@ def test_leave_k_out_retraining_confirms_the_proponents():
 
 
 def test_self_influence_finds_flipped_labels():
-    from deepinterpret.training.train_bhdf import flip_labels
+    from deepinterpret.zoo.train_bhdf import flip_labels
 
     x, y = load_digits(return_X_y=True)
     x = ((x - x.mean(0)) / (x.std(0) + 1e-6)).astype(np.float32)[:600]

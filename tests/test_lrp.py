@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import deepinterpret as it
-from deepinterpret.adapters.lrp import AlphaBeta, Epsilon
+from deepinterpret.interpreters.lrp_rules import AlphaBeta, Epsilon
 from models import cnn_pair, hf_resnet, paddle_resnet18
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import deepinterpret as it
+from deepinterpret.core.noise import content_digests
 from models import cnn_pair, images
 
 
@@ -80,12 +81,13 @@ def test_smoothgrad_equals_captum_saliency_on_the_same_noise(pair):
         x, labels=[0, 3], n_samples=n, noise_amount=0.2, random_seed=seed, visual=False
     )
     saliency = Saliency(_probability_model(model))
+    keys = content_digests(x).tolist()  # the noise is keyed by (seed, input content, sample)
     expected = np.zeros_like(x)
     for i in range(len(x)):
         sigma = 0.2 * (x[i].max() - x[i].min())
         noisy = np.stack(
             [
-                x[i] + sigma * np.random.default_rng([seed, i, s]).standard_normal(x.shape[1:], dtype=np.float32)
+                x[i] + sigma * np.random.default_rng([seed, keys[i], s]).standard_normal(x.shape[1:], dtype=np.float32)
                 for s in range(n)
             ]
         )

@@ -9,7 +9,7 @@ from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 
 import deepinterpret as it
-from deepinterpret.training import train_bhdf
+from deepinterpret.zoo import train_bhdf
 
 
 @pytest.fixture(scope="module")

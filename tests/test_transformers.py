@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import deepinterpret as it
-from deepinterpret.interpreters import transformers as tr
+from deepinterpret.interpreters import attention as tr
 
 CV_METHODS = [
     ("rollout", it.RolloutInterpreter, {}),

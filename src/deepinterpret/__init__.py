@@ -5,7 +5,18 @@ sg = it.SmoothGradInterpreter(model, device="cpu")
 gradients = sg.interpret("cat.jpg", visual=False)
 """
 
-from . import adapters, batch, data, evaluators, explainers, interpreters, training, viz, zoo
+from . import (
+    adapters,
+    app,  # the web page; Gradio is imported only when it is built
+    batch,
+    data,
+    evaluators,
+    explainers,
+    interpreters,
+    training,
+    viz,
+    zoo,
+)
 from .adapters import adapt
 from .data import Normalization
 from .evaluators import (
@@ -185,4 +196,5 @@ __all__ = [
     "EigenCAMInterpreter",
     "AblationCAMInterpreter",
     "benchmark",
+    "app",
 ]

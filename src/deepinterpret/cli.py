@@ -484,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--device", default=None, help="cpu, gpu, gpu:N")
     gen.add_argument("--out", default="explanations", help="output folder (default: explanations)")
     gen.set_defaults(run=cmd_explain_generation)
+    from .app.command import add_serve_command
+
+    add_serve_command(commands, common)
     return parser
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ..core.noise import content_digest, content_digests
+from ..core.types import Model
 from .base import (
     HF_ATTENTIONS,
     OBJECTIVES,
@@ -23,6 +25,7 @@ from .base import (
     check_positive_int,
     chunks,
     draw_noise,
+    logits_of,
     parse_device,
     resolve_seed,
     sample_rng,
@@ -31,6 +34,8 @@ from .base import (
 
 __all__ = [
     "bilinear_matrix",
+    "content_digest",
+    "content_digests",
     "HF_ATTENTIONS",
     "OBJECTIVES",
     "AttentionResult",
@@ -45,6 +50,7 @@ __all__ = [
     "draw_noise",
     "parse_device",
     "resolve_seed",
+    "logits_of",
     "sample_rng",
     "softmax",
 ]
@@ -63,7 +69,7 @@ def _is_instance_of(model: Any, module_name: str, class_path: str) -> bool:
     return isinstance(model, cls)
 
 
-def adapt(model: Any, device: Any = None, use_cuda: bool | None = None) -> ModelAdapter:
+def adapt(model: Model, device: Any = None, use_cuda: bool | None = None) -> ModelAdapter:
     """The adapter for ``model``. ``device``: ``None`` (wherever the model is), ``"cpu"``, ``"gpu"``, ``"gpu:N"``,
     ``"cuda:N"``. An adapter passed in is returned as it is."""
     if isinstance(model, ModelAdapter):

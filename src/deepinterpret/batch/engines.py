@@ -7,11 +7,19 @@
   loads the model once and writes the shards it is given into the output folder (which must therefore be on a file
   system every worker can reach). The driver only counts the shards that come back. Ray schedules, retries and
   moves the data; nothing here does.
+
+A Ray job pays a start-up that a local one does not: each actor is a fresh process that imports PyTorch and
+deepinterpret and loads the model (seconds), and the first Ray Data job on a cluster also starts Ray Data's own
+helper actors. The engine keeps it to that: the model is loaded once per actor (never pickled into tasks), the
+settings travel once as constructor arguments, the records of a shard are a few hundred bytes per record (paths,
+texts; images are decoded by the actor), and the actors report when they were ready so that the job can tell its
+start-up from its throughput (``startup_seconds_last_run`` in the manifest).
 """
 
 from __future__ import annotations
 
 import pickle
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -36,6 +44,7 @@ def shards_of(records: Iterable[dict], rows_per_shard: int) -> Iterator[tuple[in
 
 
 def run_local(worker: ShardWorker, shards: Iterable[tuple[int, list[dict]]], progress: JobProgress) -> None:
+    """Explain and write the shards one after the other in this process."""
     rows_per_record = len(worker.settings.methods)
     for shard, records in shards:
         worker.process(shard, records)
@@ -47,15 +56,18 @@ class RayShardActor:
 
     def __init__(self, settings: dict[str, Any], out: str, device: str | None = None):
         self.worker = ShardWorker(JobSettings.from_json(settings), out, device)
+        self.ready = time.time()  # wall clock, compared with the job's start by the driver (same machine or NTP)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        done = {"shard": [], "records": [], "rows": [], "errors": []}
+        done: dict[str, list] = {"shard": [], "records": [], "rows": [], "errors": []}
         for shard, payload in zip(batch["shard"], batch["records"], strict=True):
             records = pickle.loads(payload)
             rows, errors = self.worker.process(int(shard), records)
             for key, value in zip(done, (int(shard), len(records), rows, errors), strict=True):
                 done[key].append(value)
-        return {key: np.asarray(values, np.int64) for key, values in done.items()}
+        result = {key: np.asarray(values, np.int64) for key, values in done.items()}
+        result["ready"] = np.full(len(done["shard"]), self.ready)
+        return result
 
 
 def run_ray(
@@ -68,7 +80,9 @@ def run_ray(
     gpus_per_worker: float | None = None,
     cpus_per_worker: float | None = None,
     device: str | None = None,
-) -> None:
+) -> float | None:
+    """Run the shards on a Ray Data actor pool; returns the wall-clock time (``time.time()``) at which the first
+    actor was ready (its model loaded), or ``None`` when there was nothing to do."""
     try:
         import ray
         import ray.data
@@ -82,9 +96,11 @@ def run_ray(
     try:
         items = [{"shard": shard, "records": pickle.dumps(records)} for shard, records in shards]
         if not items:
-            return
+            return None
         context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
+        context.enable_progress_bars = False  # the job's own progress covers the whole job
+        context.enable_auto_log_stats = False
+        context.print_on_execution_start = False
         context.execution_options.verbose_progress = False
         if workers is None:
             gpus = ray.cluster_resources().get("GPU", 0)
@@ -99,8 +115,12 @@ def run_ray(
             num_cpus=cpus_per_worker or 1,
         )
         rows_per_record = len(settings.methods)
+        ready = None
         for batch in results.iter_batches(batch_size=1, batch_format="numpy"):
+            if ready is None:
+                ready = float(batch["ready"].min())
             progress.update(int(batch["records"].sum()) * rows_per_record)
+        return ready
     finally:
         if started:
             ray.shutdown()

@@ -3,9 +3,9 @@
 Both engines run the same :class:`ShardWorker`: it loads the model once, then for each shard of records it loads
 the inputs, predicts them, runs every method on chunks of ``batch_size`` records (one interpreter call per chunk,
 so that the samples of several records share each model pass), scores the explanations with the evaluators asked
-for, and writes the shard's Parquet file and its errors atomically. Chunks are cut the same way by both engines and
-in a resumed run (shard ``k`` holds records ``k·rows_per_shard ...``, chunks of ``batch_size`` inside it), and the
-stochastic methods get the job's ``random_seed``: the rows are the same whatever engine or run computed them.
+for, and writes the shard's Parquet file and its errors atomically. The stochastic methods get the job's
+``random_seed`` and key their noise by (seed, a digest of the record's input, sample): a record gets the same map
+whatever chunk, position, ``batch_size``, engine, worker or resumed run explains it.
 """
 
 from __future__ import annotations

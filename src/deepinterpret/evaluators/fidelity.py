@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import check_batch_size, check_positive_int, chunks, resolve_seed
+from ..adapters import check_batch_size, check_positive_int, resolve_seed
+from ..core.batching import Chunk, batches, sliced
 from .base import InterpreterEvaluator, explanation_map
 from .perturbation import patch_units
 
@@ -39,37 +40,56 @@ def infidelity_score(attribution_dots: np.ndarray, output_drops: np.ndarray, nor
 def output_drops(
     evaluator: InterpreterEvaluator,
     x: np.ndarray,
-    perturbations: np.ndarray,
+    perturbations: Any,
     target: int | None,
     batch_size: int,
     output: str,
 ) -> tuple[np.ndarray, int]:
     """``(f(x) − f(x − I) for each perturbation I, the class)``, batched, no graph; ``target=None`` takes the
-    prediction for ``x`` from the same forward that gives ``f(x)``."""
+    prediction for ``x`` from the same forward that gives ``f(x)``. ``perturbations``: an array ``[n, C, H, W]`` or
+    anything that gives one chunk of them for a slice (e.g. :class:`Squares`), read a chunk at a time."""
     adapter = evaluator._require_model()
     with adapter.evaluation():
         outputs = adapter.to_numpy(adapter.predict(x, 1, output))[0]
         target = int(outputs.argmax()) if target is None else int(target)
-        values = []
-        for part in chunks(len(perturbations), batch_size):
-            values.append(adapter.to_numpy(adapter.predict(x - perturbations[part], batch_size, output))[:, target])
+        values = [
+            adapter.to_numpy(adapter.predict(x - chunk.prepared, batch_size, output))[:, target]
+            for chunk in batches(len(perturbations), batch_size, prepare=sliced(perturbations), progress=False)
+        ]
     return outputs[target] - np.concatenate(values), target
 
 
+class Squares:
+    """``I = x − x_with_a_grey_square`` for every square of the given sizes at ``stride`` (inside the image), made
+    a slice at a time: ``squares[a:b]`` is ``[b − a, C, H, W]``; nothing of the size of all squares is kept."""
+
+    def __init__(self, x: np.ndarray, fill: np.ndarray, sizes: tuple[int, ...], stride: int):
+        _, channels, height, width = x.shape
+        self.x, self.fill, self.channels = x, fill, channels
+        self.boxes = [
+            (size, top, left)
+            for size in sizes
+            for top in range(0, height - size + 1, stride)
+            for left in range(0, width - size + 1, stride)
+        ]
+        if not self.boxes:
+            raise ValueError(f"no square of sizes {sizes} fits an image of {height}x{width}.")
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def __getitem__(self, part: slice) -> np.ndarray:
+        boxes = self.boxes[part]
+        found = np.zeros((len(boxes), *self.x.shape[1:]), np.float32)
+        for row, (size, top, left) in enumerate(boxes):
+            region = (slice(None), slice(top, top + size), slice(left, left + size))
+            found[(row, *region)] = self.x[0][region] - np.broadcast_to(self.fill, (self.channels, size, size))
+        return found
+
+
 def square_perturbations(x: np.ndarray, fill: np.ndarray, sizes: tuple[int, ...], stride: int) -> np.ndarray:
-    """``I = x − x_with_a_grey_square`` for every square of the given sizes at ``stride`` (inside the image)."""
-    _, channels, height, width = x.shape
-    found = []
-    for size in sizes:
-        for top in range(0, height - size + 1, stride):
-            for left in range(0, width - size + 1, stride):
-                perturbation = np.zeros(x.shape[1:], np.float32)
-                region = (slice(None), slice(top, top + size), slice(left, left + size))
-                perturbation[region] = x[0][region] - np.broadcast_to(fill, (channels, size, size))
-                found.append(perturbation)
-    if not found:
-        raise ValueError(f"no square of sizes {sizes} fits an image of {height}x{width}.")
-    return np.stack(found)
+    """All of :class:`Squares` as one array ``[n, C, H, W]``."""
+    return Squares(x, fill, sizes, stride)[:]
 
 
 def _attribution_volume(explanation: Any, x: np.ndarray) -> np.ndarray:
@@ -106,9 +126,13 @@ class Infidelity(InterpreterEvaluator):
         square_sizes: tuple[int, ...] | None = None,
         stride: int | None = None,
         label: int | None = None,
+        return_images: bool = True,
     ) -> float:
         """Grey squares of ``square_sizes`` (default ≈ side/7, /3.5, /1.75: 32, 64, 128 at 224) every ``stride``
-        pixels (default side/28: 8 at 224). The model's part is cached per exact image and settings."""
+        pixels (default side/28: 8 at 224). The model's part is cached per exact image and settings. The squares
+        are made a chunk of ``batch_size`` at a time; ``return_images=False`` leaves them out of ``results``
+        (``Is``), so that memory does not grow with their number."""
+        batch_size = check_batch_size(batch_size)
         batch = self._load(img_path, resize_to, crop_to)
         x = batch.data
         side = min(x.shape[2:])
@@ -116,14 +140,21 @@ class Infidelity(InterpreterEvaluator):
         stride = stride or max(1, round(side / 28))
         key = x.tobytes() + repr((sizes, stride, label)).encode()
         if recompute or key not in self._cache:
-            perturbations = square_perturbations(x, self._fill_value(), sizes, stride)
-            drops, label = output_drops(self, x, perturbations, label, check_batch_size(batch_size), "logit")
-            self._cache = {key: (perturbations, drops, label)}  # the last image only: memory stays bounded
-        perturbations, drops, label = self._cache[key]
+            squares = Squares(x, self._fill_value(), sizes, stride)
+            drops, label = output_drops(self, x, squares, label, batch_size, "logit")
+            self._cache = {key: (squares, drops, label)}  # the last image only: memory stays bounded
+        squares, drops, label = self._cache[key]
         phi = _attribution_volume(explanation, x)
-        dots = np.einsum("nchw,chw->n", perturbations, phi)
+        dots = np.concatenate(
+            [
+                np.einsum("nchw,chw->n", chunk.prepared, phi)
+                for chunk in batches(len(squares), batch_size, prepare=sliced(squares), progress=False)
+            ]
+        )
         score = infidelity_score(dots, drops)
-        self.results = dict(Is=perturbations, proba_diff=drops, predict={"label": label}, explanation=phi, infid=score)
+        self.results = dict(proba_diff=drops, predict={"label": label}, explanation=phi, infid=score)
+        if return_images:
+            self.results["Is"] = squares[:]
         return score
 
 
@@ -196,12 +227,16 @@ class _UnitEvaluator(InterpreterEvaluator):
         rows = np.vstack([np.zeros((1, len(unit_values)), dtype=bool), subsets])
         adapter = self._require_model()
         fill_value = self._fill_value(fill, x)
-        probabilities = []
+
+        def removed(chunk: Chunk) -> np.ndarray:  # host work, on the helper thread
+            masks = rows[chunk.part][:, units][:, None]  # [b, 1, H, W]
+            return np.where(masks, fill_value[None], x).astype(np.float32)
+
         with adapter.evaluation():
-            for part in chunks(len(rows), check_batch_size(batch_size)):
-                masks = rows[part][:, units][:, None]  # [b, 1, H, W]
-                samples = np.where(masks, fill_value[None], x).astype(np.float32)
-                probabilities.append(adapter.to_numpy(adapter.predict(samples, batch_size, "probability")))
+            probabilities = [
+                adapter.to_numpy(adapter.predict(chunk.prepared, batch_size, "probability"))
+                for chunk in batches(len(rows), batch_size, prepare=removed, progress=False)
+            ]
         probabilities = np.concatenate(probabilities)
         label = int(probabilities[0].argmax()) if label is None else int(label)
         return subsets, unit_values, probabilities[0, label] - probabilities[1:, label], label

@@ -18,21 +18,10 @@ import numpy as np
 
 
 def minilm_similarity() -> Callable[[str, str], float]:
-    """Cosine similarity of two texts' all-MiniLM-L6-v2 sentence embeddings."""
-    from .. import zoo
+    """Cosine similarity of two texts' all-MiniLM-L6-v2 sentence embeddings (``zoo.minilm.sentence_similarity``)."""
+    from ..zoo.minilm import sentence_similarity
 
-    entry = zoo.load("minilm-sentiment")
-    model, tokenizer = entry.model, entry.tokenizer
-
-    def similarity(a: str, b: str) -> float:
-        import torch
-
-        encoded = tokenizer([a, b], padding=True, truncation=True, return_tensors="pt")
-        with torch.no_grad():
-            e = model.embed(**encoded)
-        return float((e[0] * e[1]).sum())
-
-    return similarity
+    return sentence_similarity()
 
 
 def generation_faithfulness(

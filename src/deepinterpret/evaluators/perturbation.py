@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import check_batch_size, chunks
+from ..adapters import check_batch_size
+from ..core.batching import Chunk, batches
 from .base import InterpreterEvaluator, explanation_map
 from .scores import abpc
 
@@ -63,10 +64,13 @@ def perturbation_curve(
     target: int | None,
     batch_size: int,
     fill: Any = "grey",
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """``(probabilities of the class at each step, the perturbed inputs (model space), class)``.
+    return_images: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """``(probabilities of the class at each step, the perturbed inputs (model space) or None, class)``.
 
-    ``mode``: ``deletion`` (= MoRF), ``insertion`` or ``lerf``.
+    ``mode``: ``deletion`` (= MoRF), ``insertion`` or ``lerf``. The ``steps + 1`` perturbed inputs are built a
+    chunk of ``batch_size`` at a time, on a helper thread while the model runs the previous chunk; with
+    ``return_images=False`` none is kept, so memory depends on ``batch_size`` only.
     """
     adapter = evaluator._require_model()
     fill = evaluator._fill_value(fill, data)
@@ -74,18 +78,25 @@ def perturbation_curve(
     x = np.asarray(data[0], np.float32)
     if mode == "lerf":
         rank = units - 1 - rank
-    samples = np.empty((steps + 1, *x.shape), dtype=np.float32)
-    for k, threshold in enumerate(thresholds):
-        chosen = (rank < threshold)[None]
-        samples[k] = np.where(chosen, x, fill) if mode == "insertion" else np.where(chosen, fill, x)
-    probabilities = []
+
+    def perturbed(chunk: Chunk) -> np.ndarray:  # host work, on the helper thread
+        chosen = (rank[None] < thresholds[chunk.part, None, None])[:, None]  # [b, 1, H, W]
+        start, put = (fill, x) if mode == "insertion" else (x, fill)
+        samples = np.empty((len(chosen), *x.shape), dtype=np.float32)
+        samples[...] = start
+        np.copyto(samples, put, where=chosen)  # in place: no temporary of the chunk's size
+        return samples
+
+    probabilities, images = [], []
     with adapter.evaluation():
-        for part in chunks(len(samples), batch_size):
-            probabilities.append(adapter.to_numpy(adapter.predict(samples[part], batch_size, "probability")))
+        for chunk in batches(steps + 1, batch_size, prepare=perturbed, progress=False):
+            probabilities.append(adapter.to_numpy(adapter.predict(chunk.prepared, batch_size, "probability")))
+            if return_images:
+                images.append(chunk.prepared)
     probabilities = np.concatenate(probabilities)
     if target is None:
         target = int(probabilities[-1 if mode == "insertion" else 0].argmax())
-    return probabilities[:, target], samples, target
+    return probabilities[:, target], np.concatenate(images) if return_images else None, target
 
 
 class _CurveEvaluator(InterpreterEvaluator):
@@ -109,10 +120,13 @@ class _CurveEvaluator(InterpreterEvaluator):
         fill: Any = "grey",
         absolute: bool = True,
         patch: int | None = None,
+        return_images: bool = True,
     ) -> dict[str, Any]:
         """Beyond InterpretDL: ``label`` (default the prediction), ``fill`` (``grey`` as the original, ``black``,
         ``mean`` or a pixel value), ``absolute`` (rank pixel attributions by Σ_c |·| as the original, or by the
-        signed sum) and ``patch`` (perturb ``patch``×``patch`` regions, as Samek et al., instead of pixels)."""
+        signed sum), ``patch`` (perturb ``patch``×``patch`` regions, as Samek et al., instead of pixels) and
+        ``return_images`` (``False``: leave out the ``*_images`` stacks, so that nothing grows with the steps:
+        memory is then set by ``batch_size``)."""
         batch = self._load(img_path, resize_to, crop_to)
         height, width = batch.images.shape[1:3]
         target = label
@@ -126,11 +140,12 @@ class _CurveEvaluator(InterpreterEvaluator):
         results: dict[str, Any] = {}
         for mode, score_key, prefix in self.enabled:
             probas, samples, target = perturbation_curve(
-                self, batch.data, rank, units, steps, mode, target, batch_size, fill
+                self, batch.data, rank, units, steps, mode, target, batch_size, fill, return_images
             )
             results[score_key] = float(probas.mean())
             results[f"{prefix}_probas"] = probas
-            results[f"{prefix}_images"] = self.normalization.restore(samples)
+            if return_images:
+                results[f"{prefix}_images"] = self.normalization.restore(samples)
         results["label"] = target
         return results
 

@@ -50,9 +50,9 @@ import numpy as np
 
 from ..adapters import adapt, softmax
 from ..data import TextBatch, as_texts, encode_with, merge_words
+from ..interpreters.attention import ModelInputs, attention_relevance
 from ..interpreters.lime import fit_surrogate, kernel_weights, lime_text
 from ..interpreters.text_gradients import embedding_attributions, find_embedding, reference_inputs
-from ..interpreters.transformers import ModelInputs, attention_relevance
 from ..viz import show_text, text_html, token_colour
 
 TEXT_METHODS = ("intgrad", "smoothgrad", "gradshap", "lime", "generic_attention", "kernelshap")

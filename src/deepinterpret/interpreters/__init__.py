@@ -1,5 +1,15 @@
 """Interpreters: one file per algorithm family, each a pure function plus InterpretDL's public class(es)."""
 
+from .attention import (
+    BTCVInterpreter,
+    BTNLPInterpreter,
+    GACVInterpreter,
+    GAInterpreter,
+    GANLPInterpreter,
+    RolloutInterpreter,
+    TAMInterpreter,
+    TransformerInterpreter,
+)
 from .base import InputGradientInterpreter, InputOutputInterpreter, Interpreter, accumulate_gradients
 from .cam import (
     GradCAMInterpreter,
@@ -20,6 +30,7 @@ from .cam_variants import (
 )
 from .consensus import ConsensusInterpreter
 from .deeplift import DeepLIFTInterpreter, deeplift
+from .glime import GLIMECVInterpreter, NormLIMECVInterpreter, NormLIMENLPInterpreter
 from .gradient_shap import GradShapCVInterpreter, gradient_shap
 from .gradients import (
     DeconvNetInterpreter,
@@ -31,30 +42,12 @@ from .gradients import (
     rule_gradients,
 )
 from .integrated_gradients import QUADRATURES, IntGradCVInterpreter, integrated_gradients, quadrature
-from .lime import (
-    GLIMECVInterpreter,
-    KernelSHAPCVInterpreter,
-    KernelSHAPNLPInterpreter,
-    LIMECVInterpreter,
-    LIMENLPInterpreter,
-    NormLIMECVInterpreter,
-    NormLIMENLPInterpreter,
-)
+from .lime import KernelSHAPCVInterpreter, KernelSHAPNLPInterpreter, LIMECVInterpreter, LIMENLPInterpreter
 from .lrp import COMPOSITES, LRPCVInterpreter
 from .occlusion import OcclusionInterpreter, occlusion
 from .rise import RISEInterpreter, rise
 from .smoothgrad import SmoothGradInterpreter, SmoothGradInterpreterV2, smooth_grad
 from .text_gradients import GradShapNLPInterpreter, IntGradNLPInterpreter, SmoothGradNLPInterpreter
-from .transformers import (
-    BTCVInterpreter,
-    BTNLPInterpreter,
-    GACVInterpreter,
-    GAInterpreter,
-    GANLPInterpreter,
-    RolloutInterpreter,
-    TAMInterpreter,
-    TransformerInterpreter,
-)
 
 __all__ = [
     "DeconvNetInterpreter",

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from array_api_compat import device as array_device
-from tqdm.auto import tqdm
 
-from ..adapters import ModelAdapter, adapt, check_objective, chunks, softmax
+from ..adapters import ModelAdapter, adapt, check_objective, softmax
+from ..core.batching import PerInputSum, batches
 from ..data import ImageBatch, as_normalization, as_target, load_images, resolve_labels
 from ..viz import grayscale_overlay, heatmap_overlay, magnitude_map, save_image, save_paths, show
 
@@ -46,42 +44,16 @@ def accumulate_gradients(
     model runs chunk k. Framework operations stay on the calling thread: a second thread running them would
     start a second OpenMP team that competes with the model pass for the cores.
     """
-    xp = adapter.xp
-    total = None
     values = np.empty((n_images, per_image), dtype=np.float32)
-    pairs = n_images * per_image
-    parts = list(chunks(pairs, batch_size))
-    indices = [(flat // per_image, flat % per_image) for flat in (np.arange(p.start, p.stop) for p in parts)]
-
-    def host_work(index: int):
-        return draw(*indices[index]) if draw is not None else None
-
-    bar = tqdm(total=pairs, desc=desc, disable=None if progress is None else not progress, leave=False)
-    with adapter.evaluation(), ThreadPoolExecutor(max_workers=1) as helper:
-        pending = helper.submit(host_work, 0) if parts else None
-        for index, (images, samples) in enumerate(indices):
-            drawn = pending.result()
-            pending = helper.submit(host_work, index + 1) if index + 1 < len(parts) else None
-            points, factors = make_batch(images, samples, drawn)
-            result = adapter.input_gradient(points, targets[images], objective)
-            contribution = result.gradients * factors
-            if total is None:
-                total = xp.zeros(
-                    (n_images, *contribution.shape[1:]), dtype=contribution.dtype, device=array_device(contribution)
-                )
-            add_rows(xp, total, images, contribution)
-            values[images, samples] = adapter.to_numpy(result.objective)
-            bar.update(len(images))
-    bar.close()
-    return total, values
-
-
-def add_rows(xp: Any, total: Any, owners: np.ndarray, rows: Any) -> None:
-    """``total[i] += Σ rows[j]`` over the rows ``j`` owned by input ``i``. The chunks of the batched loops are in
-    (input, sample) order, so ``owners`` is sorted and each input owns one contiguous run of rows."""
-    for owner in np.unique(owners):
-        lo, hi = np.searchsorted(owners, owner), np.searchsorted(owners, owner, side="right")
-        total[int(owner)] += xp.sum(rows[lo:hi], axis=0)
+    total = PerInputSum(adapter.xp, n_images)
+    prepare = None if draw is None else (lambda chunk: draw(chunk.owners, chunk.members))
+    with adapter.evaluation():
+        for chunk in batches(n_images, batch_size, per_image, prepare, progress, desc):
+            points, factors = make_batch(chunk.owners, chunk.members, chunk.prepared)
+            result = adapter.input_gradient(points, targets[chunk.owners], objective)
+            total.add(chunk, result.gradients * factors)
+            values[chunk.owners, chunk.members] = adapter.to_numpy(result.objective)
+    return total.total, values
 
 
 def check_noise_amount(noise_amount: Any) -> float:

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, check_objective, chunks, softmax
+from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
+from ..core.batching import batches, map_batches
 from ..data import resolve_labels
 from .base import Interpreter
 from .feature_grid import as_feature_map
@@ -84,15 +85,27 @@ def gradient_cam(
     check_objective(objective)
     adapter.find_layers(layer)
     xp, x = adapter.xp, adapter.asarray(x)
-    maps, used, logits = [], [], []
+
+    def run(part: slice):
+        result = adapter.layer_gradient(x[part], layer, None if targets is None else targets[part], objective)
+        acts, grads = (_feature_map(xp, a, layer, x) for a in (result.activations, result.gradients))
+        return combine(xp, acts, channel_weights(xp, acts, grads)), result.targets, adapter.to_numpy(result.logits)
+
     with adapter.evaluation():
-        for part in chunks(int(x.shape[0]), batch_size):
-            result = adapter.layer_gradient(x[part], layer, None if targets is None else targets[part], objective)
-            acts, grads = (_feature_map(xp, a, layer, x) for a in (result.activations, result.gradients))
-            maps.append(combine(xp, acts, channel_weights(xp, acts, grads)))
-            used.append(result.targets)
-            logits.append(adapter.to_numpy(result.logits))
+        maps, used, logits = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
     return xp.concat(maps, axis=0), np.concatenate(used), softmax(np, np.concatenate(logits))
+
+
+def layer_activations(adapter: ModelAdapter, x: Any, layer: str, batch_size: int) -> tuple[Any, Any]:
+    """``(the raw output of layer for every input, the model's outputs)``, both ``xp`` arrays: one forward per
+    chunk of ``batch_size`` inputs, no graph."""
+
+    def run(part: slice):
+        captured, logits = adapter.capture_activations(x[part], [layer])
+        return captured[layer], logits
+
+    acts, logits = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
+    return adapter.xp.concat(acts, axis=0), adapter.xp.concat(logits, axis=0)
 
 
 def score_cam(
@@ -104,30 +117,20 @@ def score_cam(
     progress: bool | None = None,
 ) -> tuple[Any, np.ndarray, np.ndarray]:
     """Score-CAM of ``layer`` for each input: ``(maps [N, h, w], targets, probabilities [N, K])``."""
-    from tqdm.auto import tqdm
-
     adapter.find_layers(layer)
     xp, x = adapter.xp, adapter.asarray(x)
     n, height, width = int(x.shape[0]), int(x.shape[-2]), int(x.shape[-1])
-    activations, logits = [], []
     with adapter.evaluation():
-        for part in chunks(n, batch_size):
-            captured, part_logits = adapter.capture_activations(x[part], [layer])
-            activations.append(captured[layer])
-            logits.append(adapter.to_numpy(part_logits))
-        acts = _feature_map(xp, xp.concat(activations, axis=0), layer, x)
-        probabilities = softmax(np, np.concatenate(logits))
+        acts, logits = layer_activations(adapter, x, layer, batch_size)
+        probabilities = softmax(np, adapter.to_numpy(logits))
+        acts = _feature_map(xp, acts, layer, x)
         if targets is None:
             targets = probabilities.argmax(axis=1)
         adapter.check_targets(targets, probabilities.shape[1])
         channels = int(acts.shape[1])
         scores = np.empty((n, channels), dtype=np.float32)
-        bar = tqdm(
-            total=n * channels, desc="Score-CAM", disable=None if progress is None else not progress, leave=False
-        )
-        for part in chunks(n * channels, batch_size):
-            flat = np.arange(part.start, part.stop)
-            images, ks = flat // channels, flat % channels
+        for chunk in batches(n, batch_size, channels, progress=progress, desc="Score-CAM"):
+            images, ks = chunk.owners, chunk.members
             masks = adapter.resize(acts[images, ks], height, width)  # [b, H, W]
             flat_masks = xp.reshape(masks, (masks.shape[0], -1))
             low = xp.min(flat_masks, axis=1)[:, None, None]
@@ -135,8 +138,6 @@ def score_cam(
             masks = xp.where(span > 0, (masks - low) / xp.where(span > 0, span, 1.0), 0.0)
             probs = adapter.to_numpy(adapter.predict(x[images] * masks[:, None], batch_size, output="probability"))
             scores[images, ks] = probs[np.arange(len(images)), targets[images]]
-            bar.update(len(images))
-        bar.close()
     weights = xp.reshape(adapter.asarray(scores), (n, channels, 1, 1))
     return combine(xp, acts, weights), np.asarray(targets), probabilities
 

@@ -31,10 +31,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from ..adapters import ModelAdapter, check_batch_size, chunks, softmax
-from .cam import IntermediateLayerInterpreter, _CAMInterpreter, _feature_map, _GradientCAMInterpreter, combine
+from ..adapters import ModelAdapter, check_batch_size, softmax
+from ..core.batching import Chunk, batches, map_batches
+from .cam import (
+    IntermediateLayerInterpreter,
+    _CAMInterpreter,
+    _feature_map,
+    _GradientCAMInterpreter,
+    combine,
+    layer_activations,
+)
 from .feature_grid import channel_axis
 
 _EPS = 1e-7
@@ -72,12 +79,13 @@ def eigen_cam(
     forward per chunk of ``batch_size`` inputs, no graph."""
     adapter.find_layers(layer)
     xp, x = adapter.xp, adapter.asarray(x)
-    maps, logits = [], []
+
+    def run(part: slice):
+        captured, logits = adapter.capture_activations(x[part], [layer])
+        return principal_projection(xp, _feature_map(xp, captured[layer], layer, x), center), adapter.to_numpy(logits)
+
     with adapter.evaluation():
-        for part in chunks(int(x.shape[0]), batch_size):
-            captured, part_logits = adapter.capture_activations(x[part], [layer])
-            maps.append(principal_projection(xp, _feature_map(xp, captured[layer], layer, x), center))
-            logits.append(adapter.to_numpy(part_logits))
+        maps, logits = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
     probabilities = softmax(np, np.concatenate(logits))
     return xp.concat(maps, axis=0), probabilities.argmax(axis=-1), probabilities
 
@@ -97,12 +105,7 @@ def ablation_cam(
     xp, x = adapter.xp, adapter.asarray(x)
     n, height, width = int(x.shape[0]), int(x.shape[-2]), int(x.shape[-1])
     with adapter.evaluation():
-        captured, logits = [], []
-        for part in chunks(n, batch_size):
-            acts, part_logits = adapter.capture_activations(x[part], [layer])
-            captured.append(acts[layer])
-            logits.append(part_logits)
-        raw, logits = xp.concat(captured, axis=0), xp.concat(logits, axis=0)
+        raw, logits = layer_activations(adapter, x, layer, batch_size)
         probabilities = softmax(np, adapter.to_numpy(logits))
         if targets is None:
             targets = probabilities.argmax(axis=-1)
@@ -113,18 +116,16 @@ def ablation_cam(
         factor_shape = [1] * len(shape)
         factor_shape[axis] = channels
         ablated = np.empty((n, channels), dtype=np.float32)
-        bar = tqdm(
-            total=n * channels, desc="Ablation-CAM", disable=None if progress is None else not progress, leave=False
-        )
-        for part in chunks(n * channels, batch_size):
-            flat = np.arange(part.start, part.stop)
-            images, ks = flat // channels, flat % channels
-            factors = np.ones((len(flat), channels), dtype=np.float32)
-            factors[np.arange(len(flat)), ks] = 0.0
-            factors = factors.reshape([len(flat), *factor_shape[1:]])
-            ablated[images, ks] = adapter.scaled_layer_scores(x[images], layer, factors, targets[images], output)
-            bar.update(len(flat))
-        bar.close()
+
+        def zero_one_channel(chunk: Chunk) -> np.ndarray:  # host work, on the helper thread
+            factors = np.ones((len(chunk), channels), dtype=np.float32)
+            factors[np.arange(len(chunk)), chunk.members] = 0.0
+            return factors.reshape([len(chunk), *factor_shape[1:]])
+
+        for chunk in batches(n, batch_size, channels, zero_one_channel, progress, "Ablation-CAM"):
+            images = chunk.owners
+            scores = adapter.scaled_layer_scores(x[images], layer, chunk.prepared, targets[images], output)
+            ablated[images, chunk.members] = scores
     weights = (original[:, None] - ablated) / original[:, None]
     acts = _feature_map(xp, raw, layer, x)
     maps = combine(xp, acts, xp.reshape(adapter.asarray(weights), (n, channels, 1, 1)))

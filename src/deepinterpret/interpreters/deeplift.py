@@ -8,7 +8,7 @@ non-overlapping windows when the class logit is explained (the default); ``self.
 gap per input.
 
 Settings, as Captum's ``DeepLift`` (``multiply_by_inputs=True``, ``eps=1e-10``): the rescale rule at every
-element-wise activation layer, and Captum's rule at max pooling (``adapters/gradient_rules.py``); the ordinary
+element-wise activation layer, and Captum's rule at max pooling (``gradient_rules.py``); the ordinary
 gradient through convolutions, linear layers, BatchNorm and average pooling. Equal to Captum (relative 1e-5 in
 the tests) where no two such layers touch. Where they do (a ReLU feeding a max pooling), Captum 0.9's hooks hand
 the upstream layer the downstream one's unmodified gradient (Captum issue #1104, fixed after 0.9); here every
@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, check_objective, chunks, softmax
-from ..adapters.gradient_rules import modified_gradient
+from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
+from ..core.batching import map_batches
 from ..data import resolve_labels
+from .gradient_rules import modified_gradient
 from .gradients import _GradientFamilyInterpreter
 from .integrated_gradients import baseline_array
 
@@ -70,21 +71,20 @@ def deeplift(
     x = adapter.asarray(x)
     base = _baselines(adapter, x, baselines)
     shared = int(base.shape[0]) == 1
-    parts, used, logits, deltas = [], [], [], []
+
+    def run(part: slice):
+        reference = base if shared else base[part]
+        gradient, value, logits, used, reference_logits = modified_gradient(
+            adapter, x[part], None if targets is None else targets[part], "rescale", objective, reference, eps
+        )
+        attribution = (x[part] - reference) * adapter.asarray(gradient)
+        rows = int(attribution.shape[0])
+        reference_value = _objective_value(adapter.to_numpy(reference_logits), used, objective)
+        total = adapter.to_numpy(adapter.xp.sum(adapter.xp.reshape(attribution, (rows, -1)), axis=1))
+        return attribution, used, adapter.to_numpy(logits), total - (adapter.to_numpy(value) - reference_value)
+
     with adapter.evaluation():
-        for part in chunks(int(x.shape[0]), check_batch_size(batch_size)):
-            reference = base if shared else base[part]
-            gradient, value, part_logits, part_targets, reference_logits = modified_gradient(
-                adapter, x[part], None if targets is None else targets[part], "rescale", objective, reference, eps
-            )
-            attribution = (x[part] - reference) * adapter.asarray(gradient)
-            parts.append(attribution)
-            used.append(part_targets)
-            logits.append(adapter.to_numpy(part_logits))
-            rows = int(attribution.shape[0])
-            reference_value = _objective_value(adapter.to_numpy(reference_logits), part_targets, objective)
-            total = adapter.to_numpy(adapter.xp.sum(adapter.xp.reshape(attribution, (rows, -1)), axis=1))
-            deltas.append(total - (adapter.to_numpy(value) - reference_value))
+        parts, used, logits, deltas = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
     probabilities = softmax(np, np.concatenate(logits))
     return adapter.xp.concat(parts, axis=0), np.concatenate(used), probabilities, np.concatenate(deltas)
 

@@ -33,9 +33,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..adapters import ModelAdapter, check_batch_size, check_positive_int, chunks, resolve_seed
+from .attention import rollout
 from .integrated_gradients import quadrature
 from .lime import fit_surrogate, kernel_weights, sample_masks
-from .transformers import rollout
 
 METHODS = ("ablation", "lime", "kernelshap", "input_x_gradient", "intgrad", "rollout", "gilot")
 PERTURBATION = ("ablation", "lime", "kernelshap", "gilot")

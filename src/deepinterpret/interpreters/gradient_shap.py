@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, draw_noise, resolve_seed
+from ..core.noise import content_digests
 from .base import InputGradientInterpreter, accumulate_gradients, check_noise_amount, per_image_range
 from .integrated_gradients import _baseline_source
 
@@ -43,9 +44,10 @@ def gradient_shap(
     _, _, baseline_of = _baseline_source(adapter, x, baselines, 1, seed)
     shape = tuple(x.shape[1:])
     ones = (1,) * len(shape)
+    digests = content_digests(adapter.to_numpy(x))  # noise keyed by (seed, input content, sample)
 
     def draw(images: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        keys = list(zip(images.tolist(), samples.tolist(), strict=True))
+        keys = list(zip(digests[images].tolist(), samples.tolist(), strict=True))
         return draw_noise(seed, keys, shape), draw_noise(seed, [(*key, 1) for key in keys], ones, kind="uniform")
 
     def make_batch(images: np.ndarray, samples: np.ndarray, drawn: tuple[np.ndarray, np.ndarray]):

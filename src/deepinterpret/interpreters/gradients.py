@@ -4,7 +4,7 @@
   ``absolute=False``).
 * Input × Gradient (Shrikumar et al. 2016, https://arxiv.org/abs/1605.01713): ``x ⊙ ∇_x f_y(x)``.
 * Guided Backpropagation (Springenberg et al. 2015) and DeconvNet (Zeiler & Fergus 2014): the gradient with the
-  ReLUs' backward changed (``adapters/gradient_rules.py``).
+  ReLUs' backward changed (``gradient_rules.py``).
 * Guided Grad-CAM (Selvaraju et al. 2017, https://arxiv.org/abs/1610.02391): Guided Backpropagation times the
   Grad-CAM map of a convolutional layer, upsampled to the input (bilinearly, or ``"nearest"`` as Captum's
   default).
@@ -21,11 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, check_objective, chunks, softmax
-from ..adapters.gradient_rules import check_rule, modified_gradient
+from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
+from ..core.batching import map_batches
 from ..data import resolve_labels
 from .base import InputGradientInterpreter
 from .cam import grad_cam_weights, gradient_cam
+from .gradient_rules import check_rule, modified_gradient
 
 INTERPOLATIONS = ("bilinear", "nearest")
 
@@ -44,15 +45,15 @@ def rule_gradients(
     check_rule(rule)
     check_objective(objective)
     x = adapter.asarray(x)
-    parts, used, logits = [], [], []
+
+    def run(part: slice):
+        gradient, _, logits, used, _ = modified_gradient(
+            adapter, x[part], None if targets is None else targets[part], rule, objective
+        )
+        return adapter.asarray(gradient), used, adapter.to_numpy(logits)
+
     with adapter.evaluation():
-        for part in chunks(int(x.shape[0]), check_batch_size(batch_size)):
-            gradient, _, part_logits, part_targets, _ = modified_gradient(
-                adapter, x[part], None if targets is None else targets[part], rule, objective
-            )
-            parts.append(adapter.asarray(gradient))
-            used.append(part_targets)
-            logits.append(adapter.to_numpy(part_logits))
+        parts, used, logits = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
     return adapter.xp.concat(parts, axis=0), np.concatenate(used), softmax(np, np.concatenate(logits))
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, draw_noise, resolve_seed
+from ..core.noise import content_digests
 from .base import InputGradientInterpreter, accumulate_gradients
 
 QUADRATURES = ("riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle", "gausslegendre")
@@ -75,9 +76,10 @@ def _baseline_source(adapter: ModelAdapter, x: Any, baselines: Any, num_random_t
         if baselines != "random":
             raise ValueError(f"baselines must be None, an array or 'random'; got {baselines!r}.")
         trials = check_positive_int(num_random_trials, "num_random_trials")
+        digests = content_digests(adapter.to_numpy(x))  # baselines keyed by (seed, input content, trial)
 
         def draw(images: np.ndarray, t: np.ndarray) -> np.ndarray:
-            return draw_noise(seed, list(zip(images.tolist(), t.tolist(), strict=True)), shape)
+            return draw_noise(seed, list(zip(digests[images].tolist(), t.tolist(), strict=True)), shape)
 
         return trials, draw, lambda images, t, drawn: adapter.asarray(drawn)
     base = baseline_array(adapter, x, baselines)

@@ -2,7 +2,7 @@
 PyTorch and Paddle models, with rules attached to layers through composites (as zennit does).
 
 The original InterpretDL's ``LRPCVInterpreter`` needed models rewritten by hand with ``relprop()`` methods. Here
-the rules are declarative (``adapters/lrp.py``: ε, γ, α-β, z⁺, zᴮ, flat) and run on one generic mechanism: forward
+the rules are declarative (``lrp_rules.py``: ε, γ, α-β, z⁺, zᴮ, flat) and run on one generic mechanism: forward
 hooks that give each convolution / linear layer the rule's backward, then one forward and one backward of the
 explained logit. BatchNorm after a convolution is merged into it for the explanation (the model is not changed);
 ReLU, pooling, flatten and residual sums propagate through their ordinary gradients (LRP-0: max pooling is
@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, chunks
-from ..adapters.lrp import RULES, AlphaBeta, Epsilon, Flat, Gamma, Rule, ZBox, ZPlus, lrp_relevance
+from ..adapters import ModelAdapter
+from ..core.batching import map_batches
 from ..data import resolve_labels
 from ..viz import heatmap_overlay, save_image, save_paths, show
 from .base import Interpreter
+from .lrp_mechanism import lrp_relevance
+from .lrp_rules import RULES, AlphaBeta, Epsilon, Flat, Gamma, Rule, ZBox, ZPlus
 
 LINEAR = ("conv", "linear")
 
@@ -87,15 +89,15 @@ def lrp(
 ) -> tuple[Any, np.ndarray, np.ndarray]:
     """Relevance of each input element, ``(relevance like x, targets, logits)``, in chunks of ``batch_size``."""
     x = adapter.asarray(x)
-    parts, used, logits = [], [], []
+
+    def run(part: slice):
+        relevance, logits, used = lrp_relevance(
+            adapter, x[part], None if targets is None else targets[part], rules, merge_batchnorm
+        )
+        return adapter.asarray(relevance), np.asarray(used), adapter.to_numpy(logits)
+
     with adapter.evaluation():
-        for part in chunks(int(x.shape[0]), check_batch_size(batch_size)):
-            relevance, part_logits, part_targets = lrp_relevance(
-                adapter, x[part], None if targets is None else targets[part], rules, merge_batchnorm
-            )
-            parts.append(adapter.asarray(relevance))
-            used.append(np.asarray(part_targets))
-            logits.append(adapter.to_numpy(part_logits))
+        parts, used, logits = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
     return adapter.xp.concat(parts, axis=0), np.concatenate(used), np.concatenate(logits)
 
 

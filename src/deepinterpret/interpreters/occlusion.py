@@ -12,13 +12,13 @@ a target object passed as ``labels`` (e.g. a region of a segmentation output).
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, chunks
+from ..adapters import ModelAdapter, check_batch_size
+from ..core.batching import batches
 from .base import InputOutputInterpreter
 
 
@@ -29,18 +29,38 @@ def _as_tuple(value: Any, n: int, name: str) -> tuple[int, ...]:
     return tuple(int(v) for v in values)
 
 
-def window_slices(shape: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...]) -> list[tuple]:
-    """Every window position as a tuple of slices over ``shape`` (Captum's enumeration order)."""
-    for size, w, s in zip(shape, window, strides, strict=True):
-        if w < 1 or w > size:
-            raise ValueError(f"sliding window {window} does not fit an input of shape {shape}.")
-        if s < 1:
-            raise ValueError(f"strides must be >= 1; got {strides}.")
-    counts = [math.ceil((size - w) / s) + 1 for size, w, s in zip(shape, window, strides, strict=True)]
-    return [
-        tuple(slice(i * s, min(i * s + w, size)) for i, s, w, size in zip(index, strides, window, shape, strict=True))
-        for index in itertools.product(*(range(c) for c in counts))
-    ]
+class Windows:
+    """Every window position over ``shape`` (Captum's enumeration order), made one at a time from its index, so
+    that no list of all the windows is ever built."""
+
+    def __init__(self, shape: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...]):
+        for size, w, s in zip(shape, window, strides, strict=True):
+            if w < 1 or w > size:
+                raise ValueError(f"sliding window {window} does not fit an input of shape {shape}.")
+            if s < 1:
+                raise ValueError(f"strides must be >= 1; got {strides}.")
+        self.shape, self.window, self.strides = shape, window, strides
+        self.counts = tuple(math.ceil((size - w) / s) + 1 for size, w, s in zip(shape, window, strides, strict=True))
+
+    def __len__(self) -> int:
+        return math.prod(self.counts)
+
+    def __getitem__(self, flat: int) -> tuple[slice, ...]:
+        index = np.unravel_index(int(flat), self.counts)
+        return tuple(
+            slice(int(i) * s, min(int(i) * s + w, size))
+            for i, s, w, size in zip(index, self.strides, self.window, self.shape, strict=True)
+        )
+
+    def coverage(self) -> np.ndarray:
+        """How many windows cover each element, computed per dimension (a window covers a box)."""
+        total = np.ones((), dtype=np.float32)
+        for size, w, s, c in zip(self.shape, self.window, self.strides, self.counts, strict=True):
+            line = np.zeros(size, dtype=np.float32)
+            for i in range(c):
+                line[i * s : min(i * s + w, size)] += 1
+            total = np.multiply.outer(total, line)
+        return total
 
 
 def occlusion(
@@ -52,6 +72,7 @@ def occlusion(
     baselines: Any = None,
     batch_size: int = 64,
     output: str = "probability",
+    progress: bool | None = False,
 ) -> Any:
     """Occlusion attributions of each ``x[i]`` for class ``targets[i]``; an ``xp`` array like ``x``."""
     xp, x = adapter.xp, adapter.asarray(x)
@@ -59,27 +80,23 @@ def occlusion(
     if isinstance(sliding_window_shapes, (int, np.integer)) and len(shape) == 3:
         sliding_window_shapes = (shape[0], int(sliding_window_shapes), int(sliding_window_shapes))  # w x w, all C
     window = _as_tuple(sliding_window_shapes, len(shape), "sliding_window_shapes")
-    slices = window_slices(shape, window, _as_tuple(strides, len(shape), "strides"))
+    windows = Windows(shape, window, _as_tuple(strides, len(shape), "strides"))
     base = xp.zeros_like(x) if baselines is None else adapter.asarray(np.broadcast_to(baselines, x.shape))
     batch_size = check_batch_size(batch_size)
-    n, count = int(x.shape[0]), len(slices)
-    coverage = np.zeros(shape, dtype=np.float32)
-    for where in slices:
-        coverage[where] += 1
+    n = int(x.shape[0])
     total = xp.zeros_like(x)
     with adapter.evaluation():
         reference = adapter.scores(x, targets, output, batch_size)
-        for part in chunks(n * count, batch_size):
-            flat = np.arange(part.start, part.stop)
-            images, windows = flat // count, flat % count
+        for chunk in batches(n, batch_size, len(windows), progress=progress, desc="Occlusion"):
+            images, where = chunk.owners, [windows[w] for w in chunk.members.tolist()]
             occluded = x[images]  # a copy (advanced indexing)
-            for row, (image, w) in enumerate(zip(images.tolist(), windows.tolist(), strict=True)):
-                occluded[(row, *slices[w])] = base[(image, *slices[w])]
+            for row, (image, slices) in enumerate(zip(images.tolist(), where, strict=True)):
+                occluded[(row, *slices)] = base[(image, *slices)]
             scores = adapter.scores(occluded, targets[images], output, batch_size)
             deltas = reference[images] - scores
-            for image, w, delta in zip(images.tolist(), windows.tolist(), deltas.tolist(), strict=True):
-                total[(image, *slices[w])] += delta
-    return total / adapter.asarray(np.maximum(coverage, 1))
+            for image, slices, delta in zip(images.tolist(), where, deltas.tolist(), strict=True):
+                total[(image, *slices)] += delta
+    return total / adapter.asarray(np.maximum(windows.coverage(), 1))
 
 
 class OcclusionInterpreter(InputOutputInterpreter):
@@ -120,6 +137,7 @@ class OcclusionInterpreter(InputOutputInterpreter):
             baselines,
             batch_size,
             self._objective_of(labels, output),
+            self.progress,
         )
         explanation = self.adapter.to_numpy(result)
         self._visualize_gradients(batch, explanation, visual, save_path)

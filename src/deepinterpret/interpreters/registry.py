@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .attention import BTCVInterpreter, GACVInterpreter, RolloutInterpreter, TAMInterpreter
 from .cam import GradCAMInterpreter, GradCAMPlusPlusInterpreter, LayerCAMInterpreter, ScoreCAMInterpreter
 from .cam_variants import AblationCAMInterpreter, EigenCAMInterpreter, HiResCAMInterpreter, XGradCAMInterpreter
 from .deeplift import DeepLIFTInterpreter
@@ -22,7 +23,6 @@ from .lrp import LRPCVInterpreter
 from .occlusion import OcclusionInterpreter
 from .rise import RISEInterpreter
 from .smoothgrad import SmoothGradInterpreter
-from .transformers import BTCVInterpreter, GACVInterpreter, RolloutInterpreter, TAMInterpreter
 
 
 @dataclass(frozen=True)

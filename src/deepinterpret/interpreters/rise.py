@@ -21,21 +21,19 @@ the reference code.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from array_api_compat import device as array_device
-from tqdm.auto import tqdm
 
 from ..adapters import (
     ModelAdapter,
     check_batch_size,
     check_positive_int,
-    chunks,
     resolve_seed,
     sample_rng,
 )
+from ..core.batching import Chunk, batches
 from .base import InputOutputInterpreter
 
 
@@ -126,35 +124,25 @@ def rise(
         n_masks = check_positive_int(n_masks, "n_masks")
         grid_size = check_positive_int(grid_size, "grid_size")
         seed = resolve_seed(random_seed)
-    parts = list(chunks(n * n_masks, batch_size))
-    pairs = [(flat // n_masks, flat % n_masks) for flat in (np.arange(p.start, p.stop) for p in parts)]
 
-    def host_work(index: int):
-        if masks is not None:
-            return None
-        return mask_parts(seed, pairs[index][1], grid_size, keep_probability, height, width)
+    def draw(chunk: Chunk):  # host work, on the helper thread
+        return mask_parts(seed, chunk.members, grid_size, keep_probability, height, width)
 
     total = xp.zeros((n, height, width), dtype=x.dtype, device=array_device(x))
-    bar = tqdm(total=n * n_masks, desc="RISE", disable=None if progress is None else not progress, leave=False)
-    with adapter.evaluation(), ThreadPoolExecutor(max_workers=1) as helper:
-        pending = helper.submit(host_work, 0) if parts else None
-        for index, (images, ks) in enumerate(pairs):
-            drawn = pending.result()
-            pending = helper.submit(host_work, index + 1) if index + 1 < len(parts) else None
-            if drawn is None:
-                chunk_masks = given[ks]
+    with adapter.evaluation():
+        for chunk in batches(n, batch_size, n_masks, None if masks is not None else draw, progress, "RISE"):
+            images = chunk.owners
+            if chunk.prepared is None:
+                chunk_masks = given[chunk.members]
             else:
-                grids, rows, columns = (adapter.asarray(a) for a in drawn)
+                grids, rows, columns = (adapter.asarray(a) for a in chunk.prepared)
                 chunk_masks = xp.matmul(xp.matmul(rows, grids), xp.permute_dims(columns, (0, 2, 1)))
             one_input = images[0] == images[-1]  # the usual chunk: one input, broadcast instead of gathered
             inputs = x[int(images[0])][None] if one_input else x[images]
             scores = adapter.asarray(adapter.scores(inputs * chunk_masks[:, None], targets[images], output, batch_size))
-            for owner in np.unique(images):  # Σ_i f_i M_i of each input as one matrix product
-                lo, hi = np.searchsorted(images, owner), np.searchsorted(images, owner, side="right")
-                flat = xp.reshape(chunk_masks[lo:hi], (hi - lo, height * width))
-                total[int(owner)] += xp.reshape(xp.matmul(scores[None, lo:hi], flat), (height, width))
-            bar.update(len(images))
-    bar.close()
+            for owner, run in chunk.runs():  # Σ_i f_i M_i of each input as one matrix product
+                flat = xp.reshape(chunk_masks[run], (run.stop - run.start, height * width))
+                total[owner] += xp.reshape(xp.matmul(scores[None, run], flat), (height, width))
     return total / (n_masks * keep_probability)
 
 

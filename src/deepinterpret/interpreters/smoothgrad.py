@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, draw_noise, resolve_seed
+from ..core.noise import content_digests
 from .base import InputGradientInterpreter, accumulate_gradients, check_noise_amount, per_image_range
 
 
@@ -38,9 +39,10 @@ def smooth_grad(
     x = adapter.asarray(x)
     sigma = per_image_range(adapter.xp, x) * noise_amount
     shape = tuple(x.shape[1:])
+    digests = content_digests(adapter.to_numpy(x))  # noise keyed by (seed, input content, sample)
 
     def draw(images: np.ndarray, samples: np.ndarray) -> np.ndarray:
-        return draw_noise(seed, list(zip(images.tolist(), samples.tolist(), strict=True)), shape)
+        return draw_noise(seed, list(zip(digests[images].tolist(), samples.tolist(), strict=True)), shape)
 
     def make_batch(images: np.ndarray, samples: np.ndarray, noise: np.ndarray):
         return x[images] + sigma[images] * adapter.asarray(noise), 1.0 / n_samples

@@ -13,8 +13,8 @@ embedding in place of the pixels, and a token's attribution is the sum over the 
   ``ẽ = e + σ ε`` and ``r ~ U(0, 1)``. The original class could not be constructed (research notes).
 
 All (text, step or sample) pairs go through the model in chunks of ``batch_size``; several targets of one text
-(labels of a multi-label model, tokens of a tagger) share each forward. Noise is keyed by ``(seed, text,
-sample)``, so results do not depend on ``batch_size``.
+(labels of a multi-label model, tokens of a tagger) share each forward. Noise is keyed by ``(seed, the text's
+token ids, sample)``, so results do not depend on ``batch_size``.
 """
 
 from __future__ import annotations
@@ -23,20 +23,20 @@ import re
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..adapters import (
     ModelAdapter,
     check_batch_size,
     check_positive_int,
-    chunks,
     draw_noise,
     resolve_seed,
     softmax,
 )
+from ..core.batching import PerInputSum, batches
+from ..core.noise import content_digest
 from ..data import TextBatch, encode_texts, merge_words, resolve_labels
 from ..viz import show_text, text_html
-from .base import Interpreter, add_rows, check_noise_amount
+from .base import Interpreter, check_noise_amount
 from .integrated_gradients import quadrature
 
 METHODS = ("intgrad", "smoothgrad", "gradshap")
@@ -123,7 +123,8 @@ def embedding_attributions(
     # which is also the IG point alpha = 1 when the rule has it.
     first, embeddings, baselines, logits = [], [], [], []
     with adapter.evaluation():
-        for part in chunks(n, batch_size):
+        for chunk in batches(n, batch_size, progress=False):
+            part = chunk.part
             rows = {k: v[part] for k, v in rows_of.items()}
             result = adapter.embedding_pass(
                 rows, layer, None if targets is None else targets[part], objective, output=output,
@@ -142,15 +143,17 @@ def embedding_attributions(
         values = np.zeros((n, columns, per), dtype=np.float64)
         if method == "intgrad":
             done = np.isclose(alphas, 1.0)  # the first pass already gave the alpha = 1 point
-            pairs = [(i, k) for i in range(n) for k in range(per) if not done[k]]
+            kept = np.flatnonzero(~done)
             if done.any():
                 k1 = int(np.flatnonzero(done)[0])
                 total += float(weights[k1]) * xp.concat([r.gradients for r in first], axis=0)
                 values[:, :, k1] = np.concatenate([adapter.to_numpy(r.objective) for r in first])
         else:
-            pairs = [(i, s) for i in range(n) for s in range(per)]
+            kept = np.arange(per)
         # Noise only on the real tokens, scaled by each text's own spread: padding changes nothing.
         real = rows_of.get("attention_mask", np.ones(rows_of["input_ids"].shape, np.int64)) > 0
+        # Noise keyed by (seed, the text's real token ids, sample): the same text gets the same noise in any batch.
+        keys = np.array([content_digest(rows_of["input_ids"][i][real[i]]) for i in range(n)], dtype=np.int64)
         sigma = None
         if method != "intgrad":
             mask = adapter.asarray(real[:, :, None].astype(np.float32))
@@ -158,19 +161,21 @@ def embedding_attributions(
             flat_max = xp.max(xp.reshape(xp.where(mask > 0, e, -big), (n, -1)), axis=1)
             flat_min = xp.min(xp.reshape(xp.where(mask > 0, e, big), (n, -1)), axis=1)
             sigma = adapter.to_numpy(noise_amount * (flat_max - flat_min))
-        bar = tqdm(total=len(pairs), desc=method, disable=None if progress is None else not progress, leave=False)
         shape = tuple(int(d) for d in e.shape[1:])
-        for part in chunks(len(pairs), batch_size):
-            index = np.array([p[0] for p in pairs[part]])
-            sample = np.array([p[1] for p in pairs[part]])
+        accumulated = PerInputSum(xp, n)
+        accumulated.total = total
+        for chunk in batches(n, batch_size, len(kept), progress=progress, desc=method):
+            index, sample = chunk.owners, kept[chunk.members]
             rows = {k: v[index] for k, v in rows_of.items()}
             extra: dict[str, Any] = {}
             if method == "intgrad":
                 extra = {"alphas": alphas[sample], "baseline": b[index]}
             else:
-                extra = {"noise": _noise(adapter, seed, index, sample, real, sigma, shape)}
+                extra = {"noise": _noise(adapter, seed, index, sample, real, sigma, shape, keys)}
                 if method == "gradshap":
-                    extra["alphas"] = np.array([sample_alpha(seed, i, s) for i, s in zip(index, sample, strict=True)])
+                    extra["alphas"] = np.array(
+                        [sample_alpha(seed, keys[i], s) for i, s in zip(index, sample, strict=True)]
+                    )
                     extra["baseline"] = b[index]
             result = adapter.embedding_pass(
                 rows, layer, used[index], objective, output=output,
@@ -183,10 +188,8 @@ def embedding_attributions(
             elif method == "gradshap":
                 noisy = e[index] + extra["noise"]
                 grads = grads * (noisy - b[index])[:, None]
-            add_rows(xp, total, index, grads)
+            accumulated.add(chunk, grads)
             values[index, :, sample] = adapter.to_numpy(result.objective)
-            bar.update(len(index))
-        bar.close()
     delta = None
     if method == "intgrad":
         attributions = total * (e - b)[:, None]
@@ -210,8 +213,9 @@ def embedding_attributions(
 
 
 def sample_alpha(seed: int, text: int, sample: int) -> float:
-    """GradientSHAP's ``r ~ U(0, 1)`` of one (text, sample): keyed, so independent of the batching."""
-    return float(np.random.default_rng([seed, text, sample, 1]).random())
+    """GradientSHAP's ``r ~ U(0, 1)`` of one (text, sample), ``text`` the digest of its token ids: keyed, so
+    independent of the batching."""
+    return float(np.random.default_rng([seed, int(text), sample, 1]).random())
 
 
 def _noise(
@@ -222,13 +226,15 @@ def _noise(
     real: np.ndarray,
     sigma: np.ndarray,
     shape: tuple[int, ...],
+    keys: np.ndarray,
 ) -> Any:
-    """``σ_i ε`` on text ``i``'s real tokens (0 on padding), ``ε`` keyed by ``(seed, text, sample)`` and drawn for
+    """``σ_i ε`` on text ``i``'s real tokens (0 on padding), ``ε`` keyed by ``(seed, keys[i], sample)`` (``keys``: the
+    digests of the texts' real token ids) and drawn for
     the real tokens only, so that neither padding nor ``batch_size`` changes it."""
     out = np.zeros((len(index), *shape), dtype=np.float32)
     for row, (i, s) in enumerate(zip(index.tolist(), sample.tolist(), strict=True)):
         where = np.flatnonzero(real[i])
-        out[row, where] = sigma[i] * draw_noise(seed, [(i, s)], (len(where), *shape[1:]))[0]
+        out[row, where] = sigma[i] * draw_noise(seed, [(int(keys[i]), s)], (len(where), *shape[1:]))[0]
     return adapter.asarray(out)
 
 

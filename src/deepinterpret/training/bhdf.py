@@ -1,7 +1,7 @@
 """BHDF ("beyond hand-designed features"): a small LSTM reads each sample's training trajectory, the probability
 of its assigned label at every epoch, and gives the probability that the label is wrong.
 
-The detector is trained by this project (``python -m deepinterpret.training.train_bhdf``) on training dynamics of
+The detector is trained by this project (``python -m deepinterpret.zoo.train_bhdf``) on training dynamics of
 datasets that ship with scikit-learn (iris, wine, breast cancer and synthetic ``make_classification`` sets; never
 on digits, which the tests evaluate on) with labels flipped at random, and ships as
 ``zoo/weights/bhdf-detector.safetensors``. Inference is NumPy: no framework is needed to rank samples.

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..adapters import adapt, check_positive_int
+from ..core.batching import Progress
 
 
 class IndexedLoader:
@@ -93,7 +93,8 @@ def record_training(
     adapter = adapt(model, device)
     epochs = check_positive_int(epochs, "epochs")
     per_epoch, labels = [], {}
-    for epoch in tqdm(range(epochs), desc="epochs", disable=None if progress is None else not progress):
+    meter = Progress(epochs, "epochs", "epoch", progress, leave=True)
+    for epoch in range(epochs):
         stream = _remember(_epoch(loader, epoch), labels)
         if mode == "sgd":
             per_epoch.append(adapter.train_epoch(stream, optimizer))
@@ -103,6 +104,8 @@ def record_training(
             per_epoch.append(adapter.train_epoch(batches, optimizer, mode, total, len(batches), seed + epoch))
         if checkpoints is not None:
             checkpoints.append(adapter.parameter_arrays())
+        meter.update(1)
+    meter.close()
     size = int(max(i.max() for i, _ in per_epoch)) + 1
     classes = per_epoch[0][1].shape[1]
     table = np.full((epochs, size, classes), np.nan, dtype=np.float32)

@@ -123,3 +123,22 @@ def build_torch(head_state: dict[str, Any] | None = None) -> tuple[Any, Any]:
     if head_state is not None:
         model.classifier.load_state_dict({k: torch.as_tensor(v) for k, v in head_state.items()})
     return model.eval(), AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+def sentence_similarity() -> Any:
+    """``similarity(a, b)``: the cosine similarity of two texts' all-MiniLM-L6-v2 sentence embeddings (the zoo's
+    ``minilm-sentiment`` encoder; its ``embed`` gives unit-length mean-pooled embeddings)."""
+    import torch
+
+    from . import load
+
+    entry = load("minilm-sentiment")
+    model, tokenizer = entry.model, entry.tokenizer
+
+    def similarity(a: str, b: str) -> float:
+        encoded = tokenizer([a, b], padding=True, truncation=True, return_tensors="pt")
+        with torch.no_grad():
+            e = model.embed(**encoded)
+        return float((e[0] * e[1]).sum())
+
+    return similarity

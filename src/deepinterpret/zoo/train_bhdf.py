@@ -1,5 +1,5 @@
 """Train the BHDF detector shipped in ``zoo/weights/bhdf-detector.safetensors``:
-``python -m deepinterpret.training.train_bhdf [--out DIR] [--seed 0]``.
+``python -m deepinterpret.zoo.train_bhdf [--out DIR] [--seed 0]``.
 
 Training dynamics come from a two-layer perceptron trained with SGD on scikit-learn datasets that ship with the
 package (iris, wine, breast cancer, and synthetic ``make_classification`` sets of 2–10 classes), with 5–40 % of
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .bhdf import HIDDEN, LAYERS, WEIGHTS
-from .dynamics import Dynamics, IndexedLoader, record_training, transform_dynamics
+from ..training.bhdf import HIDDEN, LAYERS, WEIGHTS
+from ..training.dynamics import Dynamics, IndexedLoader, record_training, transform_dynamics
 
 EPOCHS = 30
 

@@ -1,5 +1,5 @@
 """Modified backward passes on unmodified models: the gradient family's rules as small declarative pieces, and the
-one generic mechanism that runs them (framework operations come from the adapter's LRP operations).
+one generic mechanism that runs them (framework operations come from the adapter's primitive table ``adapter.ops``).
 
 The methods differ from the plain gradient only in how the gradient ``g`` arriving at a nonlinearity's output
 is passed to its input ``a`` (convolutions, linear layers, BatchNorm, average pooling keep their gradient):
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import logits_of
+from ..adapters.results import logits_of
 
 # the layer kinds (adapter.lrp_kinds()) whose backward each rule changes
 RULE_KINDS: dict[str | None, tuple[str, ...]] = {
@@ -160,7 +160,7 @@ def modified_gradient(
                 RuntimeWarning,
                 stacklevel=3,
             )
-    ops = adapter.lrp_ops
+    ops = adapter.ops
     references, reference_logits = _reference_values(adapter, reference, layers) if rule == "rescale" else ({}, None)
     calls = dict.fromkeys(layers, 0)
     busy: set[str] = set()
@@ -189,10 +189,10 @@ def modified_gradient(
         return hook
 
     with adapter._hooks([(name, hook_for(name), False) for name in layers]):
-        inputs = ops.leaf_from(x)
-        logits = ops.logits(inputs)
+        inputs = ops.leaf(ops.tensor(x))
+        logits = adapter.logits_with_graph(inputs)
         if targets is None:
             targets = adapter.to_numpy(logits).argmax(-1)
         value = adapter._objective(logits, targets, objective)
-        (gradient,) = ops.grad(value, [inputs])
+        (gradient,) = ops.grad(value.sum(), [inputs], allow_unused=True)
     return ops.detach(gradient), ops.detach(value), ops.detach(logits), np.asarray(targets), reference_logits

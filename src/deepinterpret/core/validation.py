@@ -1,0 +1,87 @@
+"""Argument checks shared by every layer: positive integers, batch sizes, objectives, device requests."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .types import Objective
+
+OBJECTIVES = ("probability", "logit", "loss")
+
+
+def check_objective(gradient_of: Any) -> Objective:
+    """One of :data:`OBJECTIVES`, or a target object: ``target(output, rows, as_tensor) -> [B]`` (see
+    ``deepinterpret.data.targets``), which the adapters evaluate on the model's output instead of a class score."""
+    if callable(gradient_of):
+        return gradient_of
+    if gradient_of not in OBJECTIVES:
+        raise ValueError(f"gradient_of must be one of {OBJECTIVES}; got {gradient_of!r}.")
+    return gradient_of
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """``value`` as an int, or a ``ValueError`` naming ``name`` when it is not a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    return int(value)
+
+
+def check_batch_size(batch_size: Any) -> int:
+    return check_positive_int(batch_size, "batch_size")
+
+
+def check_targets(targets: np.ndarray, num_classes: int) -> None:
+    """Raise ``ValueError`` when a target class is outside ``0..num_classes-1``."""
+    targets = np.asarray(targets)
+    bad = targets[(targets < 0) | (targets >= num_classes)]
+    if bad.size:
+        raise ValueError(
+            f"label {int(bad[0])} is out of range: the model has {num_classes} outputs "
+            f"(valid labels 0..{num_classes - 1})."
+        )
+
+
+@dataclass(frozen=True)
+class Device:
+    """A parsed device request. ``kind`` is ``None`` (leave the model where it is), ``"cpu"`` or ``"gpu"``."""
+
+    kind: str | None
+    index: int = 0
+
+    def __str__(self) -> str:
+        return "auto" if self.kind is None else ("cpu" if self.kind == "cpu" else f"gpu:{self.index}")
+
+
+_DEVICE_RE = re.compile(r"^(cpu|gpu|cuda)(?::(\d+))?$")
+
+
+def parse_device(device: Any = None, use_cuda: bool | None = None) -> Device:
+    """Parse ``None``, ``"cpu"``, ``"gpu"``, ``"gpu:N"``, ``"cuda"``, ``"cuda:N"`` (or a framework device object).
+
+    ``use_cuda`` is InterpretDL's deprecated spelling: it still works, with a ``DeprecationWarning``.
+    """
+    if use_cuda is not None:
+        warnings.warn(
+            "`use_cuda` is deprecated; pass device='gpu:0' or device='cpu' instead.", DeprecationWarning, stacklevel=3
+        )
+        if device is None:
+            device = "gpu:0" if use_cuda else "cpu"
+    if device is None:
+        return Device(None)
+    text = str(device).strip().lower()
+    match = _DEVICE_RE.match(text)
+    if not match:
+        raise ValueError(f"device must be None, 'cpu', 'gpu', 'gpu:N', 'cuda' or 'cuda:N'; got {device!r}.")
+    kind = "cpu" if match.group(1) == "cpu" else "gpu"
+    return Device(kind, int(match.group(2) or 0))
+
+
+def warn_cpu_fallback(device: Device, why: str) -> None:
+    """The warning given when a GPU was asked for and the framework has none here (the model runs on the CPU, as
+    the original InterpretDL did)."""
+    warnings.warn(f"device {device} was asked for but {why}; running on CPU.", RuntimeWarning, stacklevel=5)
