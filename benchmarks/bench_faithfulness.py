@@ -196,7 +196,8 @@ def main() -> None:
     suite_time = time.perf_counter() - start
     print(f"ours (suite: MoRF, LeRF, insertion, ABPC, deletion, faithfulness corr., monotonicity, infidelity, "
           f"sparsity) in one stream: {suite_time:.3f} s, {counter.rows} passes "
-          f"(= minimum {n * (2 + 3 * 63 + 64 + 50 + 16)}: f(x) and the baseline image once, 63 inner steps per curve, "
+          f"(= minimum {n * (2 + 2 * 63 + 64 + 50 + 16)}: f(x) and the baseline image once, 63 inner steps of MoRF "
+          "and of LeRF (insertion = LeRF reversed), "
           "64 groups, 50 subsets, 16 noise draws)")  # fmt: skip
     counter.handle.remove()
 

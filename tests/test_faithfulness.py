@@ -204,12 +204,18 @@ def test_suite_shares_passes_and_equals_the_separate_metrics(digits):
         baseline=-0.3,
     )
     n = len(x)
-    # f(x) and f(baseline) once; 3 curves x 7 inner steps and 16 monotonicity groups per method; shared subsets, noise
-    minimum = 2 * n + 2 * (n * 3 * 7 + n * 16) + n * 10 + n * 4
+    # f(x) and f(baseline) once; 2 curves x 7 inner steps (insertion = LeRF reversed) and 16 monotonicity groups per
+    # method; shared subsets and noise
+    minimum = 2 * n + 2 * (n * 2 * 7 + n * 16) + n * 10 + n * 4
     assert scores.passes == minimum
     separate = ff.perturbation_curves(ff.ModelScores(model), x, maps, targets, steps=8, baseline=-0.3)
     for mode in ff.CURVE_MODES:
         np.testing.assert_allclose(curves["grad_x_input"][mode], separate[mode], atol=1e-6)
+    # the insertion curve read off LeRF equals the insertion curve computed on its own
+    alone = ff.perturbation_curves(
+        ff.ModelScores(model), x, maps, targets, steps=8, modes=("insertion",), baseline=-0.3
+    )
+    np.testing.assert_allclose(separate["insertion"], alone["insertion"], atol=1e-6)
     r = results["grad_x_input"]
     np.testing.assert_allclose(r["abpc"], ff.abpc_scores(separate), atol=1e-6)
     np.testing.assert_allclose(r["deletion"], separate["morf"].mean(1), atol=1e-6)

@@ -14,8 +14,10 @@ Metrics (higher is better unless said):
 * ``perturbation_curves``: MoRF (= deletion), LeRF and insertion curves (Samek et al. 2017; Petsiuk et al. 2018):
   step ``k`` of ``K`` removes (replaces by ``baseline``) the top ``k/K`` units of the ranking (pixels, or
   ``patch``×``patch`` regions ranked by their mean, as Quantus' ``RegionPerturbation``); LeRF removes the least
-  relevant first; insertion starts from the baseline image and restores the most relevant first. ABPC (M4, Li et
-  al. 2023) is ``mean(LeRF − MoRF)``; the deletion AUC (lower is better) and insertion AUC are the curves' means.
+  relevant first; insertion starts from the baseline image and restores the most relevant first — the inputs of
+  the LeRF curve in reverse order (step ``k`` of LeRF keeps the top ``1 − k/K``), so with both asked for the
+  insertion curve costs no pass, and its AUC equals LeRF's. ABPC (M4, Li et al. 2023) is ``mean(LeRF − MoRF)``;
+  the deletion AUC (lower is better) and insertion AUC are the curves' means.
   Ties in the ranking (a constant map) are broken by a seeded random permutation, so a constant map ranks as a
   random one would, instead of in raster order.
 * ``faithfulness_correlation`` (Bhatt et al. 2020, Quantus ``FaithfulnessCorrelation``): Pearson correlation, over
@@ -230,9 +232,15 @@ def queue_curves(
     thresholds = _curve_thresholds(count, steps)
     inner = np.arange(1, steps)
     groups = {}
+    modes = list(modes)
     for mode in modes:
         if mode not in CURVE_MODES:
             raise ValueError(f"unknown curve {mode!r}; available: {', '.join(CURVE_MODES)}.")
+    if "lerf" in modes and "insertion" in modes and np.array_equal(count - thresholds[::-1], thresholds):
+        # LeRF step k keeps the top count - t_k units: insertion's step K - k. The same inputs: no second pass.
+        modes.remove("insertion")
+        groups["insertion"] = -1
+    for mode in modes:
         images = np.repeat(np.arange(n), len(inner))
         step_of = np.tile(inner, n)
 
@@ -256,10 +264,14 @@ def assemble_curves(
     curves = {}
     n = len(reference)
     for mode, group in groups.items():
+        if group == -1:  # insertion read off the LeRF curve (see queue_curves)
+            continue
         inner = plan.scores(group, output).reshape(n, steps - 1)
         first, last = (removed, reference) if mode == "insertion" else (reference, removed)
         curves[mode] = np.concatenate([first[:, None], inner, last[:, None]], axis=1)
-    return curves
+    if groups.get("insertion") == -1:
+        curves["insertion"] = curves["lerf"][:, ::-1].copy()
+    return {mode: curves[mode] for mode in groups}
 
 
 def perturbation_curves(
@@ -276,7 +288,8 @@ def perturbation_curves(
     indices: Sequence[int] | None = None,
 ) -> dict[str, np.ndarray]:
     """MoRF / LeRF / insertion curves ``{mode: [N, steps + 1]}`` (see the module docstring). ``steps`` is capped at
-    the number of units. Model passes: ``N·(2 + (steps − 1)·len(modes))``."""
+    the number of units. Model passes: ``N·(2 + (steps − 1)·len(modes))``, one curve fewer when LeRF and insertion
+    are both asked for."""
     x, maps, targets = check_inputs(x, maps, targets)
     units = unit_labels(x.shape[2], x.shape[3], patch)
     steps = int(min(check_positive_int(steps, "steps"), int(units.max()) + 1))
