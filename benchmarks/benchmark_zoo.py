@@ -96,6 +96,8 @@ def main() -> None:
     for folder, (title, what) in titles.items():  # runs of an earlier invocation (--only): their stored reports
         if title not in done and (out / folder / "benchmark.json").is_file():
             result = it.benchmark.load(out / folder)
+            if result.summary.empty:
+                continue
             sections.append((title, f"{int(result.summary['n'].max())} {what}", result, None))
     order = list(t for t, _ in titles.values())
     sections.sort(key=lambda item: order.index(item[0]))
