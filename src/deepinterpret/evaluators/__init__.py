@@ -3,7 +3,7 @@
 from . import faithfulness
 from .base import InterpreterEvaluator, explanation_map
 from .fidelity import Infidelity, LocalFidelity, Monotonicity, SensitivityMax, infidelity_score
-from .generation import generation_faithfulness
+from .generation import generation_faithfulness, generation_faithfulness_curves
 from .localization import PointGame, PointGameSegmentation
 from .perturbation import DeletionInsertion, Perturbation
 from .sanity import ModelRandomization
@@ -31,4 +31,5 @@ __all__ = [
     "infidelity_score",
     "sparsity",
     "faithfulness",
+    "generation_faithfulness_curves",
 ]
