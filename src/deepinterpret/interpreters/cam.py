@@ -32,8 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
-from ..core.batching import batches, map_batches
-from ..data import resolve_labels
+from ..core.batching import batches, joined, map_batches
 from .base import Interpreter
 from .feature_grid import as_feature_map
 
@@ -93,7 +92,7 @@ def gradient_cam(
 
     with adapter.evaluation():
         maps, used, logits = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
-    return xp.concat(maps, axis=0), np.concatenate(used), softmax(np, np.concatenate(logits))
+    return joined(xp, maps), np.concatenate(used), softmax(np, np.concatenate(logits))
 
 
 def layer_activations(adapter: ModelAdapter, x: Any, layer: str, batch_size: int) -> tuple[Any, Any]:
@@ -105,7 +104,7 @@ def layer_activations(adapter: ModelAdapter, x: Any, layer: str, batch_size: int
         return captured[layer], logits
 
     acts, logits = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
-    return adapter.xp.concat(acts, axis=0), adapter.xp.concat(logits, axis=0)
+    return joined(adapter.xp, acts), joined(adapter.xp, logits)
 
 
 def score_cam(
@@ -115,8 +114,10 @@ def score_cam(
     layer: str,
     batch_size: int = 16,
     progress: bool | None = None,
+    output: Any = "probability",
 ) -> tuple[Any, np.ndarray, np.ndarray]:
-    """Score-CAM of ``layer`` for each input: ``(maps [N, h, w], targets, probabilities [N, K])``."""
+    """Score-CAM of ``layer`` for each input: ``(maps [N, h, w], targets, probabilities [N, K])``. ``output``: the
+    probability of class ``targets[i]`` (the paper), or a target object (``targets``: the input indices)."""
     adapter.find_layers(layer)
     xp, x = adapter.xp, adapter.asarray(x)
     n, height, width = int(x.shape[0]), int(x.shape[-2]), int(x.shape[-1])
@@ -126,7 +127,8 @@ def score_cam(
         acts = _feature_map(xp, acts, layer, x)
         if targets is None:
             targets = probabilities.argmax(axis=1)
-        adapter.check_targets(targets, probabilities.shape[1])
+        if not callable(output):
+            adapter.check_targets(targets, probabilities.shape[1])
         channels = int(acts.shape[1])
         scores = np.empty((n, channels), dtype=np.float32)
         for chunk in batches(n, batch_size, channels, progress=progress, desc="Score-CAM"):
@@ -136,8 +138,7 @@ def score_cam(
             low = xp.min(flat_masks, axis=1)[:, None, None]
             span = xp.max(flat_masks, axis=1)[:, None, None] - low
             masks = xp.where(span > 0, (masks - low) / xp.where(span > 0, span, 1.0), 0.0)
-            probs = adapter.to_numpy(adapter.predict(x[images] * masks[:, None], batch_size, output="probability"))
-            scores[images, ks] = probs[np.arange(len(images)), targets[images]]
+            scores[images, ks] = adapter.scores(x[images] * masks[:, None], targets[images], output, batch_size)
     weights = xp.reshape(adapter.asarray(scores), (n, channels, 1, 1))
     return combine(xp, acts, weights), np.asarray(targets), probabilities
 
@@ -242,8 +243,9 @@ class ScoreCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
         """Returns the maps at the layer's resolution, ``np.ndarray`` of shape ``[N, h, w]``."""
         batch_size = check_batch_size(batch_size)
         batch = self._load_images(inputs, resize_to, crop_to)
-        targets = resolve_labels(self._labels(label, labels), len(batch))
+        target, targets = self._targets_of(self._labels(label, labels), len(batch))  # target: a function of the output
         maps, used, probabilities = score_cam(
-            self.adapter, batch.data, targets, target_layer_name, batch_size, self.progress
+            self.adapter, batch.data, targets, target_layer_name, batch_size, self.progress, target or "probability"
         )
+        probabilities = None if target else probabilities
         return self._finish(batch, maps, used, probabilities, targets is not None, visual, save_path)

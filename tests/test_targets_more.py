@@ -1,0 +1,127 @@
+"""Targets beyond a class index for Score-CAM and LRP: a region of a segmentation output on a small conv net with a
+per-pixel class output, in PyTorch and in Paddle (the same weights), and any function of the output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import deepinterpret as it
+from deepinterpret.data import OutputFunction, SegmentationRegion
+from models import cnn_pair, images
+
+LAYER = "2"
+
+
+def torch_segmenter(seed: int = 0) -> nn.Module:
+    """[N, 3, 32, 32] -> per-pixel scores of 4 classes [N, 4, 16, 16]; no biases, so LRP's ε rule conserves."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1, bias=False),
+        nn.ReLU(),
+        nn.Conv2d(8, 4, 1, bias=False),
+    ).eval()
+
+
+def paddle_segmenter():
+    from paddle import nn as pnn
+
+    return pnn.Sequential(
+        pnn.Conv2D(3, 8, 3, padding=1, bias_attr=False),
+        pnn.ReLU(),
+        pnn.Conv2D(8, 8, 3, stride=2, padding=1, bias_attr=False),
+        pnn.ReLU(),
+        pnn.Conv2D(8, 4, 1, bias_attr=False),
+    )
+
+
+@pytest.fixture(scope="module")
+def twins():
+    from deepinterpret.adapters.convert import torch_to_paddle
+
+    model = torch_segmenter()
+    twin = torch_to_paddle(model, paddle_segmenter())
+    twin.eval()
+    mask = np.zeros((16, 16), dtype=np.float32)
+    mask[3:9, 5:12] = 1.0
+    return model, twin, images(3, 32, seed=4), SegmentationRegion(2, mask), mask
+
+
+def region_value(model, x, mask):
+    with torch.no_grad():
+        return (model(torch.from_numpy(x))[:, 2] * torch.from_numpy(mask)).sum(dim=(1, 2)).numpy()
+
+
+def test_lrp_segmentation_region_conserves_and_matches_paddle(twins):
+    model, twin, x, target, mask = twins
+    ours = it.LRPCVInterpreter(model)
+    maps = ours.interpret(x, labels=target, composite="epsilon", epsilon=1e-9, resize_to=None, visual=False)
+    assert ours.labels is None and ours.predicted_label is None
+    # ε-LRP with no biases conserves: the relevance of the input sums to the region's value
+    np.testing.assert_allclose(maps.sum(axis=(1, 2, 3)), region_value(model, x, mask), rtol=1e-4)
+    twin_maps = it.LRPCVInterpreter(twin).interpret(
+        x, labels=target, composite="epsilon", epsilon=1e-9, resize_to=None, visual=False, batch_size=2
+    )
+    np.testing.assert_allclose(twin_maps, maps, rtol=1e-4, atol=1e-5 * np.abs(maps).max())
+    default = it.LRPCVInterpreter(model).interpret(x, labels=target, resize_to=None, visual=False, batch_size=1)
+    assert not np.allclose(default, maps, atol=1e-3 * np.abs(maps).max())  # α1β0 differs from ε
+
+
+def test_lrp_output_function_equals_the_class_logit():
+    model, _ = cnn_pair()
+    x = images(2, 32)
+    by_class = it.LRPCVInterpreter(model).interpret(x, labels=[3, 3], resize_to=None, visual=False)
+    by_function = it.LRPCVInterpreter(model).interpret(
+        x, labels=OutputFunction(lambda out: out[:, 3]), resize_to=None, visual=False
+    )
+    np.testing.assert_allclose(by_function, by_class, rtol=1e-5, atol=1e-7)
+
+
+def score_cam_by_hand(model, x, layer, value):
+    """Score-CAM written out: each channel's normalised upsampled map masks the input; its weight is ``value`` of
+    the masked input's output; the map is ReLU(Σ_k w_k A_k)."""
+    kept = {}
+    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: kept.update(a=o))
+    with torch.no_grad():
+        model(torch.from_numpy(x))
+        handle.remove()
+        acts = kept["a"]
+        maps = []
+        for i in range(len(x)):
+            up = torch.nn.functional.interpolate(acts[i][:, None], size=x.shape[-2:], mode="bilinear")[:, 0]
+            low = up.flatten(1).min(1).values[:, None, None]
+            span = up.flatten(1).max(1).values[:, None, None] - low
+            masks = torch.where(span > 0, (up - low) / torch.where(span > 0, span, 1.0), 0.0)
+            weights = value(model(torch.from_numpy(x[i : i + 1]) * masks[:, None]))
+            maps.append(torch.relu((weights[:, None, None] * acts[i]).sum(0)).numpy())
+    return np.stack(maps)
+
+
+def test_score_cam_segmentation_region_by_hand_and_paddle(twins):
+    model, twin, x, target, mask = twins
+    ours = it.ScoreCAMInterpreter(model)
+    maps = ours.interpret(x, LAYER, labels=target, resize_to=None, visual=False, batch_size=5)
+    assert ours.labels is None
+    expected = score_cam_by_hand(model, x, LAYER, lambda out: (out[:, 2] * torch.from_numpy(mask)).sum(dim=(1, 2)))
+    assert expected.max() > 0
+    np.testing.assert_allclose(maps, expected, rtol=1e-4, atol=1e-5 * expected.max())
+    twin_maps = it.ScoreCAMInterpreter(twin).interpret(x, LAYER, labels=target, resize_to=None, visual=False)
+    np.testing.assert_allclose(twin_maps, maps, rtol=1e-4, atol=1e-5 * expected.max())
+
+
+def test_score_cam_output_function_equals_the_class_probability():
+    model, _ = cnn_pair()
+    x = images(2, 32)
+    by_class = it.ScoreCAMInterpreter(model).interpret(x, "4", labels=[1, 7], resize_to=None, visual=False)
+    by_function = it.ScoreCAMInterpreter(model).interpret(
+        x,
+        "4",
+        labels=OutputFunction(lambda out, rows: torch.softmax(out, -1)[:, [1, 7]][range(len(rows)), rows], True),
+        resize_to=None,
+        visual=False,
+    )
+    np.testing.assert_allclose(by_function, by_class, rtol=1e-5, atol=1e-7)
