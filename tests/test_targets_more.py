@@ -1,5 +1,6 @@
 """Targets beyond a class index for Score-CAM and LRP: a region of a segmentation output on a small conv net with a
-per-pixel class output, in PyTorch and in Paddle (the same weights), and any function of the output."""
+per-pixel class output, in PyTorch and in Paddle (the same weights), and any function of the output. The zoo's
+digits-vit has a default CAM layer: the CLI runs CAMs on it without --layer."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import torch
 from torch import nn
 
 import deepinterpret as it
+from deepinterpret.cli import main
 from deepinterpret.data import OutputFunction, SegmentationRegion
+from deepinterpret.zoo.resolve import resolve_model
 from models import cnn_pair, images
 
 LAYER = "2"
@@ -125,3 +128,19 @@ def test_score_cam_output_function_equals_the_class_probability():
         visual=False,
     )
     np.testing.assert_allclose(by_function, by_class, rtol=1e-5, atol=1e-7)
+
+
+def test_cams_on_the_zoo_vit_without_a_layer(tmp_path):
+    from PIL import Image
+
+    split = it.zoo.digits_split()
+    path = tmp_path / "digit.png"
+    Image.fromarray(split.test_images[0]).save(path)
+    resolved = resolve_model("digits-vit")
+    assert resolved.layer == "vit.layers.3.layernorm_before" and resolved.attention and not resolved.convolutional
+    for method in ("gradcam", "hirescam"):
+        assert (
+            main(["explain", str(path), "--method", method, "--model", "digits-vit", "--out", str(tmp_path), "--quiet"])
+            == 0
+        )
+        assert np.load(tmp_path / f"digit_{method}.npy").shape == (8, 8)  # the 8x8 patch grid
