@@ -144,3 +144,18 @@ def test_cams_on_the_zoo_vit_without_a_layer(tmp_path):
             == 0
         )
         assert np.load(tmp_path / f"digit_{method}.npy").shape == (8, 8)  # the 8x8 patch grid
+
+
+def test_host_work_is_skipped_when_not_needed():
+    from deepinterpret.core.batching import joined
+    from deepinterpret.data import IMAGENET, load_images
+
+    x = images(2, 16)
+    batch = load_images(x, None, None)
+    assert batch._images is None  # model-ready input: restored for display only when read
+    np.testing.assert_array_equal(batch.images, IMAGENET.restore(x))
+    part = np.ones((2, 3))
+    assert joined(np, [part]) is part  # one chunk: no copy
+    np.testing.assert_array_equal(joined(np, [part, 2 * part]), np.concatenate([part, 2 * part]))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        load_images(np.where(x > 2, np.inf, x), None, None)
