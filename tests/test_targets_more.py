@@ -159,3 +159,33 @@ def test_host_work_is_skipped_when_not_needed():
     np.testing.assert_array_equal(joined(np, [part, 2 * part]), np.concatenate([part, 2 * part]))
     with pytest.raises(ValueError, match="NaN or infinite"):
         load_images(np.where(x > 2, np.inf, x), None, None)
+
+
+GRID = np.repeat(np.repeat(np.arange(16).reshape(4, 4), 8, axis=0), 8, axis=1)  # 16 superpixels of 8x8
+
+
+@pytest.mark.parametrize("cls", [it.LIMECVInterpreter, it.KernelSHAPCVInterpreter])
+def test_lime_and_kernel_shap_take_a_segmentation_region(twins, cls):
+    model, twin, x, target, mask = twins
+    settings = dict(num_samples=40, batch_size=16, segments=GRID, resize_to=None, visual=False, random_seed=3)
+    ours = cls(model)
+    weights = ours.interpret(x[:1], target, **settings)
+    assert list(weights) == [0] and ours.predicted_label is None
+    assert ours.lime_results["probability"][0] == pytest.approx(float(region_value(model, x[:1], mask)[0]), rel=1e-5)
+    twin_weights = cls(twin).interpret(x[:1], target, **settings)
+    np.testing.assert_allclose(
+        [w for _, w in twin_weights[0]], [w for _, w in weights[0]], rtol=1e-3, atol=1e-5 * abs(weights[0][0][1])
+    )
+    assert [i for i, _ in twin_weights[0][:3]] == [i for i, _ in weights[0][:3]]
+
+
+def test_kernel_shap_output_function_equals_the_class_probability():
+    model, _ = cnn_pair()
+    x = images(1, 32)
+    settings = dict(num_samples=40, batch_size=16, segments=GRID, resize_to=None, visual=False, random_seed=5)
+    by_class = it.KernelSHAPCVInterpreter(model).interpret(x, 6, **settings)[6]
+    by_function = it.KernelSHAPCVInterpreter(model).interpret(
+        x, OutputFunction(lambda out: torch.softmax(out, -1)[:, 6]), **settings
+    )[0]
+    assert [i for i, _ in by_function] == [i for i, _ in by_class]
+    np.testing.assert_allclose([w for _, w in by_function], [w for _, w in by_class], rtol=1e-4, atol=1e-7)
