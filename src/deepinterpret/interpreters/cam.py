@@ -32,9 +32,13 @@ from typing import Any
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
+<<<<<<< HEAD
 from ..core.batching import batches, map_batches
 from ..core.validation import check_positive_int
 from ..data import resolve_label_lists
+=======
+from ..core.batching import batches, joined, map_batches
+>>>>>>> i24-rest
 from .base import Interpreter
 from .feature_grid import as_feature_map
 from .score_cam_plan import BLANK, plan_channels
@@ -95,7 +99,7 @@ def gradient_cam(
 
     with adapter.evaluation():
         maps, used, logits = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
-    return xp.concat(maps, axis=0), np.concatenate(used), softmax(np, np.concatenate(logits))
+    return joined(xp, maps), np.concatenate(used), softmax(np, np.concatenate(logits))
 
 
 def layer_activations(adapter: ModelAdapter, x: Any, layer: str, batch_size: int) -> tuple[Any, Any]:
@@ -107,7 +111,7 @@ def layer_activations(adapter: ModelAdapter, x: Any, layer: str, batch_size: int
         return captured[layer], logits
 
     acts, logits = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
-    return adapter.xp.concat(acts, axis=0), adapter.xp.concat(logits, axis=0)
+    return joined(adapter.xp, acts), joined(adapter.xp, logits)
 
 
 def score_cam(
@@ -117,6 +121,7 @@ def score_cam(
     layer: str,
     batch_size: int = 16,
     progress: bool | None = None,
+<<<<<<< HEAD
     top_k: int | None = None,
     report: dict | None = None,
 ) -> tuple[Any, np.ndarray, np.ndarray]:
@@ -128,6 +133,12 @@ def score_cam(
     per channel. ``top_k``: Faster Score-CAM, only the ``k`` channels of largest variance per image. ``report``
     (a dict) receives the channel counts and ``forwards``, the model inputs sent through (activations included).
     """
+=======
+    output: Any = "probability",
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Score-CAM of ``layer`` for each input: ``(maps [N, h, w], targets, probabilities [N, K])``. ``output``: the
+    probability of class ``targets[i]`` (the paper), or a target object (``targets``: the input indices)."""
+>>>>>>> i24-rest
     adapter.find_layers(layer)
     xp, x = adapter.xp, adapter.asarray(x)
     n, height, width = int(x.shape[0]), int(x.shape[-2]), int(x.shape[-1])
@@ -137,6 +148,7 @@ def score_cam(
         acts = _feature_map(xp, acts, layer, x)
         if targets is None:
             targets = probabilities.argmax(axis=1)
+<<<<<<< HEAD
         targets = np.asarray(targets)
         adapter.check_targets(targets, probabilities.shape[1])
         classes = targets.reshape(n, -1)  # [N, K]
@@ -166,6 +178,22 @@ def score_cam(
     weights = adapter.asarray(np.ascontiguousarray(np.moveaxis(scores, 2, 1))[..., None, None])  # [N, K, C, 1, 1]
     maps = xp.maximum(xp.sum(weights * acts[:, None], axis=2), 0.0)  # [N, K, h, w]
     return (maps if targets.ndim == 2 else maps[:, 0]), targets, probabilities
+=======
+        if not callable(output):
+            adapter.check_targets(targets, probabilities.shape[1])
+        channels = int(acts.shape[1])
+        scores = np.empty((n, channels), dtype=np.float32)
+        for chunk in batches(n, batch_size, channels, progress=progress, desc="Score-CAM"):
+            images, ks = chunk.owners, chunk.members
+            masks = adapter.resize(acts[images, ks], height, width)  # [b, H, W]
+            flat_masks = xp.reshape(masks, (masks.shape[0], -1))
+            low = xp.min(flat_masks, axis=1)[:, None, None]
+            span = xp.max(flat_masks, axis=1)[:, None, None] - low
+            masks = xp.where(span > 0, (masks - low) / xp.where(span > 0, span, 1.0), 0.0)
+            scores[images, ks] = adapter.scores(x[images] * masks[:, None], targets[images], output, batch_size)
+    weights = xp.reshape(adapter.asarray(scores), (n, channels, 1, 1))
+    return combine(xp, acts, weights), np.asarray(targets), probabilities
+>>>>>>> i24-rest
 
 
 class IntermediateLayerInterpreter(Interpreter):
@@ -283,6 +311,7 @@ class ScoreCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
         if top_k is not None:
             top_k = check_positive_int(top_k, "top_k")
         batch = self._load_images(inputs, resize_to, crop_to)
+<<<<<<< HEAD
         targets = resolve_label_lists(self._labels(label, labels), len(batch))
         report: dict = {}
         maps, used, probabilities = score_cam(
@@ -293,4 +322,11 @@ class ScoreCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
             self._record_predictions(used[:, 0], probabilities, True)
             self.labels = used
             return self.adapter.to_numpy(maps)
+=======
+        target, targets = self._targets_of(self._labels(label, labels), len(batch))  # target: a function of the output
+        maps, used, probabilities = score_cam(
+            self.adapter, batch.data, targets, target_layer_name, batch_size, self.progress, target or "probability"
+        )
+        probabilities = None if target else probabilities
+>>>>>>> i24-rest
         return self._finish(batch, maps, used, probabilities, targets is not None, visual, save_path)
