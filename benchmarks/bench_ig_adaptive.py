@@ -18,9 +18,9 @@ import time
 import numpy as np
 import torch
 from captum.attr import IntegratedGradients
-from common import DEVICE, best_of, describe_device
 
 import deepinterpret as it
+from common import DEVICE, best_of, describe_device
 from deepinterpret.interpreters.integrated_gradients import integrated_gradients
 from deepinterpret.zoo import imagenet
 

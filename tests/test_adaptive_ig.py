@@ -44,7 +44,8 @@ def test_adaptive_is_the_weighted_sum_at_its_points_and_reports_its_gap(digits):
         assert abs(weights.sum() - 1) < 1e-12
         points = alphas[:, None, None, None].astype(np.float32) * x[i : i + 1]
         with adapter.evaluation():
-            grads = adapter.to_numpy(adapter.input_gradient(points, np.full(len(alphas), targets[i]), "logit").gradients)
+            result = adapter.input_gradient(points, np.full(len(alphas), targets[i]), "logit")
+        grads = adapter.to_numpy(result.gradients)
         expected = np.tensordot(weights, grads, axes=1) * x[i]
         np.testing.assert_allclose(attributions[i], expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
     # delta = Σ attr − (f(x) − f(0)), read off the passes made
