@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--captum-steps", type=int, nargs="+", default=[8, 16, 25, 32, 50, 64])
     parser.add_argument("--budgets", type=int, nargs="+", default=[16, 25, 32])
     parser.add_argument("--tolerance", type=float, default=0.01)
+    parser.add_argument("--probe-steps", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--plot", default=None, help="save the gap-vs-passes figure here")
     args = parser.parse_args()
@@ -93,7 +94,7 @@ def main() -> None:
         start = time.perf_counter()
         stats: dict = {}
         attr, _ = integrated_gradients(adapter, x, targets.cpu().numpy(), None, budget, 1, "logit", "adaptive",
-                                       args.batch_size, 0, False, args.tolerance, stats=stats)  # fmt: skip
+                                       args.batch_size, 0, False, args.tolerance, args.probe_steps, stats)  # fmt: skip
         seconds = time.perf_counter() - start
         per_image = np.array([len(a) for a in stats["alphas"]], float) + fraction * stats["probe_passes"] / len(x)
         results[f"adaptive ≤{budget}"] = (gap(adapter.to_numpy(attr)), per_image, seconds)
