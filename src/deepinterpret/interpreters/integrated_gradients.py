@@ -218,6 +218,8 @@ class IntGradCVInterpreter(InputGradientInterpreter):
     forward-only rows it took.
     """
 
+    signed_maps = True  # pictures: a diverging colour map centred at 0
+
     def interpret(
         self,
         inputs: Any,
