@@ -17,7 +17,7 @@ run() {  # run SECONDS SCRIPT ARGS...
   echo -e "\n## $*\n" | tee -a "$out"
   timeout "$limit" python3 "$@" 2>&1 | grep -v -i warn | tee -a "$out"
 }
-for spec in ${GPU_SUITE:-gradients cam gradient_family lrp transformers rise generation passes}; do
+for spec in ${GPU_SUITE:-gradients cam gradient_family lrp transformers rise generation passes ig_adaptive}; do
   case $spec in
     gradients) run 90 benchmarks/bench_gradients.py --batch-size 50 ;;
     cam) run 90 benchmarks/bench_cam.py --batch-size 128 ;;
@@ -27,6 +27,7 @@ for spec in ${GPU_SUITE:-gradients cam gradient_family lrp transformers rise gen
     rise) run 60 benchmarks/bench_rise.py --device gpu --masks 4000 --batch-size 250 ;;
     generation) run 120 benchmarks/bench_generation.py --repeats 2 ;;
     passes) run 240 benchmarks/bench_passes.py --batch-size 256 ;;
+    ig_adaptive) run 240 benchmarks/bench_ig_adaptive.py --images 20 --batch-size 64 ;;
     *) run 120 "benchmarks/bench_$spec.py" ;;
   esac
 done

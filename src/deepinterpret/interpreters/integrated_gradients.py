@@ -5,7 +5,9 @@
 Completeness: Σ IG(x) = f_y(x) − f_y(b) as the quadrature converges. The quadrature is chosen by ``method``
 (the names Captum uses): ``riemann_trapezoid`` (default: the original's points ``linspace(0, 1, steps)``, with
 the trapezoid weights — the original weighted every point 1/steps, which over-counts the endpoints),
-``riemann_left``, ``riemann_right`` (the paper's sum), ``riemann_middle`` and ``gausslegendre``.
+``riemann_left``, ``riemann_right`` (the paper's sum), ``riemann_middle`` and ``gausslegendre``; or ``adaptive``
+(``steps="auto"`` selects it too): points placed where the output changes along the path, refined until the
+completeness gap is under ``tolerance`` or ``steps`` gradient points are spent (``interpreters/adaptive_ig.py``).
 
 Baselines: zeros (default), an array (one per input, or one for all), or ``'random'``: ``num_random_trials``
 draws of N(0, 1) in model-input space, averaged, as in the original. All (image, trial, step) points go
@@ -19,10 +21,13 @@ from typing import Any
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, draw_noise, resolve_seed
+from ..core.batching import map_batches
 from ..core.noise import content_digests
+from .adaptive_ig import adaptive_integral, check_adaptive
 from .base import InputGradientInterpreter, accumulate_gradients
 
 QUADRATURES = ("riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle", "gausslegendre")
+AUTO_STEPS = 128  # the budget of gradient points per path of steps="auto"
 
 
 def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -93,26 +98,38 @@ def integrated_gradients(
     x: Any,
     targets: np.ndarray,
     baselines: Any = None,
-    steps: int = 50,
+    steps: int | str = 50,
     num_random_trials: int = 10,
     objective: str = "probability",
     method: str = "riemann_trapezoid",
     batch_size: int = 16,
     random_seed: int | None = None,
     progress: bool | None = None,
+    tolerance: float = 0.01,
+    probe_steps: int = 16,
+    stats: dict | None = None,
 ) -> tuple[Any, np.ndarray | None]:
     """Integrated gradients of ``objective`` for class ``targets[i]`` of each ``x[i]``, averaged over baselines.
 
     Returns ``(attributions, delta)``: ``attributions`` an ``xp`` array like ``x``; ``delta[i]`` the completeness
     gap ``Σ IG(x_i) − mean_t (f(x_i) − f(b_t))`` when the rule includes both endpoints (else ``None``) — read
     off the passes already made, at no extra cost.
+
+    ``method="adaptive"`` (or ``steps="auto"``, a budget of ``AUTO_STEPS``): ``steps`` is the budget of gradient
+    points per path; a forward-only probe at ``probe_steps + 1`` points places them and the refinement stops once
+    ``|delta| / |f(x) − f(b)|`` is at most ``tolerance``; ``delta`` is always given. ``stats`` (a dict), if given,
+    receives the passes made: ``gradient_passes`` (forward + backward rows), ``probe_passes`` (forward-only rows).
     """
     check_objective(objective)
-    alphas, weights = quadrature(method, steps)
     seed = resolve_seed(random_seed)
     x = adapter.asarray(x)
-    xp = adapter.xp
     trials, draw_baselines, baseline_of = _baseline_source(adapter, x, baselines, num_random_trials, seed)
+    if steps == "auto" or method == "adaptive":
+        budget, tol, probe_steps = check_adaptive(AUTO_STEPS if steps == "auto" else steps, tolerance, probe_steps)
+        return _adaptive(adapter, x, targets, trials, draw_baselines, baseline_of, objective, budget, tol,
+                         probe_steps, batch_size, stats)  # fmt: skip
+    alphas, weights = quadrature(method, steps)
+    xp = adapter.xp
     ndim = x.ndim
 
     def draw(images: np.ndarray, samples: np.ndarray):
@@ -144,6 +161,48 @@ def integrated_gradients(
         gap = (per_trial[:, :, -1] - per_trial[:, :, 0]).mean(axis=1)
         sums = adapter.to_numpy(xp.sum(xp.reshape(total, (total.shape[0], -1)), axis=1))
         delta = sums - gap
+    if stats is not None:
+        stats.update(gradient_passes=int(x.shape[0]) * trials * steps, probe_passes=0)
+    return total, delta
+
+
+def _adaptive(adapter, x, targets, trials, draw_baselines, baseline_of, objective, budget, tol, probe_steps,
+              batch_size, stats):  # fmt: skip
+    """Adaptive IG over the ``N × trials`` paths (image, baseline trial), averaged over trials."""
+    xp, n = adapter.xp, int(x.shape[0])
+    images, trial = np.repeat(np.arange(n), trials), np.tile(np.arange(trials), n)
+
+    def rows(paths: np.ndarray, alphas: np.ndarray):
+        who, t = images[paths], trial[paths]
+        drawn = draw_baselines(who, t) if draw_baselines is not None else None
+        base = baseline_of(who, t, drawn)
+        diff = x[who] - base
+        alpha = adapter.asarray(alphas.astype(np.float32).reshape((-1,) + (1,) * (x.ndim - 1)))
+        return base + alpha * diff, diff, targets[who]
+
+    def probe(paths: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+        def run(part: slice) -> np.ndarray:
+            points, _, tgt = rows(paths[part], alphas[part])
+            return adapter.scores(points, tgt, objective, batch_size)
+
+        return np.concatenate(map_batches(len(paths), batch_size, run))
+
+    def gradient(paths: np.ndarray, alphas: np.ndarray):
+        def run(part: slice):
+            points, diff, tgt = rows(paths[part], alphas[part])
+            result = adapter.input_gradient(points, tgt, objective)
+            return result.gradients * diff, adapter.to_numpy(result.objective)
+
+        parts = map_batches(len(paths), batch_size, run)
+        return xp.concat([p[0] for p in parts], axis=0), np.concatenate([p[1] for p in parts])
+
+    with adapter.evaluation():
+        result = adaptive_integral(xp, n * trials, probe, gradient, budget, tol, probe_steps, batch_size)
+    shape = (n, trials, *tuple(x.shape[1:]))
+    total = xp.mean(xp.reshape(result.attributions, shape), axis=1)
+    delta = result.delta.reshape(n, trials).mean(axis=1)
+    if stats is not None:
+        stats.update(gradient_passes=result.gradient_passes, probe_passes=result.probe_passes, alphas=result.alphas)
     return total, delta
 
 
@@ -151,7 +210,12 @@ class IntGradCVInterpreter(InputGradientInterpreter):
     """Integrated Gradients for images.
 
     Beyond InterpretDL: ``method`` (quadrature rule), ``batch_size`` (points per model pass), ``random_seed`` (for
-    ``'random'`` baselines). After a call, ``convergence_delta`` holds the per-image completeness gap.
+    ``'random'`` baselines), ``method="adaptive"`` / ``steps="auto"`` with ``tolerance`` and ``probe_steps``
+    (points placed where the output changes, refined until the completeness gap relative to ``f(x) − f(b)`` is at
+    most ``tolerance``; ``steps`` is then the budget of gradient points per path). After a call,
+    ``convergence_delta`` holds the per-image completeness gap ``Σ IG − (f(x) − f(b))`` (``None`` for rules
+    without both ends of the path), ``gradient_passes`` the forward + backward rows and ``probe_passes`` the
+    forward-only rows it took.
     """
 
     signed_maps = True  # pictures: a diverging colour map centred at 0
@@ -161,7 +225,7 @@ class IntGradCVInterpreter(InputGradientInterpreter):
         inputs: Any,
         labels: Any = None,
         baselines: Any = None,
-        steps: int = 50,
+        steps: int | str = 50,
         num_random_trials: int = 10,
         gradient_of: str = "probability",
         resize_to: int | None = 224,
@@ -171,12 +235,15 @@ class IntGradCVInterpreter(InputGradientInterpreter):
         method: str = "riemann_trapezoid",
         batch_size: int = 16,
         random_seed: int | None = None,
+        tolerance: float = 0.01,
+        probe_steps: int = 16,
     ) -> np.ndarray:
         """Returns the integrated gradients, ``np.ndarray`` of shape ``[N, C, H, W]``."""
         check_objective(gradient_of)
         batch_size = check_batch_size(batch_size)
         batch = self._load_images(inputs, resize_to, crop_to)
         targets = self._resolve_targets(labels, batch.data, batch_size)
+        stats: dict = {}
         result, self.convergence_delta = integrated_gradients(
             self.adapter,
             batch.data,
@@ -189,7 +256,11 @@ class IntGradCVInterpreter(InputGradientInterpreter):
             batch_size,
             random_seed,
             self.progress,
+            tolerance,
+            probe_steps,
+            stats,
         )
+        self.gradient_passes, self.probe_passes = stats["gradient_passes"], stats["probe_passes"]
         explanation = self.adapter.to_numpy(result)
         self._visualize_gradients(batch, explanation, visual, save_path)
         return explanation
