@@ -1,0 +1,53 @@
+"""Issue 25 (hardening, part A): one-output models, caches keyed by everything, no pickle through legacy Paddle
+models, thread safety, Hugging Face hooks restored, jit.load train mode kept, long texts, atomic writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import deepinterpret as it
+
+
+def one_logit_cnn(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 1)
+    ).eval()
+
+
+def _x(n=1, size=8, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, 3, size, size)).astype(np.float32)
+
+
+# -- 1: one-output models ---------------------------------------------------------------------------------------
+def test_one_logit_probability_is_sigmoid_and_explanations_are_not_zero():
+    model, x = one_logit_cnn(), _x()
+    logit = model(torch.from_numpy(x))[0, 0]
+    s = torch.sigmoid(logit)
+    # The gradient of the probability is the logit's gradient times sigmoid'(logit).
+    xt = torch.from_numpy(x).requires_grad_()
+    (expected,) = torch.autograd.grad(torch.sigmoid(model(xt)[0, 0]), [xt])
+    grad = it.SmoothGradInterpreter(model).interpret(x, labels=[0], noise_amount=0, n_samples=1, visual=False)
+    np.testing.assert_allclose(grad, expected.numpy(), rtol=1e-4, atol=1e-7)
+    assert 0.0 < float(s.detach()) < 1.0
+    maps = {
+        "ig": it.IntGradCVInterpreter(model).interpret(x, labels=[0], steps=4, visual=False),
+        "gshap": it.GradShapCVInterpreter(model).interpret(x, labels=[0], n_samples=3, visual=False),
+        "gradcam": it.GradCAMInterpreter(model).interpret(x, "1", labels=[0], resize_to=None, visual=False),
+        "occlusion": it.OcclusionInterpreter(model).interpret(
+            x, (3, 4, 4), labels=[0], strides=(3, 4, 4), resize_to=None, visual=False
+        ),
+    }
+    for name, value in maps.items():
+        assert np.abs(np.asarray(value)).max() > 1e-6, name
+    image = (np.random.default_rng(1).uniform(0, 255, (8, 8, 3))).astype(np.uint8)
+    segments = np.arange(64).reshape(8, 8) // 16
+    lime = it.LIMECVInterpreter(model).interpret(
+        image, num_samples=40, resize_to=None, segments=segments, visual=False, random_seed=0
+    )
+    assert max(abs(w) for _, w in lime[0]) > 1e-6
+    scores = it.DeletionInsertion(model).evaluate(image, np.arange(64.0).reshape(8, 8), resize_to=None)
+    assert (scores["deletion_score"], scores["insertion_score"]) != (1.0, 1.0)
