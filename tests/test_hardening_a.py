@@ -51,3 +51,29 @@ def test_one_logit_probability_is_sigmoid_and_explanations_are_not_zero():
     assert max(abs(w) for _, w in lime[0]) > 1e-6
     scores = it.DeletionInsertion(model).evaluate(image, np.arange(64.0).reshape(8, 8), resize_to=None)
     assert (scores["deletion_score"], scores["insertion_score"]) != (1.0, 1.0)
+
+
+# -- 3: no pickle through legacy Paddle models --------------------------------------------------------------------
+class _Boom:
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (os.environ["DEEPINTERPRET_TEST_MARKER"],))
+
+
+def test_legacy_paddle_pdmodel_is_refused_without_unpickling(tmp_path, monkeypatch):
+    import pickle
+
+    from deepinterpret.adapters.loading import load_model_file
+
+    marker = tmp_path / "ran"
+    monkeypatch.setenv("DEEPINTERPRET_TEST_MARKER", str(marker))
+    prefix = tmp_path / "model"
+    (tmp_path / "model.pdmodel").write_bytes(b"\x00not a program")
+    (tmp_path / "model.pdiparams").write_bytes(b"")
+    (tmp_path / "model.pdiparams.info").write_bytes(pickle.dumps(_Boom()))
+    for spec in (prefix, tmp_path / "model.pdmodel"):
+        with pytest.raises(ValueError, match="legacy") as error:
+            load_model_file(spec)
+        assert "path not exists" not in str(error.value) and "unpickling" in str(error.value)
+    assert not marker.exists()
