@@ -77,3 +77,24 @@ def test_legacy_paddle_pdmodel_is_refused_without_unpickling(tmp_path, monkeypat
             load_model_file(spec)
         assert "path not exists" not in str(error.value) and "unpickling" in str(error.value)
     assert not marker.exists()
+
+
+# -- 7: a paddle.jit.load model in train mode keeps training --------------------------------------------------------
+def test_paddle_jit_model_in_train_mode_is_left_in_train_mode(tmp_path):
+    import paddle
+
+    from models import paddle_cnn
+
+    paddle.seed(0)
+    layer = paddle_cnn(num_classes=3)
+    paddle.jit.save(layer, str(tmp_path / "m"), input_spec=[paddle.static.InputSpec([None, 3, 8, 8], "float32")])
+    model = paddle.jit.load(str(tmp_path / "m"))
+    model.train()
+    it.SmoothGradInterpreter(model).interpret(_x(), labels=[1], n_samples=2, visual=False)
+    assert model.training and not model._is_test
+    out = model(paddle.to_tensor(_x(2)))
+    out.sum().backward()
+    assert any(p.grad is not None for p in model.parameters())
+    model.eval()
+    it.SmoothGradInterpreter(model).interpret(_x(), labels=[1], n_samples=2, visual=False)
+    assert not model.training and model._is_test
