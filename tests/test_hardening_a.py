@@ -132,3 +132,51 @@ def test_hugging_face_attention_methods_leave_the_hooks_as_found(wordpiece):
     for cls in (it.GANLPInterpreter, it.BTNLPInterpreter):
         cls(model).interpret("a wonderful film", tokenizer=wordpiece, start_layer=0)
         assert _hook_state(model) == before, cls.__name__
+
+
+# -- 5: thread safety ------------------------------------------------------------------------------------------------
+def _in_threads(call, n_threads=2, repeats=3):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(n_threads) as pool:
+        futures = [pool.submit(call) for _ in range(n_threads * repeats)]
+        return [f.result() for f in futures]
+
+
+def test_two_threads_on_one_model_give_the_single_thread_answers(wordpiece):
+    from deepinterpret.zoo.architectures import vision_transformer_torch
+    from models import torch_cnn
+
+    cnn = torch_cnn(num_classes=4)
+    torch.manual_seed(0)
+    vit = vision_transformer_torch(image_size=16, patch_size=8, num_classes=3, embed_dim=16, depth=2, num_heads=2)
+    bert = tiny_bert(wordpiece.vocab_size)
+    x = _x(2, 16)
+    calls = {
+        "gradcam": lambda: it.GradCAMInterpreter(cnn).interpret(x, "4", resize_to=None, visual=False),
+        "lrp": lambda: it.LRPCVInterpreter(cnn).interpret(x, visual=False, merge_batchnorm=False),
+        "scorecam": lambda: it.ScoreCAMInterpreter(cnn).interpret(x, "4", resize_to=None, visual=False, batch_size=3),
+        "tam": lambda: it.TAMInterpreter(vit.eval()).interpret(
+            x, start_layer=0, steps=3, resize_to=None, visual=False, batch_size=2
+        ),
+        "text_ig": lambda: it.IntGradNLPInterpreter(bert).interpret(
+            ["a wonderful film", "dull"], tokenizer=wordpiece, label=[1, 0], steps=4
+        ),
+    }
+    for name, call in calls.items():
+        expected = np.asarray(call())
+        for got in _in_threads(call, repeats=2):
+            np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_two_threads_on_a_model_in_train_mode_leave_batchnorm_statistics_alone():
+    from models import torch_cnn
+
+    model = torch_cnn(num_classes=4).train()
+    stats = {k: v.clone() for k, v in model.state_dict().items()}
+    _in_threads(
+        lambda: it.SmoothGradInterpreter(model).interpret(_x(2, 16), n_samples=8, batch_size=1, visual=False), repeats=6
+    )
+    assert all(m.training for m in model.modules())
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, stats[key]), key

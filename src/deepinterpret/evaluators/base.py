@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import adapt, bilinear_matrix
+from ..core.locks import serialise_public
 from ..data import ImageBatch, as_normalization, load_images
 
 
@@ -50,6 +51,10 @@ def explanation_map(
 
 class InterpreterEvaluator:
     """The base of the evaluators. ``model`` may be ``None`` for the ones that need no model."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        serialise_public(cls)  # calls on one model run one at a time (thread safety)
 
     def __init__(self, model: Any = None, device: str | None = None, normalization: Any = None, **kwargs: Any):
         self.model = model
@@ -96,3 +101,6 @@ class InterpreterEvaluator:
 
     def evaluate(self, *args: Any, **kwargs: Any):
         raise NotImplementedError
+
+
+serialise_public(InterpreterEvaluator)

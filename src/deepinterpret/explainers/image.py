@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.locks import serialise_public
 from ..data import Normalization
 from ..interpreters import GradShapCVInterpreter, IntGradCVInterpreter, SmoothGradInterpreter
 from ..viz import resize_map, save_image, show
@@ -40,6 +41,10 @@ def _processor_settings(feature_extractor: Any) -> tuple[Normalization | None, i
 class ImageClassificationExplainer:
     """``explainer(image)`` → attributions ``[1, C, H, W]``; ``explainer.visualize(method=...)`` → a picture.
     ``gradient_of``: ``"logit"`` (default, as transformers-interpret) or ``"probability"``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        serialise_public(cls)  # calls on one model run one at a time (thread safety)
 
     def __init__(
         self,
@@ -148,3 +153,6 @@ class ImageClassificationExplainer:
         else:  # alpha_scaling: the image fades to white where attributions are small
             out = magnitude * image + (1 - magnitude) * 255
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+serialise_public(ImageClassificationExplainer)

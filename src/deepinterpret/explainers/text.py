@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import adapt, softmax
+from ..core.locks import serialise_public
 from ..data import TextBatch, as_texts, encode_with, merge_words
 from ..interpreters.attention import ModelInputs, attention_relevance
 from ..interpreters.lime import fit_surrogate, kernel_weights, lime_text
@@ -67,6 +68,10 @@ class BaseExplainer:
 
     gradient_choices: tuple[str, ...] = GRADIENT_OF  # the first is the default
     independent_labels = False  # multi-label heads: the sigmoid of each logit is the probability
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        serialise_public(cls)  # calls on one model run one at a time (thread safety)
 
     def __init__(
         self,
@@ -622,3 +627,6 @@ class TokenClassificationExplainer(BaseExplainer):
             probability = float(softmax(np, logits[position])[predicted[position]])
             self.records.append(dict(words=words, predicted=label, probability=probability, label=f"{key}"))
         return self.word_attributions
+
+
+serialise_public(BaseExplainer)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, adapt, check_objective, softmax
 from ..core.batching import PerInputSum, batches
+from ..core.locks import serialise_public
 from ..data import ImageBatch, as_normalization, as_target, load_images, resolve_labels
 from ..viz import grayscale_overlay, heatmap_overlay, magnitude_map, save_image, save_paths, show
 
@@ -85,6 +86,10 @@ class Interpreter:
             (pixels/255), ``(mean, std)`` or a :class:`deepinterpret.data.Normalization`.
         progress: show progress bars (``None``: only on a terminal).
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        serialise_public(cls)  # calls on one model run one at a time (thread safety)
 
     def __init__(
         self,
@@ -262,3 +267,6 @@ class InputOutputInterpreter(Interpreter):
 
         self.predict_fn = predict_fn
         return predict_fn
+
+
+serialise_public(Interpreter)
