@@ -180,3 +180,41 @@ def test_two_threads_on_a_model_in_train_mode_leave_batchnorm_statistics_alone()
     assert all(m.training for m in model.modules())
     for key, value in model.state_dict().items():
         assert torch.equal(value, stats[key]), key
+
+
+# -- 2: caches keyed by everything the result depends on ----------------------------------------------------------
+def test_normlime_cache_is_not_served_to_another_model_or_normalisation(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from models import torch_cnn
+
+    monkeypatch.chdir(tmp_path)
+    paths = []
+    for i in range(2):
+        rgb = np.random.default_rng(i).uniform(0, 255, (16, 16, 3)).astype(np.uint8)
+        Image.fromarray(rgb).save(tmp_path / f"{i}.png")
+        paths.append(str(tmp_path / f"{i}.png"))
+    options = dict(num_samples=20, resize_to=None, n_clusters=2, segmentation="slic")
+
+    def run(model, normalization=None):
+        return it.NormLIMECVInterpreter(model, normalization=normalization).interpret(paths, **options)
+
+    first, second = run(torch_cnn(0, num_classes=3)), run(torch_cnn(1, num_classes=3))
+    assert first != second  # a different model: not the first model's cached LIME results
+    assert run(torch_cnn(0, num_classes=3)) == first  # the same weights again: the cache answers, the same
+    assert run(torch_cnn(0, num_classes=3), "unit") != first
+
+
+def test_infidelity_cache_follows_weights_changed_in_place():
+    from models import torch_cnn
+
+    model = torch_cnn(0, num_classes=3)
+    evaluator = it.Infidelity(model)
+    image = np.random.default_rng(0).uniform(0, 255, (16, 16, 3)).astype(np.uint8)
+    explanation = np.random.default_rng(1).normal(size=(16, 16)).astype(np.float32)
+    before = evaluator.evaluate(image, explanation, resize_to=None, label=0)
+    with torch.no_grad():
+        model[-1].weight.mul_(-3.0)
+    after = evaluator.evaluate(image, explanation, resize_to=None, label=0)
+    fresh = it.Infidelity(model).evaluate(image, explanation, resize_to=None, label=0)
+    assert after == pytest.approx(fresh) and after != pytest.approx(before)

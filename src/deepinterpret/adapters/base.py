@@ -104,6 +104,12 @@ class ModelAdapter(HookInterface, TransformerInterface, TrainingInterface):
     def _input_gradient_batch(self, x: Any, targets: Any, objective: str) -> GradientResult:
         raise NotImplementedError
 
+    def weights_digest(self) -> str | None:
+        """A digest of everything the model's outputs depend on that a cache key must cover: its class and every
+        parameter and buffer (names, shapes, dtypes, values). ``None`` for a plain callable (nothing to digest:
+        results of one are not cached)."""
+        return None
+
     def predict(self, x: Images, batch_size: int = 64, output: str = "logit") -> Array:
         """Model outputs for ``x`` (already a model-ready batch), in chunks, without building a graph.
 

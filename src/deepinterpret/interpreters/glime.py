@@ -126,14 +126,20 @@ class NormLIMECVInterpreter(LIMECVInterpreter):
     ) -> dict:
         """Returns ``{class: {cluster: weight}}`` and writes it (with the cluster centres) as JSON to ``save_path``
         (a ``.npy`` name is written as ``.json``: no pickles). ``temp_data_file`` caches each image's LIME
-        result as plain arrays, keyed by the image's bytes and the LIME settings."""
+        result as plain arrays, keyed by the image's bytes, the LIME settings, the normalisation and the
+        model's weights (plain callables are not cached)."""
         if isinstance(image_paths, (str, os.PathLike)) or not len(image_paths):
             raise ValueError("image_paths must be a non-empty list of image paths.")
-        cache = LimeCache(temp_data_file)
+        # The key covers the image bytes, the LIME settings, the normalisation and the model's weights; a plain
+        # callable (no weights to digest) is not cached.
+        weights = self.adapter.weights_digest()
+        cache = LimeCache(temp_data_file if weights is not None else None)
         explanations = []
         for chunk in batches(len(image_paths), 1, progress=self.progress, desc="NormLIME", unit="image"):
             path = image_paths[chunk.part.start]
-            key = cache.key(path, num_samples, resize_to, crop_to, random_seed, segmentation)
+            key = cache.key(
+                path, num_samples, resize_to, crop_to, random_seed, segmentation, weights, repr(self.normalization)
+            )
             cached = cache.get(key)
             if cached is None:
                 super().interpret(
