@@ -218,3 +218,57 @@ def test_infidelity_cache_follows_weights_changed_in_place():
     after = evaluator.evaluate(image, explanation, resize_to=None, label=0)
     fresh = it.Infidelity(model).evaluate(image, explanation, resize_to=None, label=0)
     assert after == pytest.approx(fresh) and after != pytest.approx(before)
+
+
+# -- 10: atomic writes, resumable training dynamics -------------------------------------------------------------
+def _tiny_training(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    rng = np.random.default_rng(seed)
+    return model, rng.normal(size=(24, 4)).astype(np.float32), rng.integers(0, 3, 24)
+
+
+def test_an_interrupted_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    from deepinterpret.data.lime_io import LimeCache
+
+    model, x, y = _tiny_training()
+    td = it.TrainingDynamics(model, progress=False)
+    logits = td.generator((x, y), torch.optim.SGD(model.parameters(), lr=0.1), epochs=2, batch_size=8)
+    path = td.save(logits, y, save_path=tmp_path / "td.npz")
+    good = open(path, "rb").read()
+    cache = LimeCache(str(tmp_path / "cache.npz"))
+    cache.entries, cache.dirty = {"a": np.arange(3)}, True
+    cache.save()
+    good_cache = open(tmp_path / "cache.npz", "rb").read()
+
+    def interrupted(file, *args, **kwargs):
+        handle = open(file, "wb") if isinstance(file, (str, bytes)) or hasattr(file, "__fspath__") else file
+        handle.write(b"PK\x03\x04 half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez_compressed", interrupted)
+    monkeypatch.setattr(np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        td.save(logits, y, save_path=tmp_path / "td.npz")
+    cache.dirty = True
+    with pytest.raises(KeyboardInterrupt):
+        cache.save()
+    assert open(path, "rb").read() == good and open(tmp_path / "cache.npz", "rb").read() == good_cache
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache.npz", "td.npz"]  # no temporary file left
+
+
+def test_training_dynamics_resume_from_the_epoch_checkpoint(tmp_path):
+    model, x, y = _tiny_training()
+    whole = it.TrainingDynamics(model, progress=False).generator(
+        (x, y), torch.optim.SGD(model.parameters(), lr=0.1), epochs=3, batch_size=8
+    )
+    model, _, _ = _tiny_training()
+    checkpoint = tmp_path / "run.npz"
+    td = it.TrainingDynamics(model, progress=False)
+    td.generator((x, y), torch.optim.SGD(model.parameters(), lr=0.1), epochs=2, batch_size=8, checkpoint=checkpoint)
+    fresh, _, _ = _tiny_training(seed=5)  # e.g. a new process: the weights come from the checkpoint
+    resumed = it.TrainingDynamics(fresh, progress=False).generator(
+        (x, y), torch.optim.SGD(fresh.parameters(), lr=0.1), epochs=3, batch_size=8, checkpoint=checkpoint
+    )
+    for i in whole:
+        np.testing.assert_allclose(resumed[i], whole[i], rtol=1e-5, atol=1e-6)
