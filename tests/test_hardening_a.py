@@ -272,3 +272,17 @@ def test_training_dynamics_resume_from_the_epoch_checkpoint(tmp_path):
     )
     for i in whole:
         np.testing.assert_allclose(resumed[i], whole[i], rtol=1e-5, atol=1e-6)
+
+
+# -- 8: long texts: the limit comes from the model, and what is dropped is said ---------------------------------
+def test_a_text_longer_than_the_model_is_cut_to_its_positions_with_a_warning(wordpiece):
+    model = tiny_bert(wordpiece.vocab_size, positions=16)
+    text = " ".join(["good"] * 20 + ["terrible"] * 20)
+    with pytest.warns(UserWarning, match=r"42 tokens.*first 16.*26 dropped"):
+        ig = it.IntGradNLPInterpreter(model).interpret(text, tokenizer=wordpiece, label=[0], steps=2)
+    assert np.asarray(ig).shape[-1] == 16
+    with pytest.warns(UserWarning, match="dropped"):
+        it.GANLPInterpreter(model).interpret(text, tokenizer=wordpiece, start_layer=0, max_seq_len=24)
+    explainer = it.SequenceClassificationExplainer(model, wordpiece)
+    with pytest.warns(UserWarning, match="terrible"):  # says which words went
+        explainer(text)

@@ -325,7 +325,13 @@ class SequenceClassificationExplainer(BaseExplainer):
 
     def _encode(self, text: Any, pairs: Any = None) -> TextBatch:
         texts = as_texts(text)
-        return encode_with(self.tokenizer, texts, None if pairs is None else as_texts(pairs), self.max_seq_len)
+        return encode_with(
+            self.tokenizer,
+            texts,
+            None if pairs is None else as_texts(pairs),
+            self.max_seq_len,
+            self.adapter.max_positions(),
+        )
 
     def _explain(
         self,
@@ -537,7 +543,9 @@ class QuestionAnsweringExplainer(BaseExplainer):
         internal_batch_size: int | None = None,
         n_steps: int | None = None,
     ) -> dict[str, list[tuple[str, float]]]:
-        batch = encode_with(self.tokenizer, as_texts(question), as_texts(text), self.max_seq_len)
+        batch = encode_with(
+            self.tokenizer, as_texts(question), as_texts(text), self.max_seq_len, self.adapter.max_positions()
+        )
         with self.adapter.evaluation():
             start = self.adapter.predict_inputs(batch.inputs, output="logit", field="start_logits")
             end = self.adapter.predict_inputs(batch.inputs, output="logit", field="end_logits")
@@ -597,7 +605,7 @@ class TokenClassificationExplainer(BaseExplainer):
         internal_batch_size: int | None = None,
         n_steps: int | None = None,
     ) -> dict[str, dict[str, Any]]:
-        batch = encode_with(self.tokenizer, as_texts(text), None, self.max_seq_len)
+        batch = encode_with(self.tokenizer, as_texts(text), None, self.max_seq_len, self.adapter.max_positions())
         with self.adapter.evaluation():
             logits = self.adapter.predict_inputs(batch.inputs, output="logit")[0]  # [L, K]
         predicted = logits.argmax(-1)
