@@ -359,6 +359,7 @@ def cmd_explain_generation(args: argparse.Namespace) -> int:
     result = explainer(
         args.prompt, max_new_tokens=args.max_new_tokens, target=args.target, method=args.method, segments=segments,
         steps=args.steps, n_samples=args.n_samples, top_p=args.top_p, progress=not args.quiet,
+        aggregate=args.aggregate, do_sample=args.sample, sampling_top_p=args.sampling_top_p,
     )  # fmt: skip
     html_path, json_path = result.save(Path(args.out) / "generation")
     top = ", ".join(f"{result.features[i]} {result.sequence[i]:+.2f}" for i in result.ranking()[:3])
@@ -467,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("prompt", metavar="PROMPT", help="the prompt")
     gen.add_argument("--model", default="kv-recall-gpt2", help="zoo language model or a Hugging Face folder")
     gen.add_argument("--method", default="ablation", help="ablation, lime, kernelshap, input_x_gradient, intgrad, "
-                     "rollout, gilot")  # fmt: skip
+                     "rollout, gilot, generic_attention")  # fmt: skip
     gen.add_argument("--max-new-tokens", type=int, default=20, help="tokens to generate (default 20)")
     gen.add_argument("--target", default=None, help="explain this continuation instead of generating one")
     gen.add_argument("--segments", default="tokens", choices=["tokens", "sentences"], help="what gets attributions")
@@ -478,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--batch-size", type=int, default=16, help="perturbed prompts or steps per pass")
     gen.add_argument("--device", default=None, help="cpu, gpu, gpu:N")
     gen.add_argument("--out", default="explanations", help="output folder (default: explanations)")
+    gen.add_argument("--aggregate", default="sum", choices=["sum", "l2"], help="gradient methods: sum or L2 norm")
+    gen.add_argument("--sample", action="store_true", help="explain a sampled continuation (seeded nucleus sampling)")
+    gen.add_argument("--sampling-top-p", type=float, default=0.9, help="nucleus of the sampling (with --sample)")
     gen.set_defaults(run=cmd_explain_generation)
     from .app.command import add_serve_command
 

@@ -142,7 +142,8 @@ def load(name: str = DEFAULT_MODEL, framework: str = "torch") -> ZooModel:
     if name == "kv-recall-gpt2":
         from .kv_recall import build_model, build_tokenizer
 
-        return ZooModel(model=build_model(state), tokenizer=build_tokenizer(), **common)
+        shape = json.loads(meta["config"]) if "config" in meta else None
+        return ZooModel(model=build_model(state, config=shape), tokenizer=build_tokenizer(), **common)
     if name == "minilm-sentiment":
         from .minilm import build_torch
 
