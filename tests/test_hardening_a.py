@@ -286,3 +286,23 @@ def test_a_text_longer_than_the_model_is_cut_to_its_positions_with_a_warning(wor
     explainer = it.SequenceClassificationExplainer(model, wordpiece)
     with pytest.warns(UserWarning, match="terrible"):  # says which words went
         explainer(text)
+
+
+# -- 4: LIME's memory does not grow with the number of superpixels ------------------------------------------------
+def test_lime_memory_does_not_grow_with_superpixels():
+    import tracemalloc
+
+    def black_box(batch):
+        return np.asarray(batch).mean(axis=(2, 3))
+
+    image = np.random.default_rng(0).uniform(0, 255, (64, 64, 3)).astype(np.uint8)
+    peaks = {}
+    for n_segments in (16, 16, 1024):  # the first run imports what LIME uses
+        segments = np.arange(64 * 64).reshape(64, 64) // (64 * 64 // n_segments)
+        interpreter = it.LIMECVInterpreter(black_box, normalization="unit")
+        tracemalloc.start()
+        interpreter.interpret(image, num_samples=8, batch_size=4, resize_to=None, segments=segments, visual=False)
+        peaks[n_segments] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    # A dense superpixels x pixels one-hot would add 1,024 x 4,096 x 4 bytes = 16.8 MB.
+    assert peaks[1024] - peaks[16] < 4e6, peaks
