@@ -127,13 +127,16 @@ class NormLIMECVInterpreter(LIMECVInterpreter):
         """Returns ``{class: {cluster: weight}}`` and writes it (with the cluster centres) as JSON to ``save_path``
         (a ``.npy`` name is written as ``.json``: no pickles). ``temp_data_file`` caches each image's LIME
         result as plain arrays, keyed by the image's bytes, the LIME settings, the normalisation and the
-        model's weights (plain callables are not cached)."""
+        model's weights (a plain callable, which has none, by its qualified name: pass
+        ``temp_data_file=None`` when its behaviour changes)."""
         if isinstance(image_paths, (str, os.PathLike)) or not len(image_paths):
             raise ValueError("image_paths must be a non-empty list of image paths.")
         # The key covers the image bytes, the LIME settings, the normalisation and the model's weights; a plain
-        # callable (no weights to digest) is not cached.
+        # callable has no weights to digest and is keyed by its qualified name.
         weights = self.adapter.weights_digest()
-        cache = LimeCache(temp_data_file if weights is not None else None)
+        if weights is None:
+            weights = f"callable {getattr(self.model, '__module__', '')}.{getattr(self.model, '__qualname__', '')}"
+        cache = LimeCache(temp_data_file)
         explanations = []
         for chunk in batches(len(image_paths), 1, progress=self.progress, desc="NormLIME", unit="image"):
             path = image_paths[chunk.part.start]
