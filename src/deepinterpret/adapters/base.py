@@ -104,6 +104,23 @@ class ModelAdapter(HookInterface, TransformerInterface, TrainingInterface):
     def _input_gradient_batch(self, x: Any, targets: Any, objective: str) -> GradientResult:
         raise NotImplementedError
 
+    def max_positions(self) -> int | None:
+        """How many tokens the model can take (its position table: ``config.max_position_embeddings``, less
+        RoBERTa's padding offset), or ``None`` when it does not say."""
+        config = getattr(self.model, "config", None)
+        positions = getattr(config, "max_position_embeddings", None)
+        if not isinstance(positions, int) or positions <= 0:
+            return None
+        if "roberta" in str(getattr(config, "model_type", "")) or "camembert" in str(getattr(config, "model_type", "")):
+            positions -= int(getattr(config, "pad_token_id", None) or 0) + 1  # positions start after padding_idx
+        return positions
+
+    def weights_digest(self) -> str | None:
+        """A digest of everything the model's outputs depend on that a cache key must cover: its class and every
+        parameter and buffer (names, shapes, dtypes, values). ``None`` for a plain callable (nothing to digest:
+        results of one are not cached)."""
+        return None
+
     def predict(self, x: Images, batch_size: int = 64, output: str = "logit") -> Array:
         """Model outputs for ``x`` (already a model-ready batch), in chunks, without building a graph.
 

@@ -11,6 +11,7 @@ Hessian-vector products) is the same code for both frameworks.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from copy import deepcopy
 from typing import Any
 
@@ -74,6 +75,14 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
         finally:
             for layer, training in flags:
                 layer.training = training
+
+    def weights_digest(self) -> str:
+        digest = hashlib.blake2b(type(self.model).__qualname__.encode(), digest_size=20)
+        for name, tensor in self.ops.state(self.model).items():
+            values = np.ascontiguousarray(self.ops.to_numpy(self.ops.detach(tensor)))
+            digest.update(f"{name}:{values.dtype}:{values.shape};".encode())
+            digest.update(values.tobytes())
+        return digest.hexdigest()
 
     # -- layers -------------------------------------------------------------------------------
     def layer_names(self) -> list[LayerName]:

@@ -64,8 +64,18 @@ def load_model_file(spec: str | os.PathLike) -> LoadedModel:
         return LoadedModel(model.eval(), kind)
     if kind == "paddle":
         import paddle
+        from paddle.framework import use_pir_api
 
         prefix = _paddle_prefix(path)
+        if not prefix.with_suffix(".json").exists() or not use_pir_api():
+            # The legacy program format (prefix.pdmodel, or any model with FLAGS_enable_pir_api=0) is read by
+            # paddle.jit.load through pickle.load of prefix.pdiparams.info: a crafted file would run code.
+            raise ValueError(
+                f"{os.fspath(prefix)!r} is a model in Paddle's legacy program format (.pdmodel), which "
+                "paddle.jit.load reads by unpickling its .pdiparams.info file (a crafted one runs code); it is "
+                "refused. Re-save it with paddle.jit.save under Paddle 3's default PIR mode (prefix.json + "
+                "prefix.pdiparams), and leave FLAGS_enable_pir_api at its default."
+            )
         model = paddle.jit.load(str(prefix))
         model.eval()
         return LoadedModel(model, kind)

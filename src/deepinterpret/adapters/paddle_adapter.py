@@ -6,6 +6,7 @@ has: models from ``paddle.jit.load`` and per-sample gradients without ``vmap``."
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -67,11 +68,28 @@ class PaddleAdapter(FrameworkAdapter):
         # A model from paddle.jit.load runs its inference program in eval mode, and that program has no backward.
         # Its train-mode program holds the same saved operators (a model saved for inference has inference
         # behaviour baked into them) plus the backward, so gradient passes run in it, until the backward is done.
-        self.model.train()
-        try:
+        with self._translated_mode(test=False):
             return super()._input_gradient_batch(x, targets, objective)
+
+    @contextlib.contextmanager
+    def _translated_mode(self, test: bool):
+        """A translated layer's program switch (``_is_test``, which ``train()``/``eval()`` set) for the block, and
+        its ``training`` and ``_is_test`` put back exactly afterwards (a model the user trains keeps training)."""
+        training, is_test = self.model.training, self.model._is_test
+        self.model._is_test = test
+        try:
+            yield
         finally:
-            self.model.eval()
+            self.model.training, self.model._is_test = training, is_test
+
+    @contextlib.contextmanager
+    def evaluation(self):
+        if not self.translated:
+            with super().evaluation():
+                yield self
+            return
+        with super().evaluation(), self._translated_mode(test=True):
+            yield self
 
     # -- checkpoints and per-sample gradients (Paddle has no vmap) ----------------------------------------
     def _read_state_file(self, path: str) -> dict:

@@ -163,10 +163,13 @@ class PaddleOps:
 
     @staticmethod
     def softmax(t: paddle.Tensor) -> paddle.Tensor:
-        return paddle.nn.functional.softmax(t, axis=-1)
+        """Softmax over the last axis; a single output (a binary classifier's logit) gets its sigmoid."""
+        return paddle.nn.functional.sigmoid(t) if t.shape[-1] == 1 else paddle.nn.functional.softmax(t, axis=-1)
 
     @staticmethod
     def log_softmax(t: paddle.Tensor) -> paddle.Tensor:
+        if t.shape[-1] == 1:
+            return paddle.nn.functional.log_sigmoid(t)
         return paddle.nn.functional.log_softmax(t, axis=-1)
 
     @staticmethod

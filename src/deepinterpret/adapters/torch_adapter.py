@@ -82,8 +82,45 @@ class TorchAdapter(FrameworkAdapter):
         finally:
             self.model.set_attn_implementation(current)
 
+    @contextlib.contextmanager
     def _hf_attention_context(self):
-        return self._eager_attention()
+        with self._hooks_kept(), self._eager_attention():
+            yield
+
+    _HOOK_DICTS = (
+        "_forward_hooks",
+        "_forward_hooks_with_kwargs",
+        "_forward_hooks_always_called",
+        "_forward_pre_hooks",
+        "_forward_pre_hooks_with_kwargs",
+    )
+
+    @contextlib.contextmanager
+    def _hooks_kept(self):
+        """Every module's forward-hook dictionaries put back exactly after the block: transformers installs
+        output-capturing hooks on every layer at the first ``output_attentions=True`` call, and leaves them; its
+        "installed" mark is put back too, so that the next call installs them again (for that call only)."""
+        mark = "_output_capturing_hooks_installed"
+        marks = [(module, module.__dict__.get(mark)) for module in self.model.modules()]
+        saved = [
+            (module, name, dict(getattr(module, name)))
+            for module in self.model.modules()
+            for name in self._HOOK_DICTS
+            if hasattr(module, name)
+        ]
+        try:
+            yield
+        finally:
+            for module, name, hooks in saved:
+                current = getattr(module, name)
+                if dict(current) != hooks:
+                    current.clear()
+                    current.update(hooks)
+            for module, value in marks:
+                if value is None:
+                    module.__dict__.pop(mark, None)
+                else:
+                    module.__dict__[mark] = value
 
     # -- token models: the embedding ----------------------------------------------------------------
     def input_embedding_layer(self) -> str | None:

@@ -156,11 +156,12 @@ class TorchOps:
 
     @staticmethod
     def softmax(t: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(t, dim=-1)
+        """Softmax over the last axis; a single output (a binary classifier's logit) gets its sigmoid."""
+        return torch.sigmoid(t) if t.shape[-1] == 1 else torch.softmax(t, dim=-1)
 
     @staticmethod
     def log_softmax(t: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(t, dim=-1)
+        return torch.nn.functional.logsigmoid(t) if t.shape[-1] == 1 else torch.log_softmax(t, dim=-1)
 
     @staticmethod
     def sigmoid(t: torch.Tensor) -> torch.Tensor:

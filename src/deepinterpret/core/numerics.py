@@ -9,7 +9,12 @@ import numpy as np
 
 
 def softmax(xp: Any, logits: Any) -> Any:
-    """Softmax over the last axis, in the array namespace ``xp`` (NumPy, or ``torch`` through array-api-compat)."""
+    """Softmax over the last axis, in the array namespace ``xp`` (NumPy, or ``torch`` through array-api-compat).
+
+    A single output (``[..., 1]``) is a binary classifier's logit: its probability is the sigmoid (a softmax over
+    one class would always be 1, and every explanation of it zero)."""
+    if logits.shape[-1] == 1:
+        return 1 / (1 + xp.exp(-logits))
     shifted = logits - xp.max(logits, axis=-1, keepdims=True)
     e = xp.exp(shifted)
     return e / xp.sum(e, axis=-1, keepdims=True)

@@ -11,14 +11,16 @@ from typing import Any
 
 import numpy as np
 
+from .files import atomic_file
+
 
 def write_json(path: str | os.PathLike, info: dict) -> str:
     """Writes ``info`` as JSON to ``path`` (a ``.npy`` name is written as ``.json``: no pickles); returns the path."""
     path = Path(path)
     if path.suffix == ".npy":
         path = path.with_suffix(".json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(info, indent=1))
+    with atomic_file(path, "w") as handle:
+        handle.write(json.dumps(info, indent=1))
     return str(path)
 
 
@@ -80,4 +82,6 @@ class LimeCache:
 
     def save(self) -> None:
         if self.path and self.dirty:
-            np.savez(self.path, **self.entries)
+            with atomic_file(self.path) as handle:  # an interrupt keeps the previous cache
+                np.savez(handle, **self.entries)
+            self.dirty = False

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,25 +53,54 @@ def as_texts(raw_text: str | Sequence[str]) -> list[str]:
     return texts
 
 
+def token_limit(tokenizer: Any, max_seq_len: int, model_limit: int | None = None) -> int:
+    """The most tokens a text may have: ``max_seq_len``, the model's position table (``model_limit``) and the
+    tokenizer's ``model_max_length``, whichever is smallest."""
+    limits = [int(max_seq_len)] + ([int(model_limit)] if model_limit else [])
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:  # "no limit" is a huge number
+        limits.append(tokenizer_limit)
+    return min(limits)
+
+
+def warn_dropped(index: int, ids: Sequence[int], limit: int, decode: Callable[[Any], str] | None = None) -> None:
+    """Warn that text ``index`` (``ids``: all its tokens) is cut to ``limit`` tokens, saying what is dropped."""
+    if len(ids) <= limit:
+        return
+    cut = list(ids[max(limit - 1, 0) :])
+    preview = decode(cut[:12]) if decode is not None else " ".join(str(i) for i in cut[:12])
+    warnings.warn(
+        f"text {index} has {len(ids)} tokens; only the first {limit} are explained (the smallest of max_seq_len, "
+        f"the model's position table and the tokenizer's limit), {len(ids) - limit} dropped from {preview!r}"
+        f"{'...' if len(cut) > 12 else ''}. Explain the rest as a separate text.",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
 def encode_texts(
     raw_text: str | Sequence[str],
     tokenizer: Any = None,
     text_to_input_fn: Callable[[str], Any] | None = None,
     max_seq_len: int = 128,
+    model_limit: int | None = None,
 ) -> TextBatch:
     """Tokenise ``raw_text`` (one string or several) with a Hugging Face tokenizer, or with InterpretDL's
     ``text_to_input_fn`` (text → ``input_ids`` array, or a dict of input arrays); texts are truncated to
-    ``max_seq_len`` tokens and padded to the longest."""
+    ``max_seq_len`` tokens (or the model's ``model_limit`` positions, or the tokenizer's limit, if smaller), with a
+    warning that says what was dropped, and padded to the longest."""
     if (tokenizer is None) == (text_to_input_fn is None):
         raise ValueError("give exactly one of tokenizer and text_to_input_fn.")
     texts = as_texts(raw_text)
     if tokenizer is not None:
-        return encode_with(tokenizer, texts, None, max_seq_len)
+        return encode_with(tokenizer, texts, None, max_seq_len, model_limit)
+    limit = token_limit(None, max_seq_len, model_limit)
     rows = []
-    for text in texts:
+    for i, text in enumerate(texts):
         produced = text_to_input_fn(text)
         produced = produced if isinstance(produced, dict) else {"input_ids": produced}
-        rows.append({k: np.atleast_2d(np.asarray(v))[0][:max_seq_len] for k, v in produced.items()})
+        warn_dropped(i, np.atleast_2d(np.asarray(produced["input_ids"]))[0].tolist(), limit)
+        rows.append({k: np.atleast_2d(np.asarray(v))[0][:limit] for k, v in produced.items()})
     lengths = np.array([len(r["input_ids"]) for r in rows], dtype=np.int64)
     width = int(lengths.max())
     inputs = {k: np.stack([np.pad(r[k], (0, width - len(r[k]))) for r in rows]).astype(np.int64) for k in rows[0]}
@@ -78,12 +110,24 @@ def encode_texts(
     return TextBatch(texts, inputs, tokens, lengths, [np.zeros(len(t), dtype=bool) for t in tokens])
 
 
-def encode_with(tokenizer: Any, texts: list[str], pairs: list[str] | None = None, max_seq_len: int = 128) -> TextBatch:
+def encode_with(
+    tokenizer: Any,
+    texts: list[str],
+    pairs: list[str] | None = None,
+    max_seq_len: int = 128,
+    model_limit: int | None = None,
+) -> TextBatch:
     """Tokenise ``texts`` (and the second segments ``pairs``) with a Hugging Face tokenizer, padded to the longest;
     words are read from the fast tokenizer's ``word_ids`` and offsets, or from sub-word markers (``##`` for
-    WordPiece, ``Ġ`` / ``▁`` for BPE / SentencePiece) with a slow one."""
+    WordPiece, ``Ġ`` / ``▁`` for BPE / SentencePiece) with a slow one. Texts longer than :func:`token_limit`
+    are cut to it with a warning that says how many tokens, and which, were dropped."""
     fast = bool(getattr(tokenizer, "is_fast", False))
     args = (texts,) if pairs is None else (texts, pairs)
+    max_seq_len = token_limit(tokenizer, max_seq_len, model_limit)
+    with _quiet_length_warning():
+        full = tokenizer(*args, truncation=False)["input_ids"]
+    for i, ids in enumerate(full):
+        warn_dropped(i, ids, max_seq_len, tokenizer.decode)
     encoded = tokenizer(
         *args, truncation=True, max_length=max_seq_len, padding=True, return_tensors="np",
         return_offsets_mapping=fast,
@@ -124,6 +168,18 @@ def encode_with(tokenizer: Any, texts: list[str], pairs: list[str] | None = None
     return TextBatch(
         list(texts), inputs, tokens, mask.sum(axis=1).astype(np.int64), special, word_ids, words, positions
     )
+
+
+@contextlib.contextmanager
+def _quiet_length_warning():
+    """transformers logs "sequence length is longer than the specified maximum" for the untruncated count."""
+    log = logging.getLogger("transformers.tokenization_utils_base")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def marker_words(pieces: list[str], special: np.ndarray) -> tuple[list[int | None], list[str]]:

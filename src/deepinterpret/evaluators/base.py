@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import adapt, bilinear_matrix
+from ..core.locks import serialise_public
 from ..data import ImageBatch, as_normalization, load_images
 from ..data.preprocessing import UsesModelPreprocessing
 
@@ -52,6 +53,10 @@ def explanation_map(
 class InterpreterEvaluator(UsesModelPreprocessing):
     """The base of the evaluators. ``model`` may be ``None`` for the ones that need no model, or a zoo entry (its
     normalisation and input size are then used unless ``normalization=`` / ``resize_to=`` say otherwise)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        serialise_public(cls)  # calls on one model run one at a time (thread safety)
 
     def __init__(self, model: Any = None, device: str | None = None, normalization: Any = None, **kwargs: Any):
         model, normalization = self._take_model(model, normalization)
@@ -101,3 +106,6 @@ class InterpreterEvaluator(UsesModelPreprocessing):
 
     def evaluate(self, *args: Any, **kwargs: Any):
         raise NotImplementedError
+
+
+serialise_public(InterpreterEvaluator)

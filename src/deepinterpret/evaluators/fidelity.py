@@ -138,7 +138,11 @@ class Infidelity(InterpreterEvaluator):
         side = min(x.shape[2:])
         sizes = tuple(square_sizes or (max(1, round(side / 7)), max(1, round(side / 3.5)), max(1, round(side / 1.75))))
         stride = stride or max(1, round(side / 28))
-        key = x.tobytes() + repr((sizes, stride, label)).encode()
+        # Everything the cached drops depend on: the model input (after normalisation), the settings, the weights.
+        digest = self.adapter.weights_digest()
+        key = x.tobytes() + repr((sizes, stride, label, digest, self._fill_value())).encode()
+        if digest is None:  # a plain callable: nothing tells whether it changed, so nothing is cached
+            recompute = True
         if recompute or key not in self._cache:
             squares = Squares(x, self._fill_value(), sizes, stride)
             drops, label = output_drops(self, x, squares, label, batch_size, "logit")

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import adapt, check_positive_int
+from ..core.locks import serialise_public
 from ..interpreters.generation import METHODS, TeacherForced, explain_forced
 from ..interpreters.text_gradients import find_embedding
 from ..viz import generation_html, show_text
@@ -134,6 +135,10 @@ class GenerationExplainer:
     IG baseline (default: the pad token, else the end-of-sequence token, else 0). ``batch_size``: perturbed
     prompts (or IG steps) per forward pass: memory does not depend on the prompt's number of tokens beyond it.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        serialise_public(cls)  # calls on one model run one at a time (thread safety)
 
     def __init__(
         self,
@@ -369,3 +374,6 @@ class GenerationExplainer:
         inputs = {"input_ids": ids[None], "attention_mask": np.ones((1, len(ids)), np.int64)}
         with self.adapter.evaluation():
             return [int(i) for i in self.adapter.generate_tokens(inputs, count)[0]]
+
+
+serialise_public(GenerationExplainer)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.locks import serialise_public
 from ..data import Normalization
 from ..data.preprocessing import unwrap_model
 from ..interpreters import GradShapCVInterpreter, IntGradCVInterpreter, SmoothGradInterpreter
@@ -41,6 +42,10 @@ def _processor_settings(feature_extractor: Any) -> tuple[Normalization | None, i
 class ImageClassificationExplainer:
     """``explainer(image)`` → attributions ``[1, C, H, W]``; ``explainer.visualize(method=...)`` → a picture.
     ``gradient_of``: ``"logit"`` (default, as transformers-interpret) or ``"probability"``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        serialise_public(cls)  # calls on one model run one at a time (thread safety)
 
     def __init__(
         self,
@@ -139,3 +144,6 @@ class ImageClassificationExplainer:
         picture = Picture(picture)  # prints as one line; np.asarray(picture) is the array
         picture.show()
         return picture
+
+
+serialise_public(ImageClassificationExplainer)

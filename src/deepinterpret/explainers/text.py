@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import adapt, softmax
+from ..core.locks import serialise_public
 from ..data import TextBatch, as_texts, encode_with, merge_words
 from ..interpreters.attention import ModelInputs, attention_relevance
 from ..interpreters.lime import fit_surrogate, kernel_weights, lime_text
@@ -67,6 +68,10 @@ class BaseExplainer:
 
     gradient_choices: tuple[str, ...] = GRADIENT_OF  # the first is the default
     independent_labels = False  # multi-label heads: the sigmoid of each logit is the probability
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        serialise_public(cls)  # calls on one model run one at a time (thread safety)
 
     def __init__(
         self,
@@ -296,7 +301,13 @@ class SequenceClassificationExplainer(BaseExplainer):
 
     def _encode(self, text: Any, pairs: Any = None) -> TextBatch:
         texts = as_texts(text)
-        return encode_with(self.tokenizer, texts, None if pairs is None else as_texts(pairs), self.max_seq_len)
+        return encode_with(
+            self.tokenizer,
+            texts,
+            None if pairs is None else as_texts(pairs),
+            self.max_seq_len,
+            self.adapter.max_positions(),
+        )
 
     def _explain(
         self,
@@ -508,7 +519,9 @@ class QuestionAnsweringExplainer(BaseExplainer):
         internal_batch_size: int | None = None,
         n_steps: int | None = None,
     ) -> dict[str, list[tuple[str, float]]]:
-        batch = encode_with(self.tokenizer, as_texts(question), as_texts(text), self.max_seq_len)
+        batch = encode_with(
+            self.tokenizer, as_texts(question), as_texts(text), self.max_seq_len, self.adapter.max_positions()
+        )
         with self.adapter.evaluation():
             start = self.adapter.predict_inputs(batch.inputs, output="logit", field="start_logits")
             end = self.adapter.predict_inputs(batch.inputs, output="logit", field="end_logits")
@@ -568,7 +581,7 @@ class TokenClassificationExplainer(BaseExplainer):
         internal_batch_size: int | None = None,
         n_steps: int | None = None,
     ) -> dict[str, dict[str, Any]]:
-        batch = encode_with(self.tokenizer, as_texts(text), None, self.max_seq_len)
+        batch = encode_with(self.tokenizer, as_texts(text), None, self.max_seq_len, self.adapter.max_positions())
         with self.adapter.evaluation():
             logits = self.adapter.predict_inputs(batch.inputs, output="logit")[0]  # [L, K]
         predicted = logits.argmax(-1)
@@ -598,3 +611,6 @@ class TokenClassificationExplainer(BaseExplainer):
             probability = float(softmax(np, logits[position])[predicted[position]])
             self.records.append(dict(words=words, predicted=label, probability=probability, label=f"{key}"))
         return self.word_attributions
+
+
+serialise_public(BaseExplainer)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, adapt, check_objective, softmax
 from ..core.batching import PerInputSum, batches
+from ..core.locks import serialise_public
 from ..core.validation import check_precision
 from ..data import ImageBatch, as_normalization, as_target, load_images, resolve_label_lists, resolve_labels
 from ..data.preprocessing import UsesModelPreprocessing
@@ -95,6 +96,10 @@ class Interpreter(UsesModelPreprocessing):
             occluded and perturbed inputs of Score-CAM, Occlusion, RISE, LIME, predictions) run under the
             framework's autocast; off by default (gradients always run in float32). Torch or Paddle models only.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        serialise_public(cls)  # calls on one model run one at a time (thread safety)
 
     # Pictures: True for attributions whose sign means for / against the class (drawn in a diverging colour map
     # centred at 0), False for magnitudes and non-negative maps (a sequential one).
@@ -308,3 +313,6 @@ class InputOutputInterpreter(Interpreter):
 
         self.predict_fn = predict_fn
         return predict_fn
+
+
+serialise_public(Interpreter)

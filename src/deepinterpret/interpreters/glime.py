@@ -126,14 +126,23 @@ class NormLIMECVInterpreter(LIMECVInterpreter):
     ) -> dict:
         """Returns ``{class: {cluster: weight}}`` and writes it (with the cluster centres) as JSON to ``save_path``
         (a ``.npy`` name is written as ``.json``: no pickles). ``temp_data_file`` caches each image's LIME
-        result as plain arrays, keyed by the image's bytes and the LIME settings."""
+        result as plain arrays, keyed by the image's bytes, the LIME settings, the normalisation and the
+        model's weights (a plain callable, which has none, by its qualified name: pass
+        ``temp_data_file=None`` when its behaviour changes)."""
         if isinstance(image_paths, (str, os.PathLike)) or not len(image_paths):
             raise ValueError("image_paths must be a non-empty list of image paths.")
+        # The key covers the image bytes, the LIME settings, the normalisation and the model's weights; a plain
+        # callable has no weights to digest and is keyed by its qualified name.
+        weights = self.adapter.weights_digest()
+        if weights is None:
+            weights = f"callable {getattr(self.model, '__module__', '')}.{getattr(self.model, '__qualname__', '')}"
         cache = LimeCache(temp_data_file)
         explanations = []
         for chunk in batches(len(image_paths), 1, progress=self.progress, desc="NormLIME", unit="image"):
             path = image_paths[chunk.part.start]
-            key = cache.key(path, num_samples, resize_to, crop_to, random_seed, segmentation)
+            key = cache.key(
+                path, num_samples, resize_to, crop_to, random_seed, segmentation, weights, repr(self.normalization)
+            )
             cached = cache.get(key)
             if cached is None:
                 super().interpret(

@@ -132,20 +132,21 @@ def lime_image(
     x = adapter.asarray(x)
     channels = int(x.shape[0])
     num_features = int(segments.max()) + 1
-    onehot = np.zeros((num_features, segments.size), dtype=np.float32)
-    onehot[segments.ravel(), np.arange(segments.size)] = 1.0
+    # Each pixel's superpixel (no dense superpixels x pixels one-hot: memory stays [batch, pixels]).
+    labels = segments.ravel()
     flat = adapter.to_numpy(xp.reshape(x, (channels, -1)))
     if hide_color is None:
-        fill = (flat @ onehot.T) / onehot.sum(axis=1)  # [C, S]: each superpixel's mean, per channel
-        hidden = fill @ onehot  # [C, HW]
+        counts = np.bincount(labels, minlength=num_features)
+        sums = np.stack([np.bincount(labels, weights=row, minlength=num_features) for row in flat])
+        hidden = (sums / counts)[:, labels].astype(np.float32)  # [C, HW]: each superpixel's mean, per channel
     else:
         hidden = np.full_like(flat, float(hide_color))
-    onehot_x, flat_x, hidden_x = adapter.asarray(onehot), adapter.asarray(flat), adapter.asarray(hidden)
+    flat_x, hidden_x = adapter.asarray(flat), adapter.asarray(hidden)
     masks = sample_masks(num_features, num_samples, resolve_seed(random_seed), kernel)
     probabilities = []
     with adapter.evaluation():
         for chunk in batches(num_samples, batch_size, progress=progress, desc="LIME"):
-            keep = xp.matmul(adapter.asarray(masks[chunk.part]), onehot_x)[:, None, :]  # [b, 1, HW]
+            keep = adapter.asarray(masks[chunk.part][:, labels])[:, None, :]  # [b, 1, HW]
             samples = flat_x[None] * keep + hidden_x[None] * (1 - keep)
             samples = xp.reshape(samples, (-1, *x.shape))
             if callable(output):  # a target object: its value on each perturbed image (all rows belong to input 0)

@@ -259,7 +259,7 @@ class _TextGradientInterpreter(Interpreter):
         baseline: str = "zeros",
         **kwargs: Any,
     ):
-        batch = encode_texts(raw_text, tokenizer, text_to_input_fn, max_seq_len)
+        batch = encode_texts(raw_text, tokenizer, text_to_input_fn, max_seq_len, self.adapter.max_positions())
         kwargs["baseline_inputs"] = _reference(baseline, batch, tokenizer)
         targets = resolve_labels(label, len(batch))
         layer = find_embedding(self.adapter, embedding_name)

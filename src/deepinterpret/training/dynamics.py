@@ -20,6 +20,7 @@ import numpy as np
 
 from ..adapters import adapt, check_positive_int
 from ..core.batching import Progress
+from ..data.files import atomic_file
 
 
 class IndexedLoader:
@@ -87,14 +88,17 @@ def record_training(
     progress: bool | None = None,
     seed: int = 0,
     checkpoints: list | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> Dynamics:
     """Train ``model`` for ``epochs`` and record every sample's probabilities at every epoch. ``checkpoints``: a
-    list to which the parameters after each epoch are appended (``{name: NumPy array}``, for TracIn)."""
+    list to which the parameters after each epoch are appended (``{name: NumPy array}``, for TracIn).
+    ``checkpoint``: a file to resume from and to write after every epoch (see ``TrainingDynamics.generator``)."""
     adapter = adapt(model, device)
     epochs = check_positive_int(epochs, "epochs")
     per_epoch, labels = [], {}
-    meter = Progress(epochs, "epochs", "epoch", progress, leave=True)
-    for epoch in range(epochs):
+    start = _resume(adapter, checkpoint, per_epoch, labels, epochs)
+    meter = Progress(epochs, "epochs", "epoch", progress, leave=True, initial=start)
+    for epoch in range(start, epochs):
         stream = _remember(_epoch(loader, epoch), labels)
         if mode == "sgd":
             per_epoch.append(adapter.train_epoch(stream, optimizer))
@@ -104,6 +108,8 @@ def record_training(
             per_epoch.append(adapter.train_epoch(batches, optimizer, mode, total, len(batches), seed + epoch))
         if checkpoints is not None:
             checkpoints.append(adapter.parameter_arrays())
+        if checkpoint is not None:
+            _write_checkpoint(adapter, checkpoint, per_epoch, labels)
         meter.update(1)
     meter.close()
     size = int(max(i.max() for i, _ in per_epoch)) + 1
@@ -115,6 +121,36 @@ def record_training(
     for index, label in labels.items():
         assigned[index] = label
     return Dynamics(table, assigned)
+
+
+def _resume(adapter: Any, path: Any, per_epoch: list, labels: dict, epochs: int) -> int:
+    """Load an epoch checkpoint (if ``path`` exists) into the model and the records; the next epoch to run."""
+    if path is None or not os.path.exists(path):
+        return 0
+    saved = load_arrays(path)
+    done = int(saved["epochs_done"])
+    if done > epochs:
+        raise ValueError(f"the checkpoint {os.fspath(path)!r} holds {done} epochs; more than epochs={epochs}.")
+    state = adapter.ops.state(adapter.model)
+    names = [k[len("state.") :] for k in saved if k.startswith("state.")]
+    if sorted(names) != sorted(state):
+        raise ValueError(f"the checkpoint {os.fspath(path)!r} does not fit the model (other parameter names).")
+    for name, tensor in state.items():
+        adapter.ops.assign(tensor, saved[f"state.{name}"])
+    per_epoch.extend((saved[f"indices.{e}"], saved[f"probabilities.{e}"]) for e in range(done))
+    labels.update(zip(saved["label_index"].tolist(), saved["label_value"].tolist(), strict=True))
+    return done
+
+
+def _write_checkpoint(adapter: Any, path: Any, per_epoch: list, labels: dict) -> None:
+    arrays = {
+        f"state.{n}": adapter.to_numpy(adapter.ops.detach(t)) for n, t in adapter.ops.state(adapter.model).items()
+    }
+    for e, (indices, probabilities) in enumerate(per_epoch):
+        arrays[f"indices.{e}"], arrays[f"probabilities.{e}"] = indices, probabilities
+    arrays["label_index"] = np.array(list(labels), dtype=np.int64)
+    arrays["label_value"] = np.array(list(labels.values()), dtype=np.int64)
+    save_arrays(path, epochs_done=np.array(len(per_epoch)), **arrays)
 
 
 def _host(array: Any) -> np.ndarray:
@@ -209,14 +245,27 @@ class TrainingDynamics:
         batch_size: int | None = None,
         seed: int = 0,
         keep_checkpoints: bool = False,
+        checkpoint: str | os.PathLike | None = None,
     ):
         """Train and return ``{sample index: [epochs, classes] probabilities}`` (NaN rows: not seen that epoch).
         The assigned labels are kept in ``assigned_targets``; with ``keep_checkpoints``, the parameters after each
-        epoch in ``checkpoints`` (a list of ``{name: array}``, what ``TracInInterpreter`` takes)."""
+        epoch in ``checkpoints`` (a list of ``{name: array}``, what ``TracInInterpreter`` takes).
+
+        ``checkpoint``: an ``.npz`` path written (atomically) after every epoch with the model's state and what was
+        recorded so far; a run given an existing one resumes after its last epoch (the model's parameters and
+        buffers are loaded from it; the optimizer starts afresh, which is exact for plain SGD; ``checkpoints``
+        then holds the epochs run since)."""
         loader = as_loader(train_loader, batch_size, seed)
         self.checkpoints = [] if keep_checkpoints else None
         self.dynamics = record_training(
-            self.model, loader, optimizer, epochs, self.device, progress=self.progress, checkpoints=self.checkpoints
+            self.model,
+            loader,
+            optimizer,
+            epochs,
+            self.device,
+            progress=self.progress,
+            checkpoints=self.checkpoints,
+            checkpoint=checkpoint,
         )
         self.assigned_targets = self.dynamics.labels
         return {i: self.dynamics.probabilities[:, i] for i in range(self.dynamics.probabilities.shape[1])}
@@ -261,11 +310,10 @@ def transform_dynamics(probabilities: np.ndarray, assigned: np.ndarray) -> tuple
 
 
 def save_arrays(path: str | os.PathLike, **arrays: Any) -> str:
+    """Write ``arrays`` as a compressed ``.npz`` atomically (an interrupt keeps the previous file); the path."""
     path = os.fspath(path)
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    np.savez_compressed(path, **{k: np.asarray(v) for k, v in arrays.items()})
+    with atomic_file(path) as handle:
+        np.savez_compressed(handle, **{k: np.asarray(v) for k, v in arrays.items()})
     return path
 
 

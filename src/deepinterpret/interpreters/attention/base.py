@@ -130,7 +130,7 @@ class TransformerInterpreter(Interpreter):
         return xp.reshape(relevance, (relevance.shape[0], rows, cols))
 
     def _text_inputs(self, raw_text, tokenizer, text_to_input_fn, max_seq_len, scale_layer=None):
-        batch = encode_texts(raw_text, tokenizer, text_to_input_fn, max_seq_len)
+        batch = encode_texts(raw_text, tokenizer, text_to_input_fn, max_seq_len, self.adapter.max_positions())
         return batch, ModelInputs(self.adapter, batch.inputs, scale_layer)
 
     def _text_readout(self, batch: TextBatch, matrix: Any) -> np.ndarray:
