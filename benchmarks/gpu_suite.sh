@@ -26,8 +26,8 @@ for spec in ${GPU_SUITE:-gradients cam gradient_family lrp transformers rise gen
     transformers) run 90 benchmarks/bench_transformers.py --images 8 --batch-size 32 ;;
     rise) run 60 benchmarks/bench_rise.py --device gpu --masks 4000 --batch-size 250 ;;
     generation) run 120 benchmarks/bench_generation.py --repeats 2 ;;
-    passes) run 240 benchmarks/bench_passes.py --batch-size 256 ;;
-    ig_adaptive) run 240 benchmarks/bench_ig_adaptive.py --images 20 --batch-size 64 ;;
+    passes) run 150 benchmarks/bench_passes.py --batch-size 256 ;;
+    ig_adaptive) run 150 benchmarks/bench_ig_adaptive.py --images 20 --batch-size 64 ;;
     *) run 120 "benchmarks/bench_$spec.py" ;;
   esac
 done
