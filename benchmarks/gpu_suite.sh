@@ -27,7 +27,7 @@ for spec in ${GPU_SUITE:-gradients cam gradient_family lrp transformers rise gen
     rise) run 60 benchmarks/bench_rise.py --device gpu --masks 4000 --batch-size 250 ;;
     generation) run 120 benchmarks/bench_generation.py --repeats 2 ;;
     passes) run 150 benchmarks/bench_passes.py --batch-size 256 ;;
-    ig_adaptive) run 150 benchmarks/bench_ig_adaptive.py --images 20 --batch-size 64 ;;
+    ig_adaptive) run 150 benchmarks/bench_ig_adaptive.py --images 20 --batch-size 64 --plot "${OUT:-.}/ig_adaptive_gpu.png" ;;
     *) run 120 "benchmarks/bench_$spec.py" ;;
   esac
 done
