@@ -79,6 +79,17 @@ def resolve_model(spec: str, framework: str = "torch") -> dict[str, Any]:
 # -- commands ---------------------------------------------------------------------------------
 
 
+def unique_stems(paths: list[str]) -> list[str]:
+    """One output name per input: the file's stem, with as many parent folders as needed (joined by ``_``) when
+    inputs in different folders share a name, so that no output overwrites another's."""
+    parts = [Path(p).resolve().with_suffix("").parts for p in paths]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        stems = ["_".join(p[-depth:]).lstrip("_/\\") or "input" for p in parts]
+        if len(set(stems)) == len(stems):
+            return stems
+    return [f"{stem}_{i}" for i, stem in enumerate(stems)]  # the same file given twice
+
+
 # The photographs' demo: EfficientNet-Lite0 at 224 px. Settings per method, sized so that the whole demo takes
 # about a minute or two on 2 CPU cores (per photograph 51 forward + backward passes and about 330 forwards, about
 # 50 s of one core at 122 ms per forward and 218 ms per forward + backward): few samples and steps,
@@ -269,7 +280,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stems = [Path(p).stem for p in args.inputs]
+    stems = unique_stems(args.inputs)
     pictures = [str(out / f"{stem}_{spec.name}.png") for stem in stems]
     if spec.takes_labels:
         options["labels"] = args.label
@@ -277,7 +288,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise UsageError(f"method {spec.name!r} is class-agnostic and takes no --label.")
     explanation = interpreter.interpret(
         list(args.inputs),
-        resize_to=args.resize_to or resolved["resize_to"],
+        resize_to=resolved["resize_to"] if args.resize_to is None else args.resize_to,
         crop_to=args.crop_to,
         visual=False,
         save_path=pictures,

@@ -12,12 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from ..core.validation import check_number
 from .base import InterpreterEvaluator, explanation_map
 
 
 def alignment(mask: np.ndarray, explanation: Any, threshold: float = 0.25) -> dict[str, float]:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
+    threshold = check_number(threshold, "threshold", 0.0, 1.0)
     mask = np.asarray(mask).astype(bool)
     if mask.ndim != 2:
         raise ValueError(f"the ground truth must be a 2-D mask; got shape {mask.shape}.")
