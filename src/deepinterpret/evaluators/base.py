@@ -91,7 +91,7 @@ class InterpreterEvaluator:
             segmentation = np.asarray(explanation.get("segmentation", np.zeros((0,))))
             if segmentation.shape != (height, width):
                 raise ValueError(
-                    f"the LIME explanation's segmentation has shape {segmentation.shape}; the image is {height}x{width}."
+                    f"the LIME explanation's segmentation has shape {segmentation.shape}, the image {height}x{width}."
                 )
             return
         try:

@@ -40,7 +40,8 @@ def spec_modality(spec: str | os.PathLike) -> str | None:
         try:
             architectures = json.loads(config.read_text()).get("architectures") or []
         except (OSError, ValueError, AttributeError) as error:
-            raise ValueError(f"cannot read the model at {os.fspath(spec)!r}: its config.json is malformed ({error}).")
+            message = f"cannot read the model at {os.fspath(spec)!r}: its config.json is malformed ({error})."
+            raise ValueError(message) from None
         if any(a.endswith(("ForSequenceClassification", "ForTokenClassification")) for a in architectures):
             return "text"
         return "image"
