@@ -1,16 +1,19 @@
 """Explaining generation: a 20-token continuation of a 200-token prompt on a GPT-2-shaped causal LM (random weights,
 word-level vocabulary), measured side by side in one run:
 
-  * ablation (one perturbed prompt per token, teacher-forced, batches of 16) / its raw passes (the same forward
-    passes on the same perturbed batches, timed bare) and / Captum's LLMAttribution(FeatureAblation) (one
-    token-by-token regeneration per perturbed prompt; ``use_cached_outputs=False``: its KV-cache path does not run
-    on this transformers version) and with ``forward_in_tokens=False`` (one teacher-forced pass per perturbation);
-  * Integrated Gradients (20 Gauss-Legendre steps, one batch, every generated token from each forward, one
-    backward per generated token) / its raw passes (the interpolated embeddings through the model, one backward per
-    token) and / Captum's LLMGradientAttribution(LayerIntegratedGradients) (one full IG per generated token).
+  * ablation (one perturbed prompt per token, teacher-forced, batches of 16; the key/value cache of the unchanged
+    prefix reused) / its raw passes (the same perturbed batches through the model, full passes, timed bare), ours
+    without the cache (``reuse_prefix=False``) / the same raw passes, and Captum's LLMAttribution(FeatureAblation)
+    / ours (``use_cached_outputs=False``: its KV-cache path does not run on this transformers version;
+    ``forward_in_tokens=False``: one teacher-forced pass per perturbation, the fastest it offers);
+  * Integrated Gradients (20 Gauss-Legendre steps, one batch, every generated token from each forward, the
+    vocabulary projection only at the 20 rows read, one backward per generated token on CPU or one vectorised
+    backward for all of them on a GPU) / its raw passes (the same forward and backward passes, timed bare) and
+    Captum's LLMGradientAttribution(LayerIntegratedGradients) (one full IG per generated token) / ours.
 
     python benchmarks/bench_generation.py [--layers 2] [--width 128] [--steps 20] [--repeats 1] [--no-warmup]
                                           [--captum-token-by-token]   (README figures: OMP_NUM_THREADS=1, --no-warmup)
+    BENCH_DEVICE=cuda python benchmarks/bench_generation.py            (on a GPU)
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 import deepinterpret as it
-from common import best_of
+from common import DEVICE, best_of, describe_device, timed
 
 
 def word_tokenizer(size: int) -> PreTrainedTokenizerFast:
@@ -46,6 +49,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--captum-token-by-token", action="store_true", help="also time Captum's default ablation")
     parser.add_argument("--no-warmup", action="store_true")
+    parser.add_argument(
+        "--cpu-time", action="store_true", help="time by process CPU time (steadier than wall time on a busy machine)"
+    )
+    parser.add_argument("--skip-other-backward", action="store_true", help="do not time the other IG backward strategy")
     args = parser.parse_args()
     torch.manual_seed(0)
     config = GPT2Config(
@@ -57,41 +64,56 @@ def main() -> None:
         bos_token_id=0,
         eos_token_id=0,
     )
-    model = GPT2LMHeadModel(config).eval()
+    model = GPT2LMHeadModel(config).eval().to(DEVICE)
     tokenizer = word_tokenizer(args.vocab)
     rng = np.random.default_rng(0)
     prompt = " ".join(f"w{i}" for i in rng.integers(1, args.vocab - 1, args.prompt))
     target = " ".join(f"w{i}" for i in rng.integers(1, args.vocab - 1, args.new))
     explainer = it.GenerationExplainer(model, tokenizer, baseline_token=0, batch_size=16)
-    ids = torch.tensor([tokenizer.encode(prompt) + tokenizer.encode(target)[:-1]])
+    ids = torch.tensor([tokenizer.encode(prompt) + tokenizer.encode(target)[:-1]], device=DEVICE)
     length = ids.shape[1]
+    vectorised = DEVICE.type != "cpu"  # what ours chooses: one vectorised backward on a GPU, one per token on CPU
 
     def raw_ablation():
         with torch.no_grad():
             for start in range(0, args.prompt + 1, 16):  # the unperturbed prompt + one per token, 16 per pass
                 count = min(16, args.prompt + 1 - start)
                 batch = ids.repeat(count, 1)
-                batch[torch.arange(count), (torch.arange(count) + start - 1).clamp(min=0)] = 0
+                rows = torch.arange(count, device=DEVICE)
+                batch[rows, (rows + start - 1).clamp(min=0)] = 0
                 logits = model(input_ids=batch, use_cache=False, logits_to_keep=args.new + 1).logits
                 torch.log_softmax(logits.float(), -1)
 
     def raw_ig():
         embedding = model.transformer.wte
         e = embedding(ids).detach()
-        b = embedding(torch.where(torch.arange(length) < args.prompt, 0, ids)).detach()
-        alphas = torch.rand(args.steps, 1, 1)
+        b = embedding(torch.where(torch.arange(length, device=DEVICE) < args.prompt, 0, ids)).detach()
+        alphas = torch.rand(args.steps, 1, 1, device=DEVICE)
         point = (b + alphas * (e - b)).requires_grad_(True)
         with torch.enable_grad():
-            logits = model(inputs_embeds=point, use_cache=False).logits[:, args.prompt - 1 :]
-            value = torch.log_softmax(logits.float(), -1)
-            for t in range(args.new):
-                torch.autograd.grad(value[:, t, 5].sum(), point, retain_graph=t < args.new - 1)
+            logits = model(inputs_embeds=point, use_cache=False, logits_to_keep=args.new).logits
+            value = torch.log_softmax(logits.float(), -1)[:, :, 5]  # [steps, new]
+            if vectorised:
+                cotangents = torch.eye(args.new, device=DEVICE)[:, None, :].expand(args.new, args.steps, args.new)
+                torch.autograd.grad(value, point, cotangents, is_grads_batched=True)
+            else:
+                for t in range(args.new):
+                    torch.autograd.grad(value[:, t].sum(), point, retain_graph=t < args.new - 1)
 
     def ours_ablation():
         return explainer(prompt, target=target, method="ablation")
 
+    def ours_ablation_full():
+        return explainer(prompt, target=target, method="ablation", reuse_prefix=False)
+
     def ours_ig():
         return explainer(prompt, target=target, method="intgrad", steps=args.steps, batch_size=args.steps)
+
+    def ours_ig_other():  # the other backward strategy than the one ours picks on this device
+        per = 1 if vectorised else args.new
+        return explainer(
+            prompt, target=target, method="intgrad", steps=args.steps, batch_size=args.steps, targets_per_backward=per
+        )
 
     from captum.attr import (
         FeatureAblation,
@@ -119,29 +141,41 @@ def main() -> None:
     reference = captum_ig().token_attr.numpy()
     ig_gap = float(np.abs(g - reference).max() / np.abs(reference).max())
 
+    other = "intgrad, one backward per token" if vectorised else "intgrad, one vectorised backward"
     fns = {
         "ablation": ours_ablation,
+        "ablation without the prefix cache": ours_ablation_full,
         "ablation raw passes": raw_ablation,
         "intgrad": ours_ig,
+        other: ours_ig_other,
         "intgrad raw passes": raw_ig,
     }
-    times = best_of(fns, args.repeats, warmup=not args.no_warmup)
-    start = time.perf_counter()
-    captum_ig()
-    times["captum LLMGradientAttribution(LayerIG)"] = time.perf_counter() - start
-    start = time.perf_counter()
-    captum_ablation(False)
-    times["captum LLMAttribution(FeatureAblation), forward_in_tokens=False"] = time.perf_counter() - start
+    if args.skip_other_backward:
+        del fns[other]
+    clock = timed
+    if args.cpu_time:  # one-threaded CPU runs only: the process's CPU seconds, not the wall clock
+
+        def clock(fn):
+            start = time.process_time()
+            fn()
+            return time.process_time() - start
+
+    if args.cpu_time:
+        times = {name: min(clock(fn) for _ in range(args.repeats)) for name, fn in fns.items()}
+    else:
+        times = best_of(fns, args.repeats, warmup=not args.no_warmup)
+    times["captum LLMGradientAttribution(LayerIG)"] = clock(captum_ig)
+    times["captum LLMAttribution(FeatureAblation), forward_in_tokens=False"] = clock(lambda: captum_ablation(False))
     if args.captum_token_by_token:
-        start = time.perf_counter()
-        captum_ablation(True)
-        times["captum LLMAttribution(FeatureAblation), token by token"] = time.perf_counter() - start
+        times["captum LLMAttribution(FeatureAblation), token by token"] = clock(lambda: captum_ablation(True))
     shape = f"{args.layers} layers, width {args.width}, vocabulary {args.vocab}"
-    print(f"GPT-2 shape: {shape}; {args.prompt}-token prompt, {args.new}-token continuation")
+    print(f"GPT-2 shape: {shape}; {args.prompt}-token prompt, {args.new}-token continuation; {describe_device()}")
     for name, seconds in times.items():
         print(f"  {name:<66} {seconds:8.2f} s")
     ratios = {
         "ablation / raw": times["ablation"] / times["ablation raw passes"],
+        "ablation without the prefix cache / raw": times["ablation without the prefix cache"]
+        / times["ablation raw passes"],
         "intgrad / raw": times["intgrad"] / times["intgrad raw passes"],
         "captum IG / ours": times["captum LLMGradientAttribution(LayerIG)"] / times["intgrad"],
         "captum ablation (teacher-forced) / ours": times[
@@ -153,6 +187,8 @@ def main() -> None:
         ratios["captum ablation (token by token) / ours"] = (
             times["captum LLMAttribution(FeatureAblation), token by token"] / times["ablation"]
         )
+    if other in times:
+        ratios[f"captum IG / ours ({other})"] = times["captum LLMGradientAttribution(LayerIG)"] / times[other]
     for name, value in ratios.items():
         print(f"  {name:<66} {value:8.2f}x")
     print(f"  max |ours - captum| / max |captum|: ablation {ablation_gap:.1e}, intgrad {ig_gap:.1e}")

@@ -93,11 +93,10 @@ def test_save_path_writes_pngs(photo, tmp_path):
     assert result.shape == (2, 3, 32, 32)
     for i in range(2):
         written = np.asarray(Image.open(tmp_path / "maps" / f"sg_{i}.png"))
-        assert written.shape == (32, 32, 3) and written.dtype == np.uint8
-    # The overlay puts the gradient magnitude in the green channel.
+        assert min(written.shape[:2]) >= 256 and written.shape[2] in (3, 4) and written.dtype == np.uint8
     single = tmp_path / "one.png"
     it.IntGradCVInterpreter(model).interpret(photo, steps=4, resize_to=32, visual=True, save_path=str(single))
-    assert Image.open(single).size == (32, 32)
+    assert min(Image.open(single).size) >= 256  # the picture with its title and colour bar, not a 32 px thumbnail
 
 
 def test_visual_true_without_display_neither_blocks_nor_fails(tmp_path):

@@ -42,46 +42,59 @@ def _state(model):
 
 
 def _rank_first_rate(model, tokenizer, method, prompts, **options):
-    """The share of prompts whose deciding pair gets the largest attribution among the context's pairs (each pair
-    a span; the query ``b?`` stays as it is: it is needed as much as the pair, so it is not a candidate)."""
+    """The share of prompts whose deciding pair gets a strictly larger attribution than every other pair of the
+    context (each pair a span; the query ``b?`` stays as it is: it is needed as much as the pair, so it is not a
+    candidate here; benchmarks/evaluate_generation.py reports both candidate sets)."""
     explainer = it.GenerationExplainer(model, tokenizer, batch_size=64)
     hits = 0
     for prompt, answer, deciding in prompts:
         pairs = prompt.split(" ; ")[0].split()
         result = explainer(prompt, target=answer, method=method, segments=pairs, **options)
         assert result.features == pairs
-        hits += int(np.argmax(result.attributions[0]) == deciding)
+        row = result.attributions[0]
+        hits += int(row[deciding] > np.delete(row, deciding).max())
     return hits / len(prompts)
 
 
 # -- the recall task: the deciding token comes first --------------------------------------------------------------
 
-# Measured on 100 held-out prompts (seed 1000): ablation 1.00, LIME 0.99, KernelSHAP 0.99, IG 0.95, GiLOT 0.98,
-# rollout 0.80, Input×Gradient 0.38; random and shuffled models 0.22-0.29 (chance: one pair in 3-5).
-THRESHOLDS = {"ablation": 0.9, "lime": 0.9, "kernelshap": 0.9, "intgrad": 0.9, "gilot": 0.9, "rollout": 0.65}
+# Measured on 100 held-out prompts (seed 1000) by benchmarks/evaluate_generation.py: see the model card.
+THRESHOLDS = {
+    "ablation": ("ablation", {}),
+    "lime": ("lime", {}),
+    "kernelshap": ("kernelshap", {}),
+    "input_x_gradient l2": ("input_x_gradient", {"aggregate": "l2"}),
+    "intgrad": ("intgrad", {}),
+    "gilot": ("gilot", {}),
+    "rollout": ("rollout", {}),
+    "generic_attention": ("generic_attention", {}),
+}
 
 
-@pytest.mark.parametrize("method", list(THRESHOLDS))
-def test_each_method_ranks_the_deciding_token_first(recall, method):
+@pytest.mark.parametrize("label", list(THRESHOLDS))
+def test_each_method_ranks_the_deciding_token_first(recall, label):
+    method, options = THRESHOLDS[label]
     prompts = kv_recall.recall_prompts(40, seed=1000)  # held out: training used seed 1
-    rate = _rank_first_rate(recall.model, recall.tokenizer, method, prompts, **FAST)
-    assert rate >= THRESHOLDS[method], f"{method}: deciding pair first on {rate:.0%} of held-out prompts"
+    rate = _rank_first_rate(recall.model, recall.tokenizer, method, prompts, **FAST, **options)
+    assert rate >= 0.9, f"{label}: deciding pair first on {rate:.0%} of held-out prompts"
 
 
-@pytest.mark.parametrize("method", ["ablation", "intgrad", "gilot"])
-def test_random_and_shuffled_models_do_not_find_the_deciding_token(recall, method):
+@pytest.mark.parametrize("label", ["ablation", "intgrad", "gilot", "rollout", "generic_attention"])
+def test_random_and_shuffled_models_do_not_find_the_deciding_token(recall, label):
     import torch
 
+    method, options = THRESHOLDS[label]
     prompts = kv_recall.recall_prompts(40, seed=1000)
-    random_model = kv_recall.build_model(seed=5)
-    shuffled = kv_recall.build_model(seed=5)
+    shape = json.loads(recall.metadata["config"])
+    random_model = kv_recall.build_model(seed=5, config=shape)
+    shuffled = kv_recall.build_model(seed=5, config=shape)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for (_name, param), trained in zip(shuffled.named_parameters(), recall.model.parameters(), strict=True):
             flat = trained.detach().flatten()
             param.copy_(flat[torch.randperm(flat.numel(), generator=generator)].reshape(param.shape))
     for model in (random_model, shuffled):
-        assert _rank_first_rate(model, recall.tokenizer, method, prompts, **FAST) < 0.5
+        assert _rank_first_rate(model, recall.tokenizer, method, prompts, **FAST, **options) < 0.5
 
 
 def test_zoo_entry_is_accurate_and_small(recall):
@@ -431,3 +444,139 @@ def test_generation_faithfulness_curves(recall):
     assert minilm["lerf"][0] == pytest.approx(1.0, abs=1e-5) and minilm["morf"][0] < 0.99
     with pytest.raises(ValueError, match="fractions"):
         it.evaluators.generation_faithfulness(explainer, result, fractions=(0.0,))
+
+
+# -- second round: batched backward passes, the key/value cache, L2 aggregation, Generic Attention, sampling ---------
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_prefix_cache_gives_the_numbers_of_full_passes(kind, tokenizer):
+    model = _from_config(kind, len(tokenizer))
+    explainer = it.GenerationExplainer(model, tokenizer, batch_size=3)
+    assert explainer.adapter.prefix_cache({"input_ids": np.array([[3, 4, 5]])}) is not None
+    prompt, target = "a=3 b=7 c=1 d=0 e=5 ; b?", [12, 5, 40]
+    for method, options in [("ablation", {}), ("lime", dict(n_samples=20)), ("gilot", dict(top_p=0.99))]:
+        cached = explainer(prompt, target=target, method=method, **options)
+        full = explainer(prompt, target=target, method=method, reuse_prefix=False, **options)
+        scale = np.abs(full.attributions).max()
+        assert scale > 1e-3
+        np.testing.assert_allclose(cached.attributions, full.attributions, atol=1e-5 * max(scale, 1.0), err_msg=method)
+        np.testing.assert_allclose(cached.log_probs, full.log_probs, atol=1e-5)
+    # spans: a chunk starts at the first token any of its spans changes
+    spans = dict(segments=["b=7 c=1", "e=5 ;"], target=target, method="ablation")
+    np.testing.assert_allclose(
+        explainer(prompt, **spans).attributions, explainer(prompt, reuse_prefix=False, **spans).attributions, atol=1e-5
+    )
+
+
+def test_vectorised_backward_passes_equal_one_per_token(recall):
+    explainer = it.GenerationExplainer(recall.model, recall.tokenizer, baseline_token=0, batch_size=5)
+    prompt, target = "a=3 b=7 c=1 d=5 ; d?", "5 ; a? 3"
+    for method in ("intgrad", "input_x_gradient"):
+        one = explainer(prompt, target=target, method=method, steps=12, targets_per_backward=1)
+        all_ = explainer(prompt, target=target, method=method, steps=12, targets_per_backward=4)
+        pairs = explainer(prompt, target=target, method=method, steps=12, targets_per_backward=3)
+        scale = np.abs(one.attributions).max()
+        np.testing.assert_allclose(all_.attributions, one.attributions, atol=1e-5 * scale, err_msg=method)
+        np.testing.assert_allclose(pairs.attributions, one.attributions, atol=1e-5 * scale, err_msg=method)
+
+
+def test_gradient_l2_aggregate_is_the_norm_of_each_tokens_vector(recall):
+    import torch
+
+    prompt, target = "e=0 b=7 c=1 ; c?", "1 ; e?"
+    result = it.GenerationExplainer(recall.model, recall.tokenizer)(
+        prompt, target=target, method="input_x_gradient", aggregate="l2"
+    )
+    ids = torch.tensor([recall.tokenizer.encode(prompt) + recall.tokenizer.encode(target)[:-1]])
+    goal = recall.tokenizer.encode(target)
+    e = recall.model.transformer.wte(ids).detach().requires_grad_(True)
+    log_p = torch.log_softmax(recall.model(inputs_embeds=e).logits[0, 4:7], -1)
+    vectors = []
+    for t in range(3):
+        (g,) = torch.autograd.grad(log_p[t, goal[t]], e, retain_graph=True)
+        vectors.append((g * e)[0, :5].detach())
+    expected = torch.stack(vectors).norm(dim=-1).numpy()
+    np.testing.assert_allclose(result.attributions, expected, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(result.sequence, torch.stack(vectors).sum(0).norm(dim=-1).numpy(), rtol=1e-4)
+    assert np.all(result.attributions >= 0)
+    with pytest.raises(ValueError, match="aggregate"):
+        it.GenerationExplainer(recall.model, recall.tokenizer)(prompt, target="1", method="intgrad", aggregate="max")
+
+
+def test_generic_attention_is_the_gradient_weighted_attention_of_one_layer(tokenizer):
+    import torch
+    import transformers as T
+
+    torch.manual_seed(1)
+    config = T.GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=4, n_positions=32)
+    model = T.GPT2LMHeadModel(config).eval()
+    model.set_attn_implementation("sdpa")
+    prompt, target = "a=3 b=7 c=1 ; b?", [9, 12]
+    result = it.GenerationExplainer(model, tokenizer)(prompt, target=target, method="generic_attention")
+    assert model.config._attn_implementation == "sdpa"  # put back after the eager pass
+    ids = torch.tensor([tokenizer.encode(prompt) + target[:1]])
+    model.set_attn_implementation("eager")
+    out = model(ids, output_attentions=True)
+    log_p = torch.log_softmax(out.logits[0], -1)
+    (a,) = out.attentions
+    for t, position in enumerate((4, 5)):
+        (g,) = torch.autograd.grad(log_p[position, target[t]], a, retain_graph=True)
+        expected = (g * a).clamp(min=0).mean(1)[0, position, :5].detach().numpy()
+        assert expected.max() > 1e-4
+        np.testing.assert_allclose(result.attributions[t], expected, rtol=1e-4, atol=1e-7)
+    # a 2-layer model from a config runs and gives finite, causal rows; encoder-decoders are refused
+    llama = _from_config("llama", len(tokenizer))
+    deep = it.GenerationExplainer(llama, tokenizer)(prompt, target=target, method="generic_attention")
+    assert deep.attributions.shape == (2, 5) and np.all(np.isfinite(deep.attributions))
+    with pytest.raises(ValueError, match="decoder-only"):
+        it.GenerationExplainer(_from_config("t5", len(tokenizer)), tokenizer)(
+            prompt, target=target, method="generic_attention"
+        )
+
+
+def test_sampled_continuations_are_seeded_and_nucleus_one_is_greedy(recall):
+    make = lambda seed: it.GenerationExplainer(recall.model, recall.tokenizer, random_seed=seed)  # noqa: E731
+    prompt = "a=3 b=7 c=1 ; b?"
+    greedy = make(0)(prompt, max_new_tokens=4, method="ablation")
+    tiny = make(0)(prompt, max_new_tokens=4, method="ablation", do_sample=True, sampling_top_p=1e-6)
+    assert tiny.generated_ids == greedy.generated_ids
+    hot = dict(max_new_tokens=6, method="ablation", do_sample=True, temperature=3.0)
+    first, again = make(3)(prompt, **hot), make(3)(prompt, **hot)
+    assert first.generated_ids == again.generated_ids
+    assert any(make(seed)(prompt, **hot).generated_ids != first.generated_ids for seed in (4, 5, 6))
+    # the attribution explains the sampled continuation: the same as giving it as the target
+    given = make(0)(prompt, target=first.generated_ids, method="ablation")
+    np.testing.assert_allclose(first.attributions, given.attributions)
+    with pytest.raises(ValueError, match="sampling"):
+        make(0)(prompt, max_new_tokens=2, do_sample=True, sampling_top_p=0.0)
+    # an encoder-decoder samples through its decoder
+    t5 = it.GenerationExplainer(_from_config("t5", len(recall.tokenizer)), recall.tokenizer, random_seed=2)
+    sampled = t5(prompt, max_new_tokens=3, method="ablation", do_sample=True, temperature=2.0)
+    assert len(sampled.generated_ids) == 3 and sampled.attributions.shape == (3, 5)
+    assert t5(prompt, max_new_tokens=3, method="ablation", do_sample=True, temperature=2.0).generated_ids == (
+        sampled.generated_ids
+    )
+
+
+def test_faithfulness_curves_for_a_report(recall):
+    from sklearn.metrics import auc
+
+    explainer = it.GenerationExplainer(recall.model, recall.tokenizer)
+    prompts = [p for p, _, _ in kv_recall.recall_prompts(4, seed=3000)]
+    report = it.evaluators.generation_faithfulness_curves(
+        explainer, prompts, methods={"ablation": ("ablation", {}), "IxG l2": ("input_x_gradient", {"aggregate": "l2"})},
+        fractions=(0.2, 0.4, 0.6), max_new_tokens=1,
+    )  # fmt: skip
+    assert list(report["methods"]) == ["ablation", "IxG l2", "random"]
+    for label, entry in report["methods"].items():
+        assert len(entry["per_prompt"]) == 4
+        morf = np.mean([r["morf"] for r in entry["per_prompt"]], axis=0)
+        np.testing.assert_allclose(entry["morf"], morf)
+        assert entry["morf_auc"] == pytest.approx(auc([0.2, 0.4, 0.6], morf)), label
+    # keeping ablation's top features (the pair and the query) keeps every answer; a random order does not
+    assert report["methods"]["ablation"]["lerf"] == [1.0, 1.0, 1.0]
+    assert report["methods"]["random"]["lerf"][-1] < 1.0
+    assert report["methods"]["ablation"]["gap"] > report["methods"]["random"]["gap"]
+    with pytest.raises(ValueError, match="fractions"):
+        it.evaluators.generation_faithfulness_curves(explainer, prompts, fractions=(0.5,))

@@ -288,5 +288,5 @@ def test_cli_explains_a_digit_with_each_method(tmp_path):
         out = tmp_path / method
         assert main(["explain", str(path), "--method", method, *extra, "--out", str(out), "--quiet"]) == 0
         attributions = np.load(out / f"digit_{method}.npy")
-        assert attributions.shape == (1, 32, 32) and np.abs(attributions).sum() > 0
+        assert attributions.shape == (32, 32) and np.abs(attributions).sum() > 0  # the [H, W] map shown
         assert (out / f"digit_{method}.png").is_file()

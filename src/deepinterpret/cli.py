@@ -29,7 +29,7 @@ import numpy as np
 from . import zoo
 from .data import as_normalization
 from .interpreters.base import Interpreter
-from .interpreters.registry import IMAGE_METHODS, get_method
+from .interpreters.registry import IMAGE_METHODS, MethodSpec
 from .viz import ReportRow, comparison_figure, html_report, magnitude_map
 
 EXIT_USAGE = 2
@@ -73,21 +73,11 @@ def resolve_model(spec: str, framework: str = "torch") -> dict[str, Any]:
         classes=resolved.classes,
         name=resolved.name,
         layer=resolved.layer,
+        attention=resolved.attention,
     )
 
 
 # -- commands ---------------------------------------------------------------------------------
-
-
-def unique_stems(paths: list[str]) -> list[str]:
-    """One output name per input: the file's stem, with as many parent folders as needed (joined by ``_``) when
-    inputs in different folders share a name, so that no output overwrites another's."""
-    parts = [Path(p).resolve().with_suffix("").parts for p in paths]
-    for depth in range(1, max(len(p) for p in parts) + 1):
-        stems = ["_".join(p[-depth:]).lstrip("_/\\") or "input" for p in parts]
-        if len(set(stems)) == len(stems):
-            return stems
-    return [f"{stem}_{i}" for i, stem in enumerate(stems)]  # the same file given twice
 
 
 # The photographs' demo: EfficientNet-Lite0 at 224 px. Settings per method, sized so that the whole demo takes
@@ -119,12 +109,14 @@ def _accepted(method: Any, settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k in parameters}
 
 
-def _demo_maps(entry, images, resize_to, crop_to, settings, quiet):
+def _demo_maps(entry, images, resize_to, crop_to, settings, quiet, methods=None):
     """Every image method that applies to ``entry``'s model, on ``images``: ``({method: [2-D map per image]},
     ["method seconds", ...])``. ``settings(spec)`` gives each method's options."""
     maps: dict[str, list[np.ndarray]] = {}
     timings = []
     for spec in IMAGE_METHODS.values():
+        if methods is not None and spec.name not in methods:
+            continue
         if spec.needs_layer and entry.cam_layer is None:
             continue  # no convolutional feature map (e.g. a ViT)
         if spec.needs_attention and not entry.attention:
@@ -142,19 +134,23 @@ def _demo_maps(entry, images, resize_to, crop_to, settings, quiet):
 
 
 def run_demo(
-    out_dir: Path, model_name: str = zoo.DEFAULT_MODEL, count: int | None = None, quiet: bool = False
+    out_dir: Path,
+    model_name: str = zoo.DEFAULT_MODEL,
+    count: int | None = None,
+    quiet: bool = False,
+    methods: list[str] | None = None,
 ) -> tuple[str, str]:
     """Explain ``count`` held-out digits (one per class; default 6) with every image method, or with
     ``efficientnet-lite0`` ``count`` photographs (default 3); write a figure and an HTML report."""
     if model_name == zoo.imagenet.NAME:
-        return run_photo_demo(out_dir, 3 if count is None else count, quiet)
+        return run_photo_demo(out_dir, 3 if count is None else count, quiet, methods=methods)
     count = 6 if count is None else count
     entry = zoo.load(model_name)
     split = zoo.digits_split(entry.image_size)
     picks = [int(np.flatnonzero(split.test_labels == digit)[0]) for digit in range(min(count, 10))]
     images = split.test_images[picks][..., None]  # uint8 NHW1
     probabilities = Interpreter(entry.model, normalization=entry.normalization).predict_proba(images, entry.image_size)
-    maps, timings = _demo_maps(entry, images, entry.image_size, None, lambda spec: spec.demo, quiet)
+    maps, timings = _demo_maps(entry, images, entry.image_size, None, lambda spec: spec.demo, quiet, methods)
     rows = []
     for row, index in enumerate(picks):
         predicted = int(probabilities[row].argmax())
@@ -179,7 +175,11 @@ def run_demo(
 
 
 def run_photo_demo(
-    out_dir: Path, count: int = 3, quiet: bool = False, image_size: int | None = None
+    out_dir: Path,
+    count: int = 3,
+    quiet: bool = False,
+    image_size: int | None = None,
+    methods: list[str] | None = None,
 ) -> tuple[str, str]:
     """Explain scikit-image's photographs with the pretrained EfficientNet-Lite0 and every image method that
     applies (LIME too), each for the predicted class; write ``demo.png`` and ``demo.html``. ``image_size``:
@@ -195,8 +195,11 @@ def run_photo_demo(
     interpreter = Interpreter(entry.model, normalization=entry.normalization)
     images = interpreter._load_images(list(photos.values()), size, size).images  # uint8 NHWC, 224 x 224
     probabilities = interpreter.predict_proba(images, None)
-    maps, timings = _demo_maps(entry, images, None, None, lambda spec: PHOTO_DEMO.get(spec.name, spec.demo), quiet)
-    if "lime" not in maps:  # LIME explains one image at a time and returns superpixel weights
+    settings = lambda spec: PHOTO_DEMO.get(spec.name, spec.demo)  # noqa: E731
+    maps, timings = _demo_maps(entry, images, None, None, settings, quiet, methods)
+    if "lime" not in maps and (
+        methods is None or "lime" in methods
+    ):  # LIME explains one image at a time and returns superpixel weights
         lime = LIMECVInterpreter(entry.model, normalization=entry.normalization, progress=False if quiet else None)
         options = _accepted(lime.interpret, PHOTO_DEMO["lime"])
         start = time.perf_counter()
@@ -230,31 +233,181 @@ def run_photo_demo(
 
 def cmd_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    figure, report = run_demo(Path(args.out), args.model, args.count, args.quiet)
+    methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
+    if methods is not None:
+        unknown = [m for m in methods if m not in _cli_methods()]
+        if unknown or not methods:
+            raise UsageError(
+                f"--methods: unknown {', '.join(unknown) or 'empty list'}; available: {', '.join(_cli_methods())}."
+            )
+    figure, report = run_demo(Path(args.out), args.model, args.count, args.quiet, methods)
     _say(args, f"figure: {figure}\nreport: {report}\n({time.perf_counter() - start:.1f} s)")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    print("methods (deepinterpret explain --method NAME):")
-    for spec in IMAGE_METHODS.values():
+    from .explainers import TEXT_METHODS
+    from .interpreters.generation import METHODS as GENERATION_METHODS
+
+    print("image methods (deepinterpret explain IMAGE --method NAME):")
+    for spec in _cli_methods().values():
         flags = ", ".join(["--layer"] * spec.needs_layer + ["--" + _option_flag(o) for o in spec.options])
-        print(f"  {spec.name:<12} {spec.summary}  [{flags}]")
+        flags += ", --rule" if spec.name == "lrp" else ""
+        print(f"  {spec.name:<13} {spec.summary}  [{flags}]")
+    print("text methods (deepinterpret explain-text TEXT --method NAME):")
+    print("  " + ", ".join(TEXT_METHODS))
+    print("generation methods (deepinterpret explain-generation PROMPT --method NAME):")
+    print("  " + ", ".join(GENERATION_METHODS))
     print("models (--model NAME; or a Hugging Face folder, a TorchScript file, a paddle.jit.save prefix):")
     for name in zoo.available():
-        print(f"  {name:<12} {zoo.describe(name)}")
+        print(f"  {name:<18} {zoo.describe(name)}")
     return 0
 
 
+def _cli_methods() -> dict[str, MethodSpec]:
+    """The registry's image methods and image LIME (one image per call, superpixel weights)."""
+    from .interpreters.lime import LIMECVInterpreter
+
+    lime = MethodSpec(
+        "lime",
+        LIMECVInterpreter,
+        "LIME: a linear model of the score over SLIC superpixels",
+        ("n_samples", "batch_size", "random_seed", "n_segments"),
+    )
+    return {**IMAGE_METHODS, "lime": lime}
+
+
+def _get_method(name: str) -> MethodSpec:
+    methods = _cli_methods()
+    if name not in methods:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(methods), n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UsageError(f"unknown method {name!r}{hint}; available: {', '.join(methods)}.")
+    return methods[name]
+
+
+def output_stems(paths: list[str]) -> list[str]:
+    """A distinct file stem per input: the file's stem, with its extension (``cat.jpg`` and ``cat.png``) and then
+    its folders (``a/cat.jpg`` and ``b/cat.jpg``) added where stems collide, and a counter as a last resort."""
+    parts = [Path(p) for p in paths]
+
+    def name(path: Path, depth: int) -> str:
+        if depth == 0:
+            return path.stem
+        label = f"{path.stem}-{path.suffix.lstrip('.')}" if path.suffix else path.stem
+        folders = [f for f in path.resolve().parent.parts[1:]][-(depth - 1) :] if depth > 1 else []
+        return "_".join([*folders, label])
+
+    stems = [name(p, 0) for p in parts]
+    for depth in (1, 2, 3, 4):
+        counts = {s: stems.count(s) for s in stems}
+        if all(c == 1 for c in counts.values()):
+            return stems
+        stems = [name(p, depth) if counts[s] > 1 else s for p, s in zip(parts, stems, strict=True)]
+    seen: dict[str, int] = {}
+    unique = []
+    for stem in stems:
+        seen[stem] = seen.get(stem, 0) + 1
+        unique.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return unique
+
+
+def cam_layer_candidates(adapter: Any) -> list[str]:
+    """The layers a CAM can explain, last first: the convolutions and the blocks that hold them."""
+    try:
+        kinds = adapter.lrp_kinds()
+        names = adapter.layer_names()
+    except (AttributeError, TypeError, NotImplementedError):
+        return []
+    convs = [n for n, kind in kinds.items() if kind == "conv"]
+    last_conv: dict[str, int] = {}  # candidate -> index of the last convolution it holds (or is)
+    for index, conv in enumerate(convs):
+        for depth in range(1, conv.count(".") + 2):
+            last_conv[".".join(conv.split(".")[:depth])] = index
+    found = [n for n in names if n in last_conv]
+    return sorted(found, key=lambda n: (-last_conv[n], n.count(".")))  # the deepest features first, blocks first
+
+
+def _check_layer(spec: MethodSpec, layer: str | None, adapter: Any, model_name: str) -> str:
+    candidates = cam_layer_candidates(adapter)
+    shown = ", ".join(candidates[:8]) + (", ..." if len(candidates) > 8 else "")
+    if layer is None:
+        where = f"; candidates (last first): {shown}" if candidates else ""
+        raise UsageError(f"method {spec.name!r} needs --layer NAME, a convolutional layer of {model_name}{where}.")
+    if layer in adapter.layer_names():
+        return layer
+    import difflib
+
+    close = difflib.get_close_matches(layer, candidates, n=4, cutoff=0.4) or candidates[:4]
+    raise UsageError(
+        f"no layer named {layer!r} in {model_name}"
+        + (f"; convolutional layers close to it: {', '.join(close)}" if close else "")
+        + "."
+    )
+
+
+def _parse_rules(texts: list[str] | None) -> dict[str, Any] | None:
+    """``--rule NAME=RULE[:ARG,...]`` (repeatable) → LRP's ``rules={name: (rule, *arguments)}``."""
+    if not texts:
+        return None
+    rules: dict[str, Any] = {}
+    for text in texts:
+        layer, sep, rule = text.partition("=")
+        if not sep or not layer or not rule:
+            raise UsageError(
+                f"--rule must be LAYER=RULE or LAYER=RULE:ARG (e.g. classifier=epsilon:0.25); got {text!r}."
+            )
+        name, _, arguments = rule.partition(":")
+        try:
+            values = [float(a) for a in arguments.split(",") if a]
+        except ValueError:
+            raise UsageError(f"--rule arguments must be numbers; got {text!r}.") from None
+        rules[layer] = (name, *values) if values else name
+    return rules
+
+
+def estimate_passes(spec: MethodSpec, options: dict[str, Any], n_images: int, side: int | None) -> str | None:
+    """One line: how many model passes the job will make (``None`` when the method makes a few per image)."""
+
+    def default(name: str) -> Any:
+        import inspect
+
+        parameter = inspect.signature(spec.cls.interpret).parameters.get(name)
+        return None if parameter is None else parameter.default
+
+    per_image, kind = None, "forward + backward"
+    if spec.name in ("smoothgrad", "gradshap"):
+        per_image = options.get("n_samples") or default("n_samples")
+    elif spec.name in ("intgrad", "tam", "bt"):
+        per_image = options.get("steps") or default("steps")
+    elif spec.name == "occlusion" and side:
+        window, stride = options["sliding_window_shapes"], options.get("strides", 1)
+        window, stride = (window[-1] if isinstance(window, (tuple, list)) else window), stride
+        per_image, kind = ((side - window) // stride + 1) ** 2 + 1, "forward"
+    elif spec.name == "rise":
+        per_image, kind = options.get("n_masks") or default("n_masks"), "forward"
+    elif spec.name == "lime":
+        per_image, kind = options.get("num_samples") or default("num_samples"), "forward"
+    elif spec.name in ("scorecam", "ablationcam"):
+        return f"estimate: {n_images} image(s) x one forward per channel of the layer (no gradients)"
+    if not isinstance(per_image, int):
+        return None
+    batch = options.get("batch_size") or default("batch_size")
+    in_batches = f" in batches of {batch}" if isinstance(batch, int) else ""
+    return f"estimate: {n_images} image(s) x {per_image} = {n_images * per_image:,} {kind} passes{in_batches}"
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
-    spec = get_method(args.method)
+    spec = _get_method(args.method)
     for path in args.inputs:
         if not Path(path).is_file():
             raise UsageError(f"cannot read input {path!r}: no such file.")
     resolved = resolve_model(args.model, args.framework)
     normalization = _parse_normalization(args.normalization)
     normalization = resolved["normalization"] if normalization is None else normalization
-    options = {}
+    options: dict[str, Any] = {}
     for dest, kwarg in METHOD_OPTIONS.items():
         value = getattr(args, dest)
         if value is None:
@@ -262,48 +415,75 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if kwarg not in spec.options:
             raise UsageError(
                 f"method {spec.name!r} does not take --{dest.replace('_', '-')}; it takes: "
-                f"{', '.join('--' + _option_flag(o) for o in spec.options)}."
+                f"{', '.join('--' + _option_flag(o) for o in spec.options) or 'no method options'}."
             )
         options[kwarg] = value
-    if spec.needs_layer:
-        layer = args.layer or resolved["layer"]
-        if layer is None:
-            raise UsageError(f"method {spec.name!r} needs --layer NAME, a convolutional layer of the model.")
-        options["target_layer_name"] = layer
-    elif args.layer is not None:
-        raise UsageError(f"method {spec.name!r} does not take --layer.")
+    if spec.needs_attention and not resolved["attention"]:
+        raise UsageError(
+            f"method {spec.name!r} explains attention maps, but this model has no attention layers (it is not a "
+            "Vision Transformer); try gradcam, intgrad or occlusion."
+        )
+    resize_to = resolved["resize_to"] if args.resize_to is None else args.resize_to  # 0 is an error, not "default"
+    side = args.crop_to or resize_to
+    if spec.name == "occlusion" and "sliding_window_shapes" not in options:
+        window = max(2, (side or 32) // 8)  # an eighth of the image, half-overlapping windows
+        options["sliding_window_shapes"] = window
+        options.setdefault("strides", max(1, window // 2))
+    if spec.name == "lime":
+        options["num_samples"] = options.pop("n_samples", 1000)
+        options["segmentation"] = "slic"
+        options["segmentation_kwargs"] = {"n_segments": options.pop("n_segments", 50)}
+    if args.rule:
+        if spec.name != "lrp":
+            raise UsageError(f"method {spec.name!r} does not take --rule (LRP's rules by layer name).")
+        options["rules"] = _parse_rules(args.rule)
     interpreter = spec.cls(
         resolved["model"],
         device=args.device,
         normalization=as_normalization(normalization),
         progress=False if args.quiet else None,
     )
+    if spec.needs_layer:
+        options["target_layer_name"] = _check_layer(
+            spec, args.layer or resolved["layer"], interpreter.adapter, resolved["name"]
+        )
+    elif args.layer is not None:
+        raise UsageError(f"method {spec.name!r} does not take --layer.")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stems = unique_stems(args.inputs)
+    stems = output_stems(list(args.inputs))
     pictures = [str(out / f"{stem}_{spec.name}.png") for stem in stems]
     if spec.takes_labels:
-        options["labels"] = args.label
+        options["labels" if spec.name != "lime" else "interpret_class"] = args.label
     elif args.label is not None:
         raise UsageError(f"method {spec.name!r} is class-agnostic and takes no --label.")
-    explanation = interpreter.interpret(
-        list(args.inputs),
-        resize_to=resolved["resize_to"] if args.resize_to is None else args.resize_to,
-        crop_to=args.crop_to,
-        visual=False,
-        save_path=pictures,
-        **options,
-    )
+    estimate = estimate_passes(spec, options, len(args.inputs), side)
+    if estimate:
+        _say(args, f"{spec.name}: {estimate}")
+    common = dict(resize_to=resize_to, crop_to=args.crop_to, visual=False)
+    if spec.name == "lime":  # one image per call
+        explanations = []
+        for path, picture in zip(args.inputs, pictures, strict=True):
+            interpreter.interpret(path, save_path=picture, **common, **options)
+            explanations.append(interpreter.explanation)
+        maps = [e.maps[0] for e in explanations]
+        titles = [e.titles[0] for e in explanations]
+    else:
+        interpreter.interpret(list(args.inputs), save_path=pictures, **common, **options)
+        maps, titles = list(interpreter.explanation.maps), interpreter.explanation.titles
     classes = resolved["classes"]
     for i, (stem, picture) in enumerate(zip(stems, pictures, strict=True)):
         array_path = out / f"{stem}_{spec.name}.npy"
-        np.save(array_path, explanation[i])
-        target = int(interpreter.labels[i])
-        name = classes[target] if target < len(classes) else str(target)
-        if interpreter.predicted_proba is not None:
-            detail = f"predicted {name} (p={interpreter.predicted_proba[i]:.3f})"
+        np.save(array_path, maps[i])  # the map the picture shows: float [H, W] at the image's resolution
+        if spec.name == "lime" or interpreter.labels is None:
+            detail = f"explained {titles[i]}" if titles[i] else "explained"
         else:
-            detail = f"explained class {name}"
+            target = int(interpreter.labels[i])
+            name = classes[target] if target < len(classes) else str(target)
+            if interpreter.predicted_proba is not None:
+                detail = f"predicted {name} (p={interpreter.predicted_proba[i]:.3f})"
+            else:
+                detail = f"explained class {name}"
         _say(args, f"{args.inputs[i]}: {detail}; map {picture}; attributions {array_path}")
     return 0
 
@@ -370,6 +550,7 @@ def cmd_explain_generation(args: argparse.Namespace) -> int:
     result = explainer(
         args.prompt, max_new_tokens=args.max_new_tokens, target=args.target, method=args.method, segments=segments,
         steps=args.steps, n_samples=args.n_samples, top_p=args.top_p, progress=not args.quiet,
+        aggregate=args.aggregate, do_sample=args.sample, sampling_top_p=args.sampling_top_p,
     )  # fmt: skip
     html_path, json_path = result.save(Path(args.out) / "generation")
     top = ", ".join(f"{result.features[i]} {result.sequence[i]:+.2f}" for i in result.ranking()[:3])
@@ -395,6 +576,7 @@ METHOD_OPTIONS = {
     "composite": "composite",
     "n_masks": "n_masks",
     "grid_size": "grid_size",
+    "segments": "n_segments",
 }
 
 
@@ -405,6 +587,7 @@ def _option_flag(kwarg: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepinterpret", description="Explain deep learning models.")
+    parser.add_argument("--version", action="version", version=f"deepinterpret {_version()}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--quiet", action="store_true", help="print nothing but errors; no progress bars")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -416,6 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--count", type=int, default=None, help="how many photographs (default 3, at most 6) or digits (default 6)"
     )
+    demo.add_argument("--methods", default=None, help="comma-separated methods to run (default: every one)")
     demo.set_defaults(run=cmd_demo)
 
     listing = commands.add_parser("list", parents=[common], help="the methods and models available")
@@ -438,7 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument("--window", type=int, help="occlusion window side in pixels (all channels)")
     options.add_argument("--stride", type=int, help="occlusion stride in pixels")
     options.add_argument("--quadrature", help="integration rule (intgrad): riemann_trapezoid, gausslegendre, ...")
-    options.add_argument("--n-samples", type=int, help="noisy samples (smoothgrad, gradshap)")
+    options.add_argument(
+        "--n-samples", type=int, help="noisy samples (smoothgrad, gradshap) or perturbed images (lime)"
+    )
     options.add_argument("--noise-amount", type=float, help="noise std as a fraction of the input range")
     options.add_argument("--gradient-of", choices=["probability", "logit", "loss"])
     options.add_argument("--batch-size", type=int, help="samples per model pass")
@@ -453,6 +639,14 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument("--composite", help="LRP rules by layer type: alpha1_beta0 (default), epsilon, epsilon_plus…")
     options.add_argument("--n-masks", type=int, help="random masks (rise; default 4000)")
     options.add_argument("--grid-size", type=int, help="mask grid cells per side (rise; default 7)")
+    options.add_argument("--segments", type=int, help="SLIC superpixels (lime; default 50)")
+    options.add_argument(
+        "--rule",
+        action="append",
+        metavar="LAYER=RULE[:ARG]",
+        help="LRP rule for one layer (repeatable): epsilon[:EPS], gamma[:G], alpha_beta[:A,B], zplus, zbox[:LO,HI], "
+        "flat, pass",
+    )
     explain.set_defaults(run=cmd_explain)
 
     text = commands.add_parser("explain-text", parents=[common], help="explain a text classifier's prediction")
@@ -478,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("prompt", metavar="PROMPT", help="the prompt")
     gen.add_argument("--model", default="kv-recall-gpt2", help="zoo language model or a Hugging Face folder")
     gen.add_argument("--method", default="ablation", help="ablation, lime, kernelshap, input_x_gradient, intgrad, "
-                     "rollout, gilot")  # fmt: skip
+                     "rollout, gilot, generic_attention")  # fmt: skip
     gen.add_argument("--max-new-tokens", type=int, default=20, help="tokens to generate (default 20)")
     gen.add_argument("--target", default=None, help="explain this continuation instead of generating one")
     gen.add_argument("--segments", default="tokens", choices=["tokens", "sentences"], help="what gets attributions")
@@ -489,6 +683,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--batch-size", type=int, default=16, help="perturbed prompts or steps per pass")
     gen.add_argument("--device", default=None, help="cpu, gpu, gpu:N")
     gen.add_argument("--out", default="explanations", help="output folder (default: explanations)")
+    gen.add_argument("--aggregate", default="sum", choices=["sum", "l2"], help="gradient methods: sum or L2 norm")
+    gen.add_argument("--sample", action="store_true", help="explain a sampled continuation (seeded nucleus sampling)")
+    gen.add_argument("--sampling-top-p", type=float, default=0.9, help="nucleus of the sampling (with --sample)")
     gen.set_defaults(run=cmd_explain_generation)
     from .app.command import add_serve_command
 
@@ -496,11 +693,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("deepinterpret")
+    except PackageNotFoundError:  # run from a source tree
+        from . import __version__
+
+        return __version__
+
+
+def framework_message(missing: str) -> str:
+    """The one line printed when a command needs a framework that is not installed."""
+    name, extra = ("PaddlePaddle", "paddle") if missing == "paddle" else ("PyTorch", "torch")
+    return (
+        f"deepinterpret: error: this command needs {name}, which is not installed: pip install 'deepinterpret[{extra}]'"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.run(args)
+    except ModuleNotFoundError as error:
+        missing = (error.name or "").split(".")[0]
+        if args.debug or missing not in ("torch", "paddle"):
+            raise
+        print(framework_message(missing), file=sys.stderr)
+        return EXIT_USAGE
     except (UsageError, ValueError, TypeError, OSError) as error:
         if args.debug:
             raise

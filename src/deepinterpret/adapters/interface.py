@@ -216,6 +216,94 @@ class TransformerInterface:
         """Every self-attention map ``[B, heads, L, L]`` of one pass (first layer first), without a graph."""
         raise TypeError(f"{type(self.model).__name__} gives no attention maps here; use a Hugging Face torch model.")
 
+    # -- generative language models: batched gradients, prefix caches, sampling (issue 21, second round) --------
+    def generation_gradients(
+        self,
+        inputs: dict,
+        layer: str,
+        positions: np.ndarray,
+        targets: np.ndarray,
+        alphas: np.ndarray | None = None,
+        baseline: Any = None,
+        weights: np.ndarray | None = None,
+        targets_per_backward: int | None = None,
+    ) -> tuple[Any, np.ndarray]:
+        """Weighted sums of the gradients of each generated token's log-probability w.r.t. the embedding rows.
+
+        ``inputs``: ``S`` teacher-forced sequences (rows); in row ``s`` the output ``e`` of ``layer`` is replaced by
+        ``b + alphas[s] (e − b)`` (``alphas`` default 1: the embeddings themselves; ``baseline`` ``b`` ``[1, L, D]``).
+        ``positions`` / ``targets`` ``[S, T]``: the logits rows that predict the generated tokens and their ids.
+        Returns ``Σ_s weights[s] ∂ log p(targets[s, t]) / ∂ x_s`` as an ``xp`` array ``[T, L, D]`` and the
+        log-probabilities ``[S, T]`` (float64 NumPy). ``targets_per_backward``: how many generated tokens share
+        one (vectorised) backward pass; ``None`` lets the adapter choose. This default: one backward per token
+        through :meth:`embedding_pass`."""
+        result = self.embedding_pass(
+            inputs, layer, np.asarray(targets), "loss", alphas=alphas, baseline=baseline, positions=positions
+        )
+        rows = len(np.asarray(targets))
+        factor = self.asarray(np.ones(rows, np.float32) if weights is None else np.asarray(weights, np.float32))
+        xp = self.xp
+        total = -xp.sum(result.gradients * xp.reshape(factor, (-1, 1, 1, 1)), axis=0)  # d log p = -d loss
+        return total, -self.to_numpy(result.objective).astype(np.float64)
+
+    def prefix_cache(self, inputs: dict) -> Any:
+        """The key/value cache of one teacher-forced sequence (batch 1), for :meth:`cached_sequence_scores`; ``None``
+        when the model cannot reuse one (this default)."""
+        return None
+
+    def cached_sequence_scores(
+        self,
+        inputs: dict,
+        positions: np.ndarray,
+        targets: np.ndarray,
+        cache: Any,
+        start: int,
+        distributions: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`sequence_scores` for rows that all equal the cached sequence before token ``start``: the cache's
+        first ``start`` positions are reused and only the rest runs. This default runs the whole rows."""
+        return self.sequence_scores(inputs, positions, targets, distributions)
+
+    def sample_tokens(
+        self, inputs: dict, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0
+    ) -> np.ndarray:
+        """A sampled continuation ``[B, max_new_tokens]`` of a causal LM's ``input_ids``: each token drawn from
+        the softmax of the last logits divided by ``temperature``, restricted to its top-``p`` nucleus (Holtzman et
+        al. 2020), with a NumPy generator seeded by ``seed`` (the same draw on every framework and device);
+        encoder–decoders feed the continuation to the decoder. One full forward per new token."""
+        rng = np.random.default_rng(seed)
+        ids = np.asarray(inputs["input_ids"])
+        encoder_decoder = "decoder_input_ids" in inputs
+        grown = np.asarray(inputs["decoder_input_ids"]) if encoder_decoder else ids
+        start = grown.shape[1]
+        for _ in range(max_new_tokens):
+            if encoder_decoder:
+                fields = {**inputs, "decoder_input_ids": grown}
+            else:
+                fields = {"input_ids": grown}
+                if "attention_mask" in inputs:
+                    fields["attention_mask"] = np.ones_like(grown)
+            logits = self.to_numpy(self._forward_inputs_nograd(fields))[:, -1].astype(np.float64)
+            logits = logits / max(float(temperature), 1e-6)
+            p = np.exp(logits - logits.max(axis=-1, keepdims=True))
+            p /= p.sum(axis=-1, keepdims=True)
+            picked = np.zeros(len(p), dtype=grown.dtype)
+            for row, probabilities in enumerate(p):
+                order = np.argsort(-probabilities, kind="stable")
+                mass = np.cumsum(probabilities[order])
+                kept = order[: int(np.searchsorted(mass, top_p * mass[-1])) + 1]
+                share = probabilities[kept] / probabilities[kept].sum()
+                picked[row] = kept[int(rng.choice(len(kept), p=share))]
+            grown = np.concatenate([grown, picked[:, None]], axis=1)
+        return grown[:, start:]
+
+    def generation_attention_gradients(
+        self, inputs: dict, positions: np.ndarray, targets: np.ndarray
+    ) -> tuple[list[Any], list[list[Any]]]:
+        """``(maps, gradients)``: every self-attention map ``[1, heads, L, L]`` of one teacher-forced pass of a
+        causal LM, and for each generated token ``t`` the gradients of its log-probability w.r.t. those maps."""
+        raise TypeError(f"{type(self.model).__name__} gives no attention maps here; use a Hugging Face torch model.")
+
 
 class TrainingInterface:
     """Training epochs, checkpoints and per-sample loss gradients (influence functions, TracIn)."""

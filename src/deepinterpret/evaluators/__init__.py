@@ -2,7 +2,7 @@
 
 from .base import InterpreterEvaluator, explanation_map
 from .fidelity import Infidelity, LocalFidelity, Monotonicity, SensitivityMax, infidelity_score
-from .generation import generation_faithfulness
+from .generation import generation_faithfulness, generation_faithfulness_curves
 from .localization import PointGame, PointGameSegmentation
 from .perturbation import DeletionInsertion, Perturbation
 from .sanity import ModelRandomization
@@ -29,4 +29,5 @@ __all__ = [
     "gini",
     "infidelity_score",
     "sparsity",
+    "generation_faithfulness_curves",
 ]

@@ -10,6 +10,7 @@ import numpy as np
 from ..adapters import adapt, bilinear_matrix
 from ..core.validation import check_label
 from ..data import ImageBatch, as_normalization, load_images
+from ..data.preprocessing import UsesModelPreprocessing
 
 
 def explanation_map(
@@ -49,10 +50,12 @@ def explanation_map(
     return result
 
 
-class InterpreterEvaluator:
-    """The base of the evaluators. ``model`` may be ``None`` for the ones that need no model."""
+class InterpreterEvaluator(UsesModelPreprocessing):
+    """The base of the evaluators. ``model`` may be ``None`` for the ones that need no model, or a zoo entry (its
+    normalisation and input size are then used unless ``normalization=`` / ``resize_to=`` say otherwise)."""
 
     def __init__(self, model: Any = None, device: str | None = None, normalization: Any = None, **kwargs: Any):
+        model, normalization = self._take_model(model, normalization)
         self.model = model
         self.adapter = adapt(model, device) if model is not None else None
         self.normalization = as_normalization(normalization)
@@ -76,7 +79,9 @@ class InterpreterEvaluator:
 
     def _load(self, img: Any, resize_to: int | None, crop_to: int | None) -> ImageBatch:
         adapter = self._require_model()
+        resize_to, crop_to = self._input_geometry(resize_to, crop_to)
         batch = load_images(img, resize_to, crop_to, self.normalization, adapter.expected_input_channels())
+        self._check_input_size(self.model, batch.data, resize_to)
         if len(batch) != 1:
             raise ValueError(f"{type(self).__name__} evaluates one image at a time; got {len(batch)}.")
         return batch

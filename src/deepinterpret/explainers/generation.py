@@ -8,7 +8,8 @@
 
 The continuation is generated greedily (or given as ``target=``), then every method scores all generated tokens
 from the same teacher-forced passes (see :mod:`deepinterpret.interpreters.generation`). Methods: ``ablation``,
-``lime``, ``kernelshap``, ``input_x_gradient``, ``intgrad``, ``rollout`` (decoder-only models) and ``gilot``.
+``lime``, ``kernelshap``, ``input_x_gradient``, ``intgrad``, ``rollout`` and ``generic_attention`` (decoder-only
+models) and ``gilot``.
 """
 
 from __future__ import annotations
@@ -214,10 +215,35 @@ class GenerationExplainer:
         kept = [(w, text[a:b].strip()) for w, (a, b) in zip(inside, spans, strict=True) if len(w)]
         return text, ids, tokens, [w for w, _ in kept], [label for _, label in kept]
 
-    def _continuation(self, ids: np.ndarray, target: Any, max_new_tokens: int, num_beams: int) -> np.ndarray:
+    def _continuation(
+        self,
+        ids: np.ndarray,
+        target: Any,
+        max_new_tokens: int,
+        num_beams: int,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        sampling_top_p: float = 1.0,
+    ) -> np.ndarray:
         if target is None:
             max_new_tokens = check_positive_int(max_new_tokens, "max_new_tokens")
             inputs = {"input_ids": ids[None], "attention_mask": np.ones((1, len(ids)), np.int64)}
+            if do_sample:
+                if num_beams != 1:
+                    raise ValueError("do_sample draws one continuation: use num_beams=1.")
+                if not 0.0 < float(sampling_top_p) <= 1.0 or not float(temperature) > 0.0:
+                    raise ValueError(
+                        f"sampling needs 0 < sampling_top_p <= 1 and temperature > 0; got {sampling_top_p!r}, "
+                        f"{temperature!r}."
+                    )
+                if self.encoder_decoder:
+                    start = getattr(self.model.config, "decoder_start_token_id", None)
+                    start = self.baseline_token if start is None else int(start)
+                    inputs["decoder_input_ids"] = np.array([[start]], np.int64)
+                seed = 0 if self.random_seed is None else int(self.random_seed)
+                with self.adapter.evaluation():
+                    out = self.adapter.sample_tokens(inputs, max_new_tokens, temperature, sampling_top_p, seed)
+                return np.asarray(out[0], dtype=np.int64)
             with self.adapter.evaluation():
                 out = self.adapter.generate_tokens(inputs, max_new_tokens, num_beams)
             return np.asarray(out[0], dtype=np.int64)
@@ -272,6 +298,12 @@ class GenerationExplainer:
         num_beams: int = 1,
         batch_size: int | None = None,
         progress: bool | None = False,
+        aggregate: str = "sum",
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        sampling_top_p: float = 1.0,
+        targets_per_backward: int | None = None,
+        reuse_prefix: bool = True,
     ) -> GenerationResult:
         """Explain the continuation of ``prompt`` (a string, or chat messages ``[{"role", "content"}]`` whose
         user turns are attributed through the tokenizer's chat template).
@@ -281,12 +313,18 @@ class GenerationExplainer:
         substrings of the prompt or of ``(start, end)`` character spans (the rest of the prompt stays as it is).
         ``include_generated``: also attribute to the earlier generated tokens (decoder-only models). ``steps`` /
         ``quadrature_rule``: Integrated Gradients; ``n_samples``: LIME / KernelSHAP masks; ``top_p``: GiLOT's
-        nucleus; ``start_layer``: rollout.
+        nucleus; ``start_layer``: rollout and Generic Attention. ``aggregate``: the gradient methods' reduction of
+        each token's embedding-sized attribution vector, ``"sum"`` (signed, Captum) or ``"l2"`` (its norm,
+        inseq). ``do_sample`` / ``temperature`` / ``sampling_top_p``: explain a sampled continuation instead of the
+        greedy one (GiLOT's sampling setting; nucleus sampling seeded with ``random_seed``). ``targets_per_backward``:
+        generated tokens whose gradient backward passes are vectorised together (``None``: all of them on an
+        accelerator, one at a time on CPU). ``reuse_prefix``: perturbation methods reuse the key/value cache of the
+        unchanged prompt prefix where the model supports it (same numbers, fewer computations).
         """
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
         text, ids, tokens, features, labels = self._encode(prompt, segments)
-        generated = self._continuation(ids, target, max_new_tokens, num_beams)
+        generated = self._continuation(ids, target, max_new_tokens, num_beams, do_sample, temperature, sampling_top_p)
         forced = self._layout(ids, generated, features, include_generated)
         gen_tokens = [str(t) for t in self.tokenizer.convert_ids_to_tokens(generated.tolist())]
         if include_generated and not self.encoder_decoder:
@@ -298,10 +336,12 @@ class GenerationExplainer:
             self.adapter, forced, method, self.baseline_token, layer,
             batch_size=batch_size or self.batch_size, steps=steps, quadrature_rule=quadrature_rule,
             n_samples=n_samples, top_p=top_p, start_layer=start_layer, random_seed=self.random_seed,
-            progress=progress,
+            progress=progress, aggregate=aggregate, targets_per_backward=targets_per_backward,
+            reuse_prefix=reuse_prefix,
         )  # fmt: skip
         matrix = out.pop("attributions")
         log_p = out.pop("log_probs")
+        sequence = out.pop("sequence", None)
         return GenerationResult(
             prompt=text,
             prompt_tokens=tokens,
@@ -311,7 +351,7 @@ class GenerationExplainer:
             features=labels,
             feature_tokens=[[int(i) for i in w] for w in forced.features],
             attributions=matrix,
-            sequence=matrix.sum(axis=0),
+            sequence=matrix.sum(axis=0) if sequence is None else np.asarray(sequence, np.float64),
             log_probs=np.asarray(log_p, dtype=np.float64),
             method=method,
             extra={k: v for k, v in out.items() if v is not None},

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from ..data import Normalization
+from ..data.preprocessing import unwrap_model
 from ..interpreters import GradShapCVInterpreter, IntGradCVInterpreter, SmoothGradInterpreter
-from ..viz import resize_map, save_image, show
+from ..viz import Picture, attribution_picture, resize_map, save_image
 
 IMAGE_ATTRIBUTIONS = {
     "integrated_gradients": IntGradCVInterpreter,
@@ -58,6 +59,10 @@ class ImageClassificationExplainer:
         if attribution_type not in IMAGE_ATTRIBUTIONS:
             raise ValueError(f"attribution_type must be one of {list(IMAGE_ATTRIBUTIONS)}; got {attribution_type!r}.")
         processor_normalization, processor_size = _processor_settings(feature_extractor)
+        model, carried = unwrap_model(model)  # a zoo entry: its normalisation and input size
+        if carried is not None:
+            processor_normalization = processor_normalization or carried.normalization
+            processor_size = processor_size or carried.image_size
         self.model = model
         self.attribution_type = attribution_type
         self.image_size = image_size or processor_size or 224
@@ -105,8 +110,9 @@ class ImageClassificationExplainer:
         outlier_threshold: float = 0.1,
         side_by_side: bool = False,
         use_pyplot: bool = False,
-    ) -> np.ndarray:
-        """The picture as a uint8 RGB array, also written as PNG to ``save_path`` and shown in notebooks.
+    ) -> Picture:
+        """The picture (a :class:`~deepinterpret.viz.Picture`: ``np.asarray(picture)`` is uint8 RGB; it prints as
+        one line), also written as PNG to ``save_path`` and shown in notebooks.
         ``outlier_threshold``: the fraction of the largest attribution magnitudes clipped before scaling."""
         del use_pyplot  # always an array / PNG here: no window is ever opened
         if method not in VISUALIZATIONS:
@@ -124,27 +130,12 @@ class ImageClassificationExplainer:
         )
         scale = np.percentile(np.abs(values), 100 * (1 - outlier_threshold)) if values.any() else 0.0
         unit = np.clip(values / scale, -1, 1) if scale > 0 else np.zeros_like(values)
-        picture = self._draw(image.astype(np.float64), unit, method, sign)
+        picture = attribution_picture(image.astype(np.float64), unit, method)
         if side_by_side:
             picture = np.concatenate([image, np.full((image.shape[0], 4, 3), 255, np.uint8), picture], axis=1)
         if save_path is not None:
             path = os.fspath(save_path)
             save_image(path if os.path.splitext(path)[1] else path + ".png", picture)
-        show(picture)
+        picture = Picture(picture)  # prints as one line; np.asarray(picture) is the array
+        picture.show()
         return picture
-
-    @staticmethod
-    def _draw(image: np.ndarray, unit: np.ndarray, method: str, sign: str) -> np.ndarray:
-        magnitude = np.abs(unit)[..., None]
-        colour = np.where((unit >= 0)[..., None], np.array([0.0, 160.0, 60.0]), np.array([220.0, 40.0, 40.0]))
-        heat = 255 - magnitude * (255 - colour)  # white -> green (for) / red (against)
-        if method == "heatmap":
-            out = heat
-        elif method == "overlay":
-            grey = image.mean(axis=-1, keepdims=True).repeat(3, axis=-1)
-            out = 0.5 * grey + 0.5 * heat
-        elif method == "masked_image":
-            out = image * magnitude
-        else:  # alpha_scaling: the image fades to white where attributions are small
-            out = magnitude * image + (1 - magnitude) * 255
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)

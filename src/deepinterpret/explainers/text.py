@@ -40,10 +40,10 @@ Where transformers-interpret 0.10 is wrong these explainers do otherwise, on pur
 
 from __future__ import annotations
 
-import html
 import inspect
 import os
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -53,7 +53,7 @@ from ..data import TextBatch, as_texts, encode_with, merge_words
 from ..interpreters.attention import ModelInputs, attention_relevance
 from ..interpreters.lime import fit_surrogate, kernel_weights, lime_text
 from ..interpreters.text_gradients import embedding_attributions, find_embedding, reference_inputs
-from ..viz import show_text, text_html, token_colour
+from ..viz.text import TextReport, show_text, text_report
 
 TEXT_METHODS = ("intgrad", "smoothgrad", "gradshap", "lime", "generic_attention", "kernelshap")
 GRADIENT_OF = ("probability", "logit")
@@ -241,13 +241,18 @@ class BaseExplainer:
                 self.adapter, ModelInputs(self.adapter, batch.inputs), source, targets[:, t], "generic",
                 self.options.get("start_layer", 0), objective, batch_size=batch_size,
             )  # fmt: skip
-            matrix = self.adapter.to_numpy(relevance)
+            # R = I + Σ updates (Chefer et al. 2021): the identity is the initialisation, not evidence; left in, it
+            # gives every token ~1/n under mean pooling and drowns the words' relevance.
+            matrix = self.adapter.to_numpy(relevance) - np.eye(relevance.shape[-1], dtype=np.float32)
             if str(getattr(self.model, "global_pool", "token") or "token") == "token":
                 columns.append(matrix[:, 0, :])
             else:  # mean pooling: the mean of the real tokens' rows
                 mask = batch.inputs.get("attention_mask", np.ones(matrix.shape[:2], np.int64)).astype(matrix.dtype)
                 columns.append((matrix * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True))
-        return np.stack(columns, axis=1), np.log(np.clip(probabilities, 1e-12, None))
+        scores = np.stack(columns, axis=1)
+        for i, special in enumerate(batch.special):  # [CLS]/[SEP] get no score, as with the other methods
+            scores[i, :, batch.positions[i][np.asarray(special, bool)]] = 0.0
+        return scores, np.log(np.clip(probabilities, 1e-12, None))
 
     # -- outputs -------------------------------------------------------------------------------------------------
     def _word_list(self, batch: TextBatch, i: int, scores: np.ndarray, keep: np.ndarray | None = None):
@@ -266,50 +271,21 @@ class BaseExplainer:
     def _label_name(self, index: int) -> str:
         return self.id2label.get(int(index), str(int(index)))
 
-    def visualize(self, html_filepath: str | os.PathLike | None = None, true_class: str | None = None) -> str:
+    def visualize(
+        self, html_filepath: str | os.PathLike | None = None, true_class: str | Sequence[str] | None = None
+    ) -> TextReport:
         """An HTML table (true label, predicted label and probability, attribution label, attribution score, the
-        words coloured green for and red against), self-contained; written to ``html_filepath`` when given and
-        shown inline in notebooks. Returns the HTML."""
+        words on a green background where they support the attribution label and red where they oppose it),
+        self-contained; written to ``html_filepath`` when given and shown inline in notebooks (once).
+        ``true_class``: the true label, one for all texts or one per text (left empty when not given).
+
+        Returns a :class:`~deepinterpret.viz.text.TextReport`: ``str(report)`` (or ``report.html``) is the HTML;
+        it prints as one short line, so a notebook shows the rendered table only."""
         if not self.records:
             raise ValueError("nothing to visualise yet: call the explainer on a text first.")
-        rows = []
-        for record in self.records:
-            words, weights = zip(*record["words"], strict=True) if record["words"] else ((), ())
-            rows.append(
-                "<tr>"
-                + "".join(
-                    f"<td>{html.escape(str(v))}</td>"
-                    for v in (
-                        true_class or record.get("true", ""),
-                        f"{record['predicted']} ({record['probability']:.2f})",
-                        record["label"],
-                        f"{sum(weights):.2f}",
-                    )
-                )
-                + f"<td>{text_html(words, weights)}</td></tr>"
-            )
-        legend = "".join(
-            f'<span style="background:{token_colour(v, 1.0)};padding:1px 6px;margin-right:4px">{name}</span>'
-            for name, v in (("negative", -0.8), ("neutral", 0.0), ("positive", 0.8))
-        )
-        table = (
-            '<!DOCTYPE html><html><head><meta charset="utf-8"><title>deepinterpret</title></head><body>'
-            '<div style="font-family:sans-serif"><p>Legend: ' + legend + "</p>"
-            '<table style="border-collapse:collapse" border="1" cellpadding="4"><tr><th>True Label</th>'
-            "<th>Predicted Label</th><th>Attribution Label</th><th>Attribution Score</th><th>Word Importance</th>"
-            "</tr>" + "".join(rows) + "</table></div></body></html>"
-        )
-        if html_filepath is not None:
-            path = os.fspath(html_filepath)
-            if not path.endswith(".html"):
-                path += ".html"
-            folder = os.path.dirname(path)
-            if folder:
-                os.makedirs(folder, exist_ok=True)
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(table)
-        show_text(table)
-        return table
+        report = text_report(self.records, true_class, html_filepath)
+        show_text(report.html)
+        return report
 
 
 class SequenceClassificationExplainer(BaseExplainer):

@@ -13,7 +13,8 @@ import numpy as np
 from ..adapters import ModelAdapter, adapt, check_objective, softmax
 from ..core.batching import PerInputSum, batches
 from ..data import ImageBatch, as_normalization, as_target, load_images, resolve_labels
-from ..viz import grayscale_overlay, heatmap_overlay, magnitude_map, save_image, save_paths, show
+from ..data.preprocessing import UsesModelPreprocessing
+from ..viz.explanation import ImageExplanation, map_for_display
 
 # (image indices, sample indices) of one chunk -> host (NumPy) randomness for it; runs on a helper thread
 Draw = Callable[[np.ndarray, np.ndarray], Any]
@@ -73,11 +74,16 @@ def per_image_range(xp: Any, x: Any) -> Any:
     return xp.reshape(spread, (x.shape[0],) + (1,) * (x.ndim - 1))
 
 
-class Interpreter:
+class Interpreter(UsesModelPreprocessing):
     """The base of every interpreter.
 
+    After ``interpret()``, image interpreters keep the pictures of the call in ``explanation`` (an
+    :class:`~deepinterpret.viz.explanation.ImageExplanation`: ``show()``, ``save(path)``, rendered by notebooks).
+
     Args:
-        model: a ``torch.nn.Module``, a ``paddle.nn.Layer``, or a callable (NumPy batch in, scores out).
+        model: a ``torch.nn.Module``, a ``paddle.nn.Layer``, or a callable (NumPy batch in, scores out); or a zoo
+            entry (``it.zoo.load(...)``, any object with ``model`` and ``normalization`` / ``image_size``), whose
+            normalisation and input size are then used unless ``normalization=`` / ``resize_to=`` say otherwise.
         device: ``None`` (where the model is), ``"cpu"``, ``"gpu"``, ``"gpu:N"`` or ``"cuda:N"``. A GPU request on
             a machine without one falls back to the CPU with a warning, as the original did.
         use_cuda: deprecated spelling of ``device``.
@@ -85,6 +91,10 @@ class Interpreter:
             (pixels/255), ``(mean, std)`` or a :class:`deepinterpret.data.Normalization`.
         progress: show progress bars (``None``: only on a terminal).
     """
+
+    # Pictures: True for attributions whose sign means for / against the class (drawn in a diverging colour map
+    # centred at 0), False for magnitudes and non-negative maps (a sequential one).
+    signed_maps: bool = False
 
     def __init__(
         self,
@@ -95,6 +105,7 @@ class Interpreter:
         progress: bool | None = None,
         **kwargs: Any,
     ):
+        model, normalization = self._take_model(model, normalization)
         self.model = model
         self.adapter = adapt(model, device, use_cuda)
         self.device = str(self.adapter.device)
@@ -104,6 +115,7 @@ class Interpreter:
         self.predicted_label: np.ndarray | None = None
         self.predicted_proba: np.ndarray | None = None
         self.labels: np.ndarray | None = None
+        self.explanation: ImageExplanation | None = None
 
     # -- InterpretDL's abstract interface --------------------------------------------------------
     def _build_predict_fn(self, **kwargs: Any):
@@ -125,7 +137,10 @@ class Interpreter:
 
     # -- shared steps -------------------------------------------------------------------------
     def _load_images(self, inputs: Any, resize_to: int | None, crop_to: int | None) -> ImageBatch:
-        return load_images(inputs, resize_to, crop_to, self.normalization, self.adapter.expected_input_channels())
+        resize_to, crop_to = self._input_geometry(resize_to, crop_to)
+        batch = load_images(inputs, resize_to, crop_to, self.normalization, self.adapter.expected_input_channels())
+        self._check_input_size(self.model, batch.data, resize_to)
+        return batch
 
     def _resolve_targets(self, labels: Any, data: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Target class per input: the given labels, or (``None``) the predicted class, with its probability
@@ -182,17 +197,9 @@ class Interpreter:
         target = as_target(labels)
         return target, np.arange(n) if target is not None else resolve_labels(labels, n)
 
-    @staticmethod
-    def _draw_maps(batch: ImageBatch, explanation: np.ndarray, visual: bool, save_path: Any) -> None:
-        """Each 2-D map as a heatmap over its image, shown and/or saved."""
-        paths = save_paths(save_path, len(batch))
-        if visual or any(p is not None for p in paths):
-            for image, map2d, path in zip(batch.images, explanation, paths, strict=True):
-                picture = heatmap_overlay(image, map2d)
-                if visual:
-                    show(picture)
-                if path is not None:
-                    save_image(path, picture)
+    def _draw_maps(self, batch: ImageBatch, explanation: np.ndarray, visual: bool, save_path: Any) -> None:
+        """Each 2-D map over its image, shown and/or saved (see :meth:`_present`)."""
+        self._present(batch, explanation, visual, save_path, self.signed_maps)
 
     @staticmethod
     def _objective_of(labels: Any, default: Any) -> Any:
@@ -210,16 +217,46 @@ class Interpreter:
         return labels if label is None else label
 
     def _visualize_gradients(self, batch: ImageBatch, explanation: np.ndarray, visual: bool, save_path: Any) -> None:
-        """InterpretDL's picture for gradient methods: Σ_c |explanation| in green over the image."""
-        paths = save_paths(save_path, len(batch))
-        if not visual and all(p is None for p in paths):
-            return
-        for image, expl, path in zip(batch.images, explanation, paths, strict=True):
-            picture = grayscale_overlay(image, magnitude_map(expl))
-            if visual:
-                show(picture)
-            if path is not None:
-                save_image(path, picture)
+        """Pixel attributions over their images, shown and/or saved (see :meth:`_present`)."""
+        self._present(batch, explanation, visual, save_path, self.signed_maps)
+
+    def _present(
+        self, batch: ImageBatch, explanation: Any, visual: bool, save_path: Any, signed: bool, titles: Any = None
+    ) -> None:
+        """Keep the pictures of this call in ``self.explanation`` (an :class:`ImageExplanation`: one style for every
+        method, see :mod:`deepinterpret.viz.explanation`); show them when ``visual``, write them to ``save_path``."""
+        images = batch.images
+        height, width = images.shape[1:3]
+        maps = np.stack([map_for_display(e, height, width, signed) for e in explanation])
+        self.explanation = ImageExplanation(
+            images, maps, signed, list(titles or self._titles(len(images))), type(self).__name__
+        )
+        if visual:
+            self.explanation.show()
+        if save_path is not None:
+            self.explanation.save(save_path)
+
+    def _titles(self, n: int) -> list[str]:
+        """Per image: the class explained, with the prediction and its probability when known."""
+        labels, predicted, proba = self.labels, self.predicted_label, self.predicted_proba
+        if labels is None or len(labels) != n:
+            return [""] * n
+        names = self._class_names(self.model)
+
+        def name(k: Any) -> str:
+            k = int(k)
+            return names[k] if names is not None and 0 <= k < len(names) else f"class {k}"
+
+        titles = []
+        for i in range(n):
+            title = name(labels[i])
+            if predicted is not None and proba is not None and len(proba) == n:
+                if int(predicted[i]) == int(labels[i]):
+                    title += f" (p={float(proba[i]):.2f})"
+                else:
+                    title += f"; predicted {name(predicted[i])} (p={float(proba[i]):.2f})"
+            titles.append(title)
+        return titles
 
 
 class InputGradientInterpreter(Interpreter):

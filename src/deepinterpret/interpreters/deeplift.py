@@ -92,6 +92,8 @@ def deeplift(
 class DeepLIFTInterpreter(_GradientFamilyInterpreter):
     """DeepLIFT with the rescale rule (Shrikumar et al. 2017), as Captum's ``DeepLift``."""
 
+    signed_maps = True  # pictures: a diverging colour map centred at 0
+
     def interpret(
         self,
         inputs: Any,

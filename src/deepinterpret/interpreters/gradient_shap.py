@@ -75,6 +75,8 @@ def gradient_shap(
 class GradShapCVInterpreter(InputGradientInterpreter):
     """Gradient SHAP for images. Beyond InterpretDL: ``batch_size`` and ``random_seed``."""
 
+    signed_maps = True  # pictures: a diverging colour map centred at 0
+
     def interpret(
         self,
         inputs: Any,

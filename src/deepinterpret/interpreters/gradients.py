@@ -141,6 +141,8 @@ class SaliencyInterpreter(_GradientFamilyInterpreter):
 class InputXGradientInterpreter(_GradientFamilyInterpreter):
     """Input × Gradient (Shrikumar et al. 2016): each input element times the gradient of the class score."""
 
+    signed_maps = True  # pictures: a diverging colour map centred at 0
+
     def interpret(
         self,
         inputs: Any,

@@ -154,6 +154,8 @@ class IntGradCVInterpreter(InputGradientInterpreter):
     ``'random'`` baselines). After a call, ``convergence_delta`` holds the per-image completeness gap.
     """
 
+    signed_maps = True  # pictures: a diverging colour map centred at 0
+
     def interpret(
         self,
         inputs: Any,

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import check_batch_size, check_positive_int
-from ..viz import save_image, save_paths, show
+from ..data import ImageBatch
 from .base import Interpreter
 from .lime_math import (  # noqa: F401  (the math's names stay importable from here)
     KERNEL_WIDTH,
@@ -185,21 +185,19 @@ class LIMECVInterpreter(_LIMEBase):
         return results
 
     def _visualize_superpixels(self, results: dict, visual: bool, save_path: Any) -> None:
-        """InterpretDL's picture: the top 20 % superpixels with positive weight, in green over the image."""
-        path = save_paths(save_path, 1)[0]
-        if not visual and path is None:
-            return
+        """The first class's superpixel weights over the image (signed: a diverging colour map centred at 0), in
+        the picture style of every image method; kept in ``self.explanation``."""
         image, segments = self.lime_results["input"], self.lime_results["segmentation"]
-        pairs = results[next(iter(results))]
-        top = [sp for sp, w in pairs[: max(1, int(0.2 * (segments.max() + 1)))] if w > 0]
-        rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
-        overlay = rgb.astype(np.float32).copy()
-        overlay[np.isin(segments, top), 1] = 255.0
-        picture = np.clip(0.6 * overlay + 0.4 * rgb, 0, 255).astype(np.uint8)
-        if visual:
-            show(picture)
-        if path is not None:
-            save_image(path, picture)
+        label = next(iter(results))
+        weights = np.zeros(int(segments.max()) + 1, np.float32)
+        for superpixel, weight in results[label]:
+            weights[superpixel] = weight
+        probability = self.lime_results.get("probability", {}).get(label)
+        names = self._class_names(self.model)
+        title = names[label] if names is not None and 0 <= label < len(names) else f"class {label}"
+        title += "" if probability is None else f" (p={probability:.2f})"
+        batch = ImageBatch(image[None], np.zeros((1, 1, 1, 1), np.float32))
+        self._present(batch, weights[segments][None], visual, save_path, True, [title])
 
 
 class LIMENLPInterpreter(_LIMEBase):

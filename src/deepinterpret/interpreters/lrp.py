@@ -19,7 +19,6 @@ import numpy as np
 from ..adapters import ModelAdapter
 from ..core.batching import map_batches
 from ..data import resolve_labels
-from ..viz import heatmap_overlay, save_image, save_paths, show
 from .base import Interpreter
 from .lrp_mechanism import lrp_relevance
 from .lrp_rules import RULES, AlphaBeta, Epsilon, Flat, Gamma, Rule, ZBox, ZPlus
@@ -104,6 +103,8 @@ def lrp(
 class LRPCVInterpreter(Interpreter):
     """Layer-wise Relevance Propagation for image models, on unmodified models."""
 
+    signed_maps = True  # pictures: a diverging colour map centred at 0
+
     def interpret(
         self,
         inputs: Any,
@@ -142,14 +143,7 @@ class LRPCVInterpreter(Interpreter):
         self.predicted_label = probabilities.argmax(1)
         self.predicted_proba = probabilities[np.arange(len(used)), self.predicted_label]
         maps = self.relevance.sum(axis=1, keepdims=True)
-        paths = save_paths(save_path, len(batch))
-        if visual or any(p is not None for p in paths):
-            for image, relevance_map, path in zip(batch.images, maps, paths, strict=True):
-                picture = heatmap_overlay(image, np.maximum(relevance_map[0], 0))
-                if visual:
-                    show(picture)
-                if path is not None:
-                    save_image(path, picture)
+        self._present(batch, maps, visual, save_path, True)
         return maps
 
 

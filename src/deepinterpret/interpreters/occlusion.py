@@ -107,6 +107,8 @@ class OcclusionInterpreter(InputOutputInterpreter):
     ``perturbations_per_eval`` is given a value above 1.
     """
 
+    signed_maps = True  # pictures: a diverging colour map centred at 0
+
     def interpret(
         self,
         inputs: Any,

@@ -109,3 +109,22 @@ def save_paths(save_path: str | os.PathLike | Sequence[str] | None, n: int) -> l
     if len(paths) != n:
         raise ValueError(f"got {len(paths)} save paths for {n} images.")
     return paths
+
+
+def attribution_picture(image: np.ndarray, unit: np.ndarray, method: str) -> np.ndarray:
+    """transformers-interpret's image pictures from a map ``unit`` in [-1, 1]: ``"heatmap"`` (white to green for,
+    red against), ``"overlay"`` (the heatmap over the image in grey), ``"masked_image"`` (the image scaled by
+    ``|unit|``), ``"alpha_scaling"`` (the image fading to white where ``|unit|`` is small). ``image``: float HWx3."""
+    magnitude = np.abs(unit)[..., None]
+    colour = np.where((unit >= 0)[..., None], np.array([0.0, 160.0, 60.0]), np.array([220.0, 40.0, 40.0]))
+    heat = 255 - magnitude * (255 - colour)
+    if method == "heatmap":
+        out = heat
+    elif method == "overlay":
+        grey = image.mean(axis=-1, keepdims=True).repeat(3, axis=-1)
+        out = 0.5 * grey + 0.5 * heat
+    elif method == "masked_image":
+        out = image * magnitude
+    else:  # alpha_scaling
+        out = magnitude * image + (1 - magnitude) * 255
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)

@@ -15,10 +15,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from .explanation import MAGNITUDE_CMAP
 from .images import resize_map, to_unit
 
 
-def heatmap_overlay(image: np.ndarray, map2d: np.ndarray, cmap: str = "jet", alpha: float = 0.5) -> np.ndarray:
+def heatmap_overlay(image: np.ndarray, map2d: np.ndarray, cmap: str = MAGNITUDE_CMAP, alpha: float = 0.5) -> np.ndarray:
     """A map (scaled to [0, 1] at its 99th percentile, resized to the image) in a matplotlib colour map, blended
     over the image. ``image`` is uint8 HW or HWC; returns uint8 HWx3."""
     image = np.asarray(image)
@@ -49,7 +50,9 @@ class ReportRow:
     maps: dict[str, np.ndarray]
 
 
-def comparison_figure(rows: Sequence[ReportRow], path: str | os.PathLike, cmap: str = "jet", dpi: int = 100) -> str:
+def comparison_figure(
+    rows: Sequence[ReportRow], path: str | os.PathLike, cmap: str = MAGNITUDE_CMAP, dpi: int = 100
+) -> str:
     """One PNG: a row per input, the input then every method's map over it."""
     methods = list(rows[0].maps)
     cols = 1 + len(methods)
@@ -77,7 +80,7 @@ def html_report(
     path: str | os.PathLike,
     title: str,
     notes: Sequence[str] = (),
-    cmap: str = "jet",
+    cmap: str = MAGNITUDE_CMAP,
     scale: int = 4,
 ) -> str:
     """A self-contained HTML page: a table row per input with the prediction and every method's map."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import Normalization
+from ..data.preprocessing import Preprocessing, remember_preprocessing
 from . import architectures, imagenet
 from .digits import digits_split, stroke_masks
 
@@ -110,7 +111,18 @@ def metadata(name: str) -> dict[str, str]:
 
 
 def load(name: str = DEFAULT_MODEL, framework: str = "torch") -> ZooModel:
-    """Build zoo model ``name`` for ``framework`` (``"torch"`` or ``"paddle"``), in eval mode, with its weights."""
+    """Build zoo model ``name`` for ``framework`` (``"torch"`` or ``"paddle"``), in eval mode, with its weights.
+
+    The entry itself can be passed as the model of any interpreter, evaluator or explainer: its input size and
+    normalisation are then used. Its plain network (``entry.model``) remembers its input size, so that an image of
+    another size gets a warning."""
+    entry = _build(name, framework)
+    if entry.image_size is not None:
+        remember_preprocessing(entry.model, Preprocessing(entry.normalization, entry.image_size, tuple(entry.classes)))
+    return entry
+
+
+def _build(name: str, framework: str) -> ZooModel:
     _check(name)
     frameworks = _ENTRIES[name][1]
     if framework not in frameworks:
@@ -142,7 +154,8 @@ def load(name: str = DEFAULT_MODEL, framework: str = "torch") -> ZooModel:
     if name == "kv-recall-gpt2":
         from .kv_recall import build_model, build_tokenizer
 
-        return ZooModel(model=build_model(state), tokenizer=build_tokenizer(), **common)
+        shape = json.loads(meta["config"]) if "config" in meta else None
+        return ZooModel(model=build_model(state, config=shape), tokenizer=build_tokenizer(), **common)
     if name == "minilm-sentiment":
         from .minilm import build_torch
 
