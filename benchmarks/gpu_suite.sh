@@ -17,7 +17,7 @@ run() {  # run SECONDS SCRIPT ARGS...
   echo -e "\n## $*\n" | tee -a "$out"
   timeout "$limit" python3 "$@" 2>&1 | grep -v -i warn | tee -a "$out"
 }
-for spec in ${GPU_SUITE:-gradients cam gradient_family lrp transformers rise}; do
+for spec in ${GPU_SUITE:-gradients cam gradient_family lrp transformers rise generation passes}; do
   case $spec in
     gradients) run 90 benchmarks/bench_gradients.py --batch-size 50 ;;
     cam) run 90 benchmarks/bench_cam.py --batch-size 128 ;;
@@ -25,6 +25,8 @@ for spec in ${GPU_SUITE:-gradients cam gradient_family lrp transformers rise}; d
     lrp) run 60 benchmarks/bench_lrp.py --images 32 ;;
     transformers) run 90 benchmarks/bench_transformers.py --images 8 --batch-size 32 ;;
     rise) run 60 benchmarks/bench_rise.py --device gpu --masks 4000 --batch-size 250 ;;
+    generation) run 120 benchmarks/bench_generation.py --repeats 2 ;;
+    passes) run 240 benchmarks/bench_passes.py --batch-size 256 ;;
     *) run 120 "benchmarks/bench_$spec.py" ;;
   esac
 done

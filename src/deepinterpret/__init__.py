@@ -106,6 +106,8 @@ __version__ = "0.1.0"
 # The original's alias.
 SmoothGradCVInterpreter = SmoothGradInterpreter
 
+from . import benchmark  # noqa: E402  (it.benchmark(...): the faithfulness benchmark; a callable module)
+
 __all__ = [
     "GradientSimilarityInterpreter",
     "InfluenceFunctionInterpreter",
@@ -193,5 +195,6 @@ __all__ = [
     "XGradCAMInterpreter",
     "EigenCAMInterpreter",
     "AblationCAMInterpreter",
+    "benchmark",
     "app",
 ]

@@ -10,6 +10,8 @@
     deepinterpret list                                  the methods and models available
     deepinterpret batch INPUTS --model M --method A [--method B] --out DIR [--engine local|ray]   a whole dataset,
                                                         resumable; Parquet shards (see deepinterpret.batch)
+    deepinterpret benchmark --model M --data D --method A --method B --out DIR   which explanation to trust:
+                                                        faithfulness metrics vs random/constant baselines, a report
 
 SPEC is a zoo name (default ``digits-cnn``), a local Hugging Face model folder, a TorchScript file, or a Paddle
 model saved with ``paddle.jit.save``. Exit status: 0 on success, 2 on a usage error (bad path, model, method or
@@ -666,6 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .batch.command import add_batch_command
 
     add_batch_command(commands, common)
+    from .benchmark.command import add_benchmark_command
+
+    add_benchmark_command(commands, common)
     gen = commands.add_parser(
         "explain-generation", parents=[common], help="which prompt tokens produced a language model's continuation"
     )

@@ -136,7 +136,8 @@ class ModelAdapter(HookInterface, TransformerInterface, TrainingInterface):
             raise ValueError(f"output must be 'logit', 'probability' or a target object; got {output!r}.")
         values = self.to_numpy(softmax(self.xp, logits) if output == "probability" else logits)
         self.check_targets(targets, int(values.shape[-1]))
-        return values[np.arange(len(targets)), targets].astype(np.float32)
+        rows = np.arange(len(targets)) if targets.ndim == 1 else np.arange(len(targets))[:, None]
+        return values[rows, targets].astype(np.float32)  # [B], or [B, K] for K classes per row
 
     def scaled_layer_scores(
         self, x: Any, layer: str, factors: np.ndarray, targets: np.ndarray, output: Any = "logit"

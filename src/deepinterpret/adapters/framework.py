@@ -167,8 +167,11 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
             return self._run(*[model_input(v, requires_grad) for v in inputs], **kwargs)
         return self._run(model_input(self.asarray(inputs), requires_grad), **kwargs)
 
+    #: ``None`` (float32) or ``"bfloat16"`` / ``"float16"``: the autocast of the no-graph forwards (``precision=``)
+    precision: str | None = None
+
     def _forward_nograd(self, x: Images) -> Any:
-        with self.ops.no_grad():
+        with self.ops.no_grad(), self.ops.autocast(self.precision):
             return self._out(logits_of(self._run(self.ops.tensor(x))))
 
     def _forward_inputs_nograd(self, inputs: TokenInputs, field: str | None = None) -> Any:

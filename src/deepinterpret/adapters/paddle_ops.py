@@ -204,6 +204,13 @@ class PaddleOps:
         return contextlib.nullcontext()
 
     @staticmethod
+    def autocast(precision: str | None) -> Any:
+        """Reduced-precision forwards (``"bfloat16"`` / ``"float16"``, Paddle's O1 auto-cast); ``None``: float32."""
+        if precision is None:
+            return contextlib.nullcontext()
+        return paddle.amp.auto_cast(enable=True, level="O1", dtype=precision)
+
+    @staticmethod
     def enable_grad() -> Any:
         return paddle.enable_grad()
 

@@ -195,6 +195,12 @@ class TorchOps:
     def no_grad() -> Any:
         return torch.no_grad()
 
+    def autocast(self, precision: str | None) -> Any:
+        """Reduced-precision forwards (``"bfloat16"`` / ``"float16"`` autocast); ``None``: float32."""
+        if precision is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=getattr(torch, precision))
+
     @staticmethod
     def enable_grad() -> Any:
         """Gradients on, also inside the caller's ``torch.inference_mode()`` (which ``enable_grad`` alone does not

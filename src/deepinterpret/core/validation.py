@@ -120,3 +120,14 @@ def warn_cpu_fallback(device: Device, why: str) -> None:
     """The warning given when a GPU was asked for and the framework has none here (the model runs on the CPU, as
     the original InterpretDL did)."""
     warnings.warn(f"device {device} was asked for but {why}; running on CPU.", RuntimeWarning, stacklevel=5)
+
+
+PRECISIONS = (None, "float32", "bfloat16", "float16")
+
+
+def check_precision(precision: Any) -> str | None:
+    """``None`` for float32 (``None`` or ``"float32"``), else ``"bfloat16"`` / ``"float16"``; a ``ValueError``
+    otherwise."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}; got {precision!r}.")
+    return None if precision == "float32" else precision

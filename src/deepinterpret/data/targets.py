@@ -128,3 +128,21 @@ def as_target(labels: Any) -> OutputTarget | None:
     if callable(labels) and not hasattr(labels, "shape") and not hasattr(labels, "__len__"):
         return OutputFunction(labels)
     return None
+
+
+def resolve_label_lists(labels: Any, n: int) -> np.ndarray | None:
+    """Like :func:`resolve_labels`, and also several classes per input: a list of ``K`` classes per input (e.g.
+    its top 5), or one list for all, gives int64 ``[n, K]``; anything else what :func:`resolve_labels` gives."""
+    if labels is None or as_target(labels) is not None or hasattr(labels, "detach"):
+        return resolve_labels(labels, n)
+    try:
+        array = np.asarray(labels)
+    except ValueError as error:
+        raise ValueError(f"pass the same number of classes for every input; got {labels!r}.") from error
+    if array.ndim != 2:
+        return resolve_labels(labels, n)
+    if array.shape[0] == 1 and n > 1:
+        array = np.repeat(array, n, axis=0)
+    if array.shape[0] != n or array.shape[1] == 0:
+        raise ValueError(f"got labels of shape {array.shape} for {n} inputs; pass [n, K] classes (K >= 1).")
+    return resolve_labels(array.reshape(-1), array.size).reshape(n, -1)

@@ -1,5 +1,6 @@
 """Evaluators: how far an explanation can be trusted (faithfulness, robustness, localisation, sanity)."""
 
+from . import faithfulness
 from .base import InterpreterEvaluator, explanation_map
 from .fidelity import Infidelity, LocalFidelity, Monotonicity, SensitivityMax, infidelity_score
 from .generation import generation_faithfulness, generation_faithfulness_curves
@@ -29,5 +30,6 @@ __all__ = [
     "gini",
     "infidelity_score",
     "sparsity",
+    "faithfulness",
     "generation_faithfulness_curves",
 ]

@@ -12,7 +12,8 @@ import numpy as np
 
 from ..adapters import ModelAdapter, adapt, check_objective, softmax
 from ..core.batching import PerInputSum, batches
-from ..data import ImageBatch, as_normalization, as_target, load_images, resolve_labels
+from ..core.validation import check_precision
+from ..data import ImageBatch, as_normalization, as_target, load_images, resolve_label_lists, resolve_labels
 from ..data.preprocessing import UsesModelPreprocessing
 from ..viz.explanation import ImageExplanation, map_for_display
 
@@ -90,6 +91,9 @@ class Interpreter(UsesModelPreprocessing):
         normalization: how images become model input: ``None``/``"imagenet"`` (ImageNet mean/std), ``"unit"``
             (pixels/255), ``(mean, std)`` or a :class:`deepinterpret.data.Normalization`.
         progress: show progress bars (``None``: only on a terminal).
+        precision: ``None`` (float32) or ``"bfloat16"`` / ``"float16"``: the forward-only passes (no graph: the masked,
+            occluded and perturbed inputs of Score-CAM, Occlusion, RISE, LIME, predictions) run under the
+            framework's autocast; off by default (gradients always run in float32). Torch or Paddle models only.
     """
 
     # Pictures: True for attributions whose sign means for / against the class (drawn in a diverging colour map
@@ -103,11 +107,16 @@ class Interpreter(UsesModelPreprocessing):
         use_cuda: bool | None = None,
         normalization: Any = None,
         progress: bool | None = None,
+        precision: str | None = None,
         **kwargs: Any,
     ):
         model, normalization = self._take_model(model, normalization)
         self.model = model
         self.adapter = adapt(model, device, use_cuda)
+        if check_precision(precision) is not None:
+            if not hasattr(self.adapter, "precision"):
+                raise ValueError("precision needs a torch.nn.Module or paddle.nn.Layer, not a plain callable.")
+            self.adapter.precision = check_precision(precision)
         self.device = str(self.adapter.device)
         self.normalization = as_normalization(normalization)
         self.progress = progress
@@ -150,7 +159,7 @@ class Interpreter(UsesModelPreprocessing):
             self.predicted_label = self.predicted_proba = None
             self.labels = None
             return np.arange(int(data.shape[0]))
-        targets = resolve_labels(labels, int(data.shape[0]))
+        targets = resolve_label_lists(labels, int(data.shape[0]))  # [N], or [N, K]: K classes per input
         if targets is None:
             with self.adapter.evaluation():
                 probas = self.adapter.to_numpy(self.adapter.predict(data, batch_size, output="probability"))

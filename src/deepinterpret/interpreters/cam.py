@@ -33,9 +33,11 @@ import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
 from ..core.batching import batches, map_batches
-from ..data import resolve_labels
+from ..core.validation import check_positive_int
+from ..data import resolve_label_lists
 from .base import Interpreter
 from .feature_grid import as_feature_map
+from .score_cam_plan import BLANK, plan_channels
 
 _EPS = 1e-7
 
@@ -115,8 +117,17 @@ def score_cam(
     layer: str,
     batch_size: int = 16,
     progress: bool | None = None,
+    top_k: int | None = None,
+    report: dict | None = None,
 ) -> tuple[Any, np.ndarray, np.ndarray]:
-    """Score-CAM of ``layer`` for each input: ``(maps [N, h, w], targets, probabilities [N, K])``."""
+    """Score-CAM of ``layer`` for each input: ``(maps [N, h, w], targets, probabilities [N, classes])``.
+
+    ``targets`` ``[N, K]`` (several classes per input) gives maps ``[N, K, h, w]``, every class read off the same
+    forwards. One forward per *distinct* masked input (:mod:`.score_cam_plan`: zero channels skipped, constant
+    channels share the all-zero input, bit-identical channels one forward): the maps equal those of one forward
+    per channel. ``top_k``: Faster Score-CAM, only the ``k`` channels of largest variance per image. ``report``
+    (a dict) receives the channel counts and ``forwards``, the model inputs sent through (activations included).
+    """
     adapter.find_layers(layer)
     xp, x = adapter.xp, adapter.asarray(x)
     n, height, width = int(x.shape[0]), int(x.shape[-2]), int(x.shape[-1])
@@ -126,20 +137,35 @@ def score_cam(
         acts = _feature_map(xp, acts, layer, x)
         if targets is None:
             targets = probabilities.argmax(axis=1)
+        targets = np.asarray(targets)
         adapter.check_targets(targets, probabilities.shape[1])
+        classes = targets.reshape(n, -1)  # [N, K]
         channels = int(acts.shape[1])
-        scores = np.empty((n, channels), dtype=np.float32)
-        for chunk in batches(n, batch_size, channels, progress=progress, desc="Score-CAM"):
-            images, ks = chunk.owners, chunk.members
-            masks = adapter.resize(acts[images, ks], height, width)  # [b, H, W]
-            flat_masks = xp.reshape(masks, (masks.shape[0], -1))
-            low = xp.min(flat_masks, axis=1)[:, None, None]
-            span = xp.max(flat_masks, axis=1)[:, None, None] - low
-            masks = xp.where(span > 0, (masks - low) / xp.where(span > 0, span, 1.0), 0.0)
-            probs = adapter.to_numpy(adapter.predict(x[images] * masks[:, None], batch_size, output="probability"))
-            scores[images, ks] = probs[np.arange(len(images)), targets[images]]
-    weights = xp.reshape(adapter.asarray(scores), (n, channels, 1, 1))
-    return combine(xp, acts, weights), np.asarray(targets), probabilities
+        plan = plan_channels(adapter.to_numpy(acts), top_k)
+        scores = np.zeros((n, channels, classes.shape[1]), dtype=np.float32)
+        found = np.zeros((len(plan.jobs), classes.shape[1]), dtype=np.float32)
+        if len(plan.jobs):
+            for chunk in batches(1, batch_size, len(plan.jobs), progress=progress, desc="Score-CAM"):
+                images, ks = plan.jobs[chunk.members, 0], plan.jobs[chunk.members, 1]
+                masks = adapter.resize(acts[images, ks], height, width)  # [b, H, W]
+                flat_masks = xp.reshape(masks, (masks.shape[0], -1))
+                low = xp.min(flat_masks, axis=1)[:, None, None]
+                span = xp.max(flat_masks, axis=1)[:, None, None] - low
+                masks = xp.where(span > 0, (masks - low) / xp.where(span > 0, span, 1.0), 0.0)
+                probs = adapter.to_numpy(adapter.predict(x[images] * masks[:, None], batch_size, output="probability"))
+                found[chunk.members] = np.take_along_axis(probs, classes[images], axis=1)
+        used = plan.source >= 0
+        scores[used] = found[plan.source[used]]
+        if plan.needs_blank:
+            blank = adapter.to_numpy(adapter.predict(xp.zeros_like(x[:1]), 1, output="probability"))[0]
+            for i in range(n):
+                scores[i, plan.source[i] == BLANK] = blank[classes[i]]
+    if report is not None:
+        report.clear()
+        report.update(plan.counts(), forwards=n + plan.counts()["forwards"], images=n)
+    weights = adapter.asarray(np.ascontiguousarray(np.moveaxis(scores, 2, 1))[..., None, None])  # [N, K, C, 1, 1]
+    maps = xp.maximum(xp.sum(weights * acts[:, None], axis=2), 0.0)  # [N, K, h, w]
+    return (maps if targets.ndim == 2 else maps[:, 0]), targets, probabilities
 
 
 class IntermediateLayerInterpreter(Interpreter):
@@ -225,7 +251,14 @@ class LayerCAMInterpreter(_GradientCAMInterpreter):
 
 
 class ScoreCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
-    """Score-CAM, with the masked inputs batched."""
+    """Score-CAM, with the masked inputs batched and one forward per distinct masked input.
+
+    After each call ``last_passes`` holds what it cost: ``forwards`` (model inputs sent through, the activation
+    pass included), ``channels``, ``zero`` (skipped: they add nothing to the map), ``constant`` (all sharing the
+    all-zero input's one forward) and ``distinct`` (the other masked inputs, one forward each).
+    """
+
+    last_passes: dict | None = None
 
     def interpret(
         self,
@@ -238,12 +271,26 @@ class ScoreCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
         save_path: Any = None,
         batch_size: int = 32,
         label: Any = None,
+        top_k: int | None = None,
     ) -> np.ndarray:
-        """Returns the maps at the layer's resolution, ``np.ndarray`` of shape ``[N, h, w]``."""
+        """Returns the maps at the layer's resolution, ``np.ndarray`` of shape ``[N, h, w]``.
+
+        ``labels`` as ``K`` classes per image (``[N, K]``, e.g. each image's top 5) gives ``[N, K, h, w]`` at the
+        cost of one class: every class is read off the same forwards. ``top_k``: Faster Score-CAM, only the
+        ``top_k`` channels of largest spatial variance per image are weighted (an approximation; ``None``: all).
+        """
         batch_size = check_batch_size(batch_size)
+        if top_k is not None:
+            top_k = check_positive_int(top_k, "top_k")
         batch = self._load_images(inputs, resize_to, crop_to)
-        targets = resolve_labels(self._labels(label, labels), len(batch))
+        targets = resolve_label_lists(self._labels(label, labels), len(batch))
+        report: dict = {}
         maps, used, probabilities = score_cam(
-            self.adapter, batch.data, targets, target_layer_name, batch_size, self.progress
+            self.adapter, batch.data, targets, target_layer_name, batch_size, self.progress, top_k, report
         )
+        self.last_passes = report
+        if used.ndim == 2:
+            self._record_predictions(used[:, 0], probabilities, True)
+            self.labels = used
+            return self.adapter.to_numpy(maps)
         return self._finish(batch, maps, used, probabilities, targets is not None, visual, save_path)

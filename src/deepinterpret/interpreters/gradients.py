@@ -23,7 +23,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
 from ..core.batching import map_batches
-from ..data import resolve_labels
+from ..data import resolve_label_lists, resolve_labels
 from .base import InputGradientInterpreter
 from .cam import grad_cam_weights, gradient_cam
 from .gradient_rules import check_rule, modified_gradient
@@ -105,13 +105,16 @@ class _GradientFamilyInterpreter(InputGradientInterpreter):
         objective = check_objective(gradient_of)
         batch_size = check_batch_size(batch_size)
         batch = self._load_images(inputs, resize_to, crop_to)
-        targets = resolve_labels(self._labels(label, labels), len(batch))
+        targets = resolve_label_lists(self._labels(label, labels), len(batch))  # [N] or [N, K]
         gradients, used, probabilities = rule_gradients(self.adapter, batch.data, targets, rule, objective, batch_size)
-        self._record_predictions(used, probabilities, targets is not None)
+        self._record_predictions(used if used.ndim == 1 else used[:, 0], probabilities, targets is not None)
+        self.labels = used  # [N, K] classes per image give [N, K, C, H, W]: one forward and K backwards per chunk
         return batch, gradients
 
     def _show(self, batch, explanation, visual: bool, save_path: Any) -> np.ndarray:
         explanation = self.adapter.to_numpy(explanation)
+        if explanation.ndim > batch.data.ndim:  # several classes per image: no picture
+            return explanation
         self._visualize_gradients(batch, explanation, visual, save_path)
         return explanation
 
@@ -157,7 +160,9 @@ class InputXGradientInterpreter(_GradientFamilyInterpreter):
     ) -> np.ndarray:
         """Returns ``x ⊙ ∇_x f_y(x)`` in model-input space, ``np.ndarray [N, C, H, W]``."""
         batch, gradients = self._explain(inputs, labels, label, resize_to, crop_to, gradient_of, batch_size, None)
-        return self._show(batch, self.adapter.asarray(batch.data) * gradients, visual, save_path)
+        data = self.adapter.asarray(batch.data)
+        data = data if gradients.ndim == data.ndim else data[:, None]  # [N, K, C, H, W] for K classes per image
+        return self._show(batch, data * gradients, visual, save_path)
 
 
 class GuidedBackpropInterpreter(_GradientFamilyInterpreter):

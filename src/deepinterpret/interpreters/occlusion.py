@@ -84,7 +84,8 @@ def occlusion(
     base = xp.zeros_like(x) if baselines is None else adapter.asarray(np.broadcast_to(baselines, x.shape))
     batch_size = check_batch_size(batch_size)
     n = int(x.shape[0])
-    total = xp.zeros_like(x)
+    several = np.asarray(targets).ndim == 2  # K classes per input: [N, K, ...] from the same forwards
+    total = xp.zeros((n, np.asarray(targets).shape[1], *shape), dtype=x.dtype) if several else xp.zeros_like(x)
     with adapter.evaluation():
         reference = adapter.scores(x, targets, output, batch_size)
         for chunk in batches(n, batch_size, len(windows), progress=progress, desc="Occlusion"):
@@ -95,7 +96,11 @@ def occlusion(
             scores = adapter.scores(occluded, targets[images], output, batch_size)
             deltas = reference[images] - scores
             for image, slices, delta in zip(images.tolist(), where, deltas.tolist(), strict=True):
-                total[(image, *slices)] += delta
+                if several:
+                    column = np.asarray(delta, dtype=np.float32).reshape((-1,) + (1,) * len(shape))
+                    total[(image, slice(None), *slices)] += adapter.asarray(column)
+                else:
+                    total[(image, *slices)] += delta
     return total / adapter.asarray(np.maximum(windows.coverage(), 1))
 
 
@@ -124,7 +129,8 @@ class OcclusionInterpreter(InputOutputInterpreter):
         batch_size: int | None = None,
         output: str = "probability",
     ) -> np.ndarray:
-        """Returns the attributions, ``np.ndarray`` of shape ``[N, C, H, W]``."""
+        """Returns the attributions, ``np.ndarray`` of shape ``[N, C, H, W]``; ``[N, K, C, H, W]`` when ``labels``
+        gives ``K`` classes per image (e.g. each image's top 5), every class read off the same forwards."""
         if batch_size is None:
             batch_size = perturbations_per_eval if perturbations_per_eval > 1 else 64
         batch_size = check_batch_size(batch_size)
@@ -142,5 +148,6 @@ class OcclusionInterpreter(InputOutputInterpreter):
             self.progress,
         )
         explanation = self.adapter.to_numpy(result)
-        self._visualize_gradients(batch, explanation, visual, save_path)
+        if explanation.ndim == 4:
+            self._visualize_gradients(batch, explanation, visual, save_path)
         return explanation

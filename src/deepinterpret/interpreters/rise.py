@@ -128,7 +128,8 @@ def rise(
     def draw(chunk: Chunk):  # host work, on the helper thread
         return mask_parts(seed, chunk.members, grid_size, keep_probability, height, width)
 
-    total = xp.zeros((n, height, width), dtype=x.dtype, device=array_device(x))
+    classes = () if np.asarray(targets).ndim == 1 else (int(np.asarray(targets).shape[1]),)  # K per input
+    total = xp.zeros((n, *classes, height, width), dtype=x.dtype, device=array_device(x))
     with adapter.evaluation():
         for chunk in batches(n, batch_size, n_masks, None if masks is not None else draw, progress, "RISE"):
             images = chunk.owners
@@ -142,7 +143,12 @@ def rise(
             scores = adapter.asarray(adapter.scores(inputs * chunk_masks[:, None], targets[images], output, batch_size))
             for owner, run in chunk.runs():  # Σ_i f_i M_i of each input as one matrix product
                 flat = xp.reshape(chunk_masks[run], (run.stop - run.start, height * width))
-                total[owner] += xp.reshape(xp.matmul(scores[None, run], flat), (height, width))
+                if classes:  # every class from the same forwards: [K, b] · [b, HW]
+                    total[owner] += xp.reshape(
+                        xp.matmul(xp.permute_dims(scores[run], (1, 0)), flat), (*classes, height, width)
+                    )
+                else:
+                    total[owner] += xp.reshape(xp.matmul(scores[None, run], flat), (height, width))
     return total / (n_masks * keep_probability)
 
 
@@ -173,7 +179,8 @@ class RISEInterpreter(InputOutputInterpreter):
         random_seed: int | None = None,
         masks: Any = None,
     ) -> np.ndarray:
-        """Returns the saliency maps at the input's resolution, ``np.ndarray`` of shape ``[N, H, W]``.
+        """Returns the saliency maps at the input's resolution, ``np.ndarray`` of shape ``[N, H, W]``; ``[N, K, H,
+        W]`` when ``labels`` gives ``K`` classes per image (e.g. the top 5), every class read off the same forwards.
 
         ``n_masks`` (the paper's ``N``, 4000), ``grid_size`` (``s``, 7), ``keep_probability`` (``p``, 0.5),
         ``output`` (``probability`` as the paper, or ``logit``), ``batch_size`` (masked inputs per model pass).
@@ -195,5 +202,6 @@ class RISEInterpreter(InputOutputInterpreter):
             self.progress,
         )
         explanation = self.adapter.to_numpy(maps)
-        self._draw_maps(batch, explanation, visual, save_path)
+        if explanation.ndim == 3:
+            self._draw_maps(batch, explanation, visual, save_path)
         return explanation

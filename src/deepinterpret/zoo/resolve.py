@@ -69,6 +69,22 @@ def resolve_model(spec: str | os.PathLike, framework: str = "torch", expect: str
             convolutional=entry.cam_layer is not None,
             tokenizer=entry.tokenizer,
         )
+    from .checkpoint import is_checkpoint
+
+    if is_checkpoint(name):  # a fine-tuned zoo architecture (see zoo.checkpoint)
+        from .checkpoint import load_checkpoint
+
+        model, info = load_checkpoint(name)
+        return ResolvedModel(
+            name=name,
+            modality="image",
+            model=model,
+            classes=info["classes"],
+            normalization=(info["mean"], info["std"]),
+            resize_to=info["image_size"],
+            layer=info["layer"],
+            convolutional=True,
+        )
     from ..adapters.loading import load_model_file, load_text_classifier
 
     if kind == "text":
