@@ -119,11 +119,11 @@ def _demo_maps(entry, images, resize_to, crop_to, settings, quiet, methods=None)
     for spec in IMAGE_METHODS.values():
         if methods is not None and spec.name not in methods:
             continue
-        if spec.needs_layer and entry.cam_layer is None:
-            continue  # no convolutional feature map (e.g. a ViT)
+        if spec.needs_layer and (entry.cam_layer is None or entry.attention):
+            continue  # no convolutional feature map; a ViT's demo shows its attention methods (CAMs: explain)
         if spec.needs_attention and not entry.attention:
             continue  # no attention (a CNN)
-        if spec.convolutional and entry.cam_layer is None:
+        if spec.convolutional and (entry.cam_layer is None or entry.attention):
             continue  # LRP rules cover convolutional networks, not transformers
         interpreter = spec.cls(entry.model, normalization=entry.normalization, progress=False if quiet else None)
         options = {"target_layer_name": entry.cam_layer} if spec.needs_layer else {}
@@ -167,7 +167,7 @@ def run_demo(
         "Gradient maps show the magnitude of each attribution (sum over channels of absolute values); "
         + (
             f"CAM maps are computed at layer '{entry.cam_layer}' and upsampled."
-            if entry.cam_layer
+            if entry.cam_layer and not entry.attention
             else "attention maps (rollout, tam, ga, bt) are computed over the 8x8 patch grid and upsampled."
         ),
         "Time per method: " + ", ".join(timings) + ".",

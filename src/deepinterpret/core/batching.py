@@ -210,6 +210,13 @@ def map_batches(
     return [run(chunk.part) for chunk in batches(n_inputs, batch_size, progress=progress, desc=desc)]
 
 
+def joined(xp: Any, parts: Any) -> Any:
+    """The chunks' results in input order as one array: ``xp.concat(parts)``, or the only part itself (no copy)
+    when one chunk held every input."""
+    parts = list(parts)
+    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
+
+
 class PerInputSum:
     """``total[i] = Σ rows owned by input i``, reduced as each chunk completes: memory is one slot per input.
 

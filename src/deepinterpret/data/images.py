@@ -83,12 +83,24 @@ def as_normalization(spec: Any) -> Normalization:
     raise TypeError(f"normalization must be None, 'imagenet', 'unit', (mean, std) or a Normalization; got {spec!r}.")
 
 
-@dataclass
 class ImageBatch:
-    """``images``: uint8 NHWC for display; ``data``: float32 NCHW model input."""
+    """``images``: uint8 NHWC for display; ``data``: float32 NCHW model input.
 
-    images: np.ndarray
-    data: np.ndarray
+    Given model-ready data, ``images`` is restored from it only when first read (for a picture or a saved file):
+    a call with ``visual=False`` and no ``save_path`` pays nothing for it."""
+
+    def __init__(self, images: np.ndarray | None, data: np.ndarray, normalization: Normalization | None = None):
+        if images is None and normalization is None:
+            raise ValueError("ImageBatch needs the images or the normalization that restores them.")
+        self._images = images
+        self.data = data
+        self._normalization = normalization
+
+    @property
+    def images(self) -> np.ndarray:
+        if self._images is None:
+            self._images = self._normalization.restore(self.data)
+        return self._images
 
     def __len__(self) -> int:
         return int(self.data.shape[0])
@@ -155,7 +167,9 @@ def _pil_to_channels(image: Image.Image, channels: int) -> np.ndarray:
 
 
 def _check_finite(data: np.ndarray) -> None:
-    if not np.all(np.isfinite(data)):
+    # one pass, no boolean copy: a NaN or an infinity anywhere makes the float64 sum non-finite (a sum of finite
+    # float32 values cannot overflow float64)
+    if not np.isfinite(np.sum(data, dtype=np.float64)):
         raise ValueError("the input contains NaN or infinite values.")
 
 
@@ -205,7 +219,7 @@ def load_images(
         if np.issubdtype(inputs.dtype, np.floating):
             data = _channels_first(inputs.astype(np.float32), channels)
             _check_finite(data)
-            return ImageBatch(norm.restore(data), np.ascontiguousarray(data))
+            return ImageBatch(None, np.ascontiguousarray(data), norm)
         if inputs.dtype == np.uint8:
             items = list(inputs) if inputs.ndim == 4 else [inputs]
         elif np.issubdtype(inputs.dtype, np.integer) or inputs.dtype == bool:

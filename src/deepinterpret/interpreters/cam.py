@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
-from ..core.batching import batches, map_batches
+from ..core.batching import batches, joined, map_batches
 from ..core.validation import check_positive_int
-from ..data import resolve_label_lists
+from ..data import as_target, resolve_label_lists
 from .base import Interpreter
 from .feature_grid import as_feature_map
 from .score_cam_plan import BLANK, plan_channels
@@ -95,7 +95,7 @@ def gradient_cam(
 
     with adapter.evaluation():
         maps, used, logits = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
-    return xp.concat(maps, axis=0), np.concatenate(used), softmax(np, np.concatenate(logits))
+    return joined(xp, maps), np.concatenate(used), softmax(np, np.concatenate(logits))
 
 
 def layer_activations(adapter: ModelAdapter, x: Any, layer: str, batch_size: int) -> tuple[Any, Any]:
@@ -107,7 +107,7 @@ def layer_activations(adapter: ModelAdapter, x: Any, layer: str, batch_size: int
         return captured[layer], logits
 
     acts, logits = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
-    return adapter.xp.concat(acts, axis=0), adapter.xp.concat(logits, axis=0)
+    return joined(adapter.xp, acts), joined(adapter.xp, logits)
 
 
 def score_cam(
@@ -117,16 +117,19 @@ def score_cam(
     layer: str,
     batch_size: int = 16,
     progress: bool | None = None,
+    output: Any = "probability",
     top_k: int | None = None,
     report: dict | None = None,
 ) -> tuple[Any, np.ndarray, np.ndarray]:
     """Score-CAM of ``layer`` for each input: ``(maps [N, h, w], targets, probabilities [N, classes])``.
 
-    ``targets`` ``[N, K]`` (several classes per input) gives maps ``[N, K, h, w]``, every class read off the same
-    forwards. One forward per *distinct* masked input (:mod:`.score_cam_plan`: zero channels skipped, constant
-    channels share the all-zero input, bit-identical channels one forward): the maps equal those of one forward
-    per channel. ``top_k``: Faster Score-CAM, only the ``k`` channels of largest variance per image. ``report``
-    (a dict) receives the channel counts and ``forwards``, the model inputs sent through (activations included).
+    ``output``: the probability of class ``targets[i]`` (the paper), ``"logit"``, or a target object (then
+    ``targets`` are the input indices). ``targets`` ``[N, K]`` (several classes per input) gives maps
+    ``[N, K, h, w]``, every class read off the same forwards. One forward per *distinct* masked input
+    (:mod:`.score_cam_plan`: zero channels skipped, constant channels share the all-zero input, bit-identical
+    channels one forward): the maps equal those of one forward per channel. ``top_k``: Faster Score-CAM, only the
+    ``k`` channels of largest variance per image. ``report`` (a dict) receives the channel counts and ``forwards``,
+    the model inputs sent through (activations included).
     """
     adapter.find_layers(layer)
     xp, x = adapter.xp, adapter.asarray(x)
@@ -138,12 +141,20 @@ def score_cam(
         if targets is None:
             targets = probabilities.argmax(axis=1)
         targets = np.asarray(targets)
-        adapter.check_targets(targets, probabilities.shape[1])
-        classes = targets.reshape(n, -1)  # [N, K]
+        target_object = callable(output)
+        if not target_object:
+            adapter.check_targets(targets, probabilities.shape[1])
+        classes = targets.reshape(n, -1)  # [N, K]; for a target object [N, 1] of input indices
         channels = int(acts.shape[1])
         plan = plan_channels(adapter.to_numpy(acts), top_k)
         scores = np.zeros((n, channels, classes.shape[1]), dtype=np.float32)
         found = np.zeros((len(plan.jobs), classes.shape[1]), dtype=np.float32)
+
+        def read(inputs: Any, images: np.ndarray) -> np.ndarray:  # [b, K]
+            wanted = classes[images, 0] if target_object else classes[images]
+            values = adapter.scores(inputs, wanted, output, batch_size)
+            return values.reshape(len(images), -1)
+
         if len(plan.jobs):
             for chunk in batches(1, batch_size, len(plan.jobs), progress=progress, desc="Score-CAM"):
                 images, ks = plan.jobs[chunk.members, 0], plan.jobs[chunk.members, 1]
@@ -152,14 +163,17 @@ def score_cam(
                 low = xp.min(flat_masks, axis=1)[:, None, None]
                 span = xp.max(flat_masks, axis=1)[:, None, None] - low
                 masks = xp.where(span > 0, (masks - low) / xp.where(span > 0, span, 1.0), 0.0)
-                probs = adapter.to_numpy(adapter.predict(x[images] * masks[:, None], batch_size, output="probability"))
-                found[chunk.members] = np.take_along_axis(probs, classes[images], axis=1)
+                found[chunk.members] = read(x[images] * masks[:, None], images)
         used = plan.source >= 0
         scores[used] = found[plan.source[used]]
         if plan.needs_blank:
-            blank = adapter.to_numpy(adapter.predict(xp.zeros_like(x[:1]), 1, output="probability"))[0]
+            if target_object:  # the target may depend on the input: one all-zero input per image
+                blank = read(xp.zeros_like(x), np.arange(n))
+            else:
+                blank_probs = adapter.to_numpy(adapter.predict(xp.zeros_like(x[:1]), 1, output=output))[0]
+                blank = blank_probs[classes]  # [N, K]
             for i in range(n):
-                scores[i, plan.source[i] == BLANK] = blank[classes[i]]
+                scores[i, plan.source[i] == BLANK] = blank[i]
     if report is not None:
         report.clear()
         report.update(plan.counts(), forwards=n + plan.counts()["forwards"], images=n)
@@ -283,14 +297,18 @@ class ScoreCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
         if top_k is not None:
             top_k = check_positive_int(top_k, "top_k")
         batch = self._load_images(inputs, resize_to, crop_to)
-        targets = resolve_label_lists(self._labels(label, labels), len(batch))
+        chosen = self._labels(label, labels)
+        target = as_target(chosen)  # a function of the output, or None for classes (one or K per image)
+        targets = np.arange(len(batch)) if target is not None else resolve_label_lists(chosen, len(batch))
         report: dict = {}
         maps, used, probabilities = score_cam(
-            self.adapter, batch.data, targets, target_layer_name, batch_size, self.progress, top_k, report
-        )
+            self.adapter, batch.data, targets, target_layer_name, batch_size, self.progress,
+            output=target or "probability", top_k=top_k, report=report,
+        )  # fmt: skip
         self.last_passes = report
         if used.ndim == 2:
             self._record_predictions(used[:, 0], probabilities, True)
             self.labels = used
             return self.adapter.to_numpy(maps)
+        probabilities = None if target else probabilities
         return self._finish(batch, maps, used, probabilities, targets is not None, visual, save_path)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, softmax
-from ..core.batching import Chunk, batches, map_batches
+from ..core.batching import Chunk, batches, joined, map_batches
 from .cam import (
     IntermediateLayerInterpreter,
     _CAMInterpreter,
@@ -87,7 +87,7 @@ def eigen_cam(
     with adapter.evaluation():
         maps, logits = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
     probabilities = softmax(np, np.concatenate(logits))
-    return xp.concat(maps, axis=0), probabilities.argmax(axis=-1), probabilities
+    return joined(xp, maps), probabilities.argmax(axis=-1), probabilities
 
 
 def ablation_cam(

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
-from ..core.batching import map_batches
+from ..core.batching import joined, map_batches
 from ..data import resolve_labels
 from .gradient_rules import modified_gradient
 from .gradients import _GradientFamilyInterpreter
@@ -86,7 +86,7 @@ def deeplift(
     with adapter.evaluation():
         parts, used, logits, deltas = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
     probabilities = softmax(np, np.concatenate(logits))
-    return adapter.xp.concat(parts, axis=0), np.concatenate(used), probabilities, np.concatenate(deltas)
+    return joined(adapter.xp, parts), np.concatenate(used), probabilities, np.concatenate(deltas)
 
 
 class DeepLIFTInterpreter(_GradientFamilyInterpreter):

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
-from ..core.batching import map_batches
+from ..core.batching import joined, map_batches
 from ..data import resolve_label_lists, resolve_labels
 from .base import InputGradientInterpreter
 from .cam import grad_cam_weights, gradient_cam
@@ -54,7 +54,7 @@ def rule_gradients(
 
     with adapter.evaluation():
         parts, used, logits = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
-    return adapter.xp.concat(parts, axis=0), np.concatenate(used), softmax(np, np.concatenate(logits))
+    return joined(adapter.xp, parts), np.concatenate(used), softmax(np, np.concatenate(logits))
 
 
 def nearest_matrix(size_out: int, size_in: int) -> np.ndarray:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import check_batch_size, check_positive_int
-from ..data import ImageBatch
+from ..data import ImageBatch, as_target
 from .base import Interpreter
 from .lime_math import (  # noqa: F401  (the math's names stay importable from here)
     KERNEL_WIDTH,
@@ -119,9 +119,20 @@ class LIMECVInterpreter(_LIMEBase):
         norm = self.normalization
         hidden = None if hide_color is None else float((hide_color / norm.scale - norm.mean[0]) / norm.std[0])
         seed = self.random_seed if random_seed is None else random_seed
+        target = as_target(interpret_class)  # a function of the output: its value is the one "class", 0
         masks, probabilities = lime_image(
-            self.adapter, batch.data[0], segments, num_samples, batch_size, hidden, seed, self.progress, self.kernel
+            self.adapter,
+            batch.data[0],
+            segments,
+            num_samples,
+            batch_size,
+            hidden,
+            seed,
+            self.progress,
+            self.kernel,
+            target or "probability",
         )
+        interpret_class = [0] if target else interpret_class
         classes, coefficients, r2 = self._fit_classes(
             masks,
             probabilities,
@@ -129,6 +140,8 @@ class LIMECVInterpreter(_LIMEBase):
             top_k,
             lambda m, y, w, label: fit(m, y, w, label, image, segments),
         )
+        if target:  # no class was explained: the weights are under key 0, the target's value
+            self.predicted_label = self.predicted_proba = None
         results = {}
         for label in classes:
             order = np.argsort(-np.abs(coefficients[label]), kind="stable")

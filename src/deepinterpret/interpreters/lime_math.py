@@ -118,10 +118,12 @@ def lime_image(
     random_seed: int | None = None,
     progress: bool | None = None,
     kernel: str = "lime",
+    output: Any = "probability",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The model's probabilities on the perturbed images: ``(masks [num_samples, S], probabilities
     [num_samples, classes])``. ``x`` is one model-ready image ``[C, H, W]``; ``hide_color`` a value in model
-    space (``None``: each superpixel's mean)."""
+    space (``None``: each superpixel's mean). ``output`` a target object (a region of a segmentation output, a
+    regression output, any function of the output): its value instead, as the one column ``[num_samples, 1]``."""
     xp = adapter.xp
     num_samples = check_positive_int(num_samples, "num_samples")
     if num_samples < 2:
@@ -146,7 +148,11 @@ def lime_image(
             keep = xp.matmul(adapter.asarray(masks[chunk.part]), onehot_x)[:, None, :]  # [b, 1, HW]
             samples = flat_x[None] * keep + hidden_x[None] * (1 - keep)
             samples = xp.reshape(samples, (-1, *x.shape))
-            probabilities.append(adapter.to_numpy(adapter.predict(samples, batch_size, output="probability")))
+            if callable(output):  # a target object: its value on each perturbed image (all rows belong to input 0)
+                rows = np.zeros(int(samples.shape[0]), dtype=np.int64)
+                probabilities.append(adapter.scores(samples, rows, output, batch_size)[:, None])
+            else:
+                probabilities.append(adapter.to_numpy(adapter.predict(samples, batch_size, output="probability")))
     return masks, np.concatenate(probabilities)
 
 

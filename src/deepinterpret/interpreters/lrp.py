@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import ModelAdapter
-from ..core.batching import map_batches
-from ..data import resolve_labels
+from ..adapters import ModelAdapter, softmax
+from ..core.batching import joined, map_batches
 from .base import Interpreter
 from .lrp_mechanism import lrp_relevance
 from .lrp_rules import RULES, AlphaBeta, Epsilon, Flat, Gamma, Rule, ZBox, ZPlus
@@ -85,19 +84,22 @@ def lrp(
     rules: dict[str, Rule],
     merge_batchnorm: bool = True,
     batch_size: int = 16,
+    objective: Any = "logit",
 ) -> tuple[Any, np.ndarray, np.ndarray]:
-    """Relevance of each input element, ``(relevance like x, targets, logits)``, in chunks of ``batch_size``."""
+    """Relevance of each input element, ``(relevance like x, targets, logits)``, in chunks of ``batch_size``, for
+    the logit of class ``targets[i]`` or (``objective`` a target object; ``targets``: the input indices) the value of
+    a function of the output."""
     x = adapter.asarray(x)
 
     def run(part: slice):
         relevance, logits, used = lrp_relevance(
-            adapter, x[part], None if targets is None else targets[part], rules, merge_batchnorm
+            adapter, x[part], None if targets is None else targets[part], rules, merge_batchnorm, objective
         )
         return adapter.asarray(relevance), np.asarray(used), adapter.to_numpy(logits)
 
     with adapter.evaluation():
         parts, used, logits = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
-    return adapter.xp.concat(parts, axis=0), np.concatenate(used), np.concatenate(logits)
+    return joined(adapter.xp, parts), np.concatenate(used), np.concatenate(logits)
 
 
 class LRPCVInterpreter(Interpreter):
@@ -126,7 +128,7 @@ class LRPCVInterpreter(Interpreter):
         name (a :class:`Rule`, a rule name or ``(name, *arguments)``; ``"pass"`` lets relevance through a layer
         LRP does not know). zᴮ bounds come from ``normalization`` (pixels 0 and 255)."""
         batch = self._load_images(inputs, resize_to, crop_to)
-        targets = resolve_labels(self._labels(label, labels), len(batch))
+        target, targets = self._targets_of(self._labels(label, labels), len(batch))  # target: a function of the output
         kinds = self.adapter.lrp_kinds()
         low = float(np.min(self.normalization.apply(np.zeros((1, 1, 1, batch.data.shape[1]), np.uint8))))
         high = float(np.max(self.normalization.apply(np.full((1, 1, 1, batch.data.shape[1]), 255, np.uint8))))
@@ -135,13 +137,11 @@ class LRPCVInterpreter(Interpreter):
             if name not in kinds:
                 self.adapter.find_layers(target_layer=name)  # raises with the closest names
             chosen[name] = as_rule(spec)
-        relevance, used, logits = lrp(self.adapter, batch.data, targets, chosen, merge_batchnorm, batch_size)
+        relevance, used, logits = lrp(
+            self.adapter, batch.data, targets, chosen, merge_batchnorm, batch_size, target or "logit"
+        )
         self.relevance = self.adapter.to_numpy(relevance)
-        self.labels = used
-        probabilities = np.exp(logits - logits.max(1, keepdims=True))
-        probabilities /= probabilities.sum(1, keepdims=True)
-        self.predicted_label = probabilities.argmax(1)
-        self.predicted_proba = probabilities[np.arange(len(used)), self.predicted_label]
+        self._record_predictions(used, None if target else softmax(np, logits), True)
         maps = self.relevance.sum(axis=1, keepdims=True)
         self._present(batch, maps, visual, save_path, True)
         return maps

@@ -187,7 +187,7 @@ class RuleHooks:
         return relevance
 
 
-def lrp_relevance(adapter, x, targets, rules: dict[str, Rule], merge_batchnorm: bool = True):
+def lrp_relevance(adapter, x, targets, rules: dict[str, Rule], merge_batchnorm: bool = True, objective="logit"):
     """Relevance of every input element for the logit of ``targets[i]`` (one model batch): ``(relevance like x,
     logits, targets)``. ``rules`` maps each convolution / linear layer to its rule (``Pass`` allowed for any
     layer). Layers of unknown kind raise a ``ValueError`` naming them."""
@@ -210,7 +210,7 @@ def lrp_relevance(adapter, x, targets, rules: dict[str, Rule], merge_batchnorm: 
         logits = adapter.logits_with_graph(inputs)
         if targets is None:
             targets = adapter.to_numpy(logits).argmax(-1)
-        value = adapter._objective(logits, targets, "logit")
+        value = adapter._objective(logits, targets, objective)  # the logit, or a target object's value
         with ops.enable_grad():
             grads = ops.grad(value.sum(), [inputs, *composite.leaves()], allow_unused=True)
     return ops.detach(composite.relevance(inputs, grads)), ops.detach(logits), targets

@@ -48,8 +48,13 @@ _ENTRIES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
 }
 
 DEFAULT_MODEL = "digits-cnn"
-# The convolutional layer that CAM methods explain by default (the last conv block's output).
-CAM_LAYERS = {"digits-cnn": "features", "efficientnet-lite0": imagenet.CAM_LAYER}
+# The layer that CAM methods explain by default: the last conv block's output; for the ViT the last block's first
+# LayerNorm (its tokens form the 8x8 patch grid; pytorch-grad-cam's choice for ViTs).
+CAM_LAYERS = {
+    "digits-cnn": "features",
+    "efficientnet-lite0": imagenet.CAM_LAYER,
+    "digits-vit": "vit.layers.3.layernorm_before",
+}
 
 
 @dataclass

@@ -66,7 +66,7 @@ def resolve_model(spec: str | os.PathLike, framework: str = "torch", expect: str
             resize_to=entry.image_size,
             layer=entry.cam_layer,
             attention=entry.attention,
-            convolutional=entry.cam_layer is not None,
+            convolutional=entry.cam_layer is not None and not entry.attention,
             tokenizer=entry.tokenizer,
         )
     from .checkpoint import is_checkpoint
