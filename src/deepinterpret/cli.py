@@ -425,7 +425,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             f"method {spec.name!r} explains attention maps, but this model has no attention layers (it is not a "
             "Vision Transformer); try gradcam, intgrad or occlusion."
         )
-    resize_to = args.resize_to or resolved["resize_to"]
+    resize_to = resolved["resize_to"] if args.resize_to is None else args.resize_to  # 0 is an error, not "default"
     side = args.crop_to or resize_to
     if spec.name == "occlusion" and "sliding_window_shapes" not in options:
         window = max(2, (side or 32) // 8)  # an eighth of the image, half-overlapping windows

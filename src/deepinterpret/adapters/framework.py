@@ -60,7 +60,8 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
         for layer in training:
             layer.training = False
         try:
-            yield self
+            with self.ops.leave_inference_mode():  # a call inside torch.inference_mode() still gets its gradients
+                yield self
         finally:
             for layer in training:
                 layer.training = True
@@ -143,22 +144,44 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
         return weights
 
     # -- passes -------------------------------------------------------------------------------
+    def _run(self, *args: Any, **kwargs: Any) -> Any:
+        """The model's forward. A framework error inside it (an image too small for the network, token ids beyond
+        the model's vocabulary, a model whose weights are not float32) becomes a ``ValueError`` that says so; the
+        framework's error is kept as its cause."""
+        try:
+            return self.model(*args, **kwargs)
+        except (RuntimeError, IndexError) as error:
+            raise ValueError(self._failure(args, kwargs, error)) from error
+
+    def _failure(self, args: tuple, kwargs: dict, error: BaseException) -> str:
+        shapes = [tuple(getattr(a, "shape", ())) for a in (*args, *kwargs.values()) if hasattr(a, "shape")]
+        dtypes = sorted({str(p.dtype) for p in self.model.parameters()} - {"torch.float32", "paddle.float32"})
+        message = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        hint = ""
+        if dtypes:
+            hint = (
+                f" The model's weights are {', '.join(dtypes)}: deepinterpret runs float32 models (e.g. model.float())."
+            )
+        elif "index" in message.lower() and "range" in message.lower():
+            hint = " An input index is out of range: are the token ids from this model's tokenizer (its vocabulary)?"
+        return f"the model failed on inputs of shape {shapes}: {message}.{hint}"
+
     def _call(self, inputs: Any, requires_grad: bool = False, **kwargs: Any) -> Any:
         """The model on an image batch, or on a dict / tuple of input arrays (integers go in as int64; floats as
         float32, leaves of the graph with ``requires_grad``)."""
         model_input = self.ops.model_input
         if isinstance(inputs, dict):
-            return self.model(**{k: model_input(v, requires_grad) for k, v in inputs.items()}, **kwargs)
+            return self._run(**{k: model_input(v, requires_grad) for k, v in inputs.items()}, **kwargs)
         if isinstance(inputs, tuple):
-            return self.model(*[model_input(v, requires_grad) for v in inputs], **kwargs)
-        return self.model(model_input(self.asarray(inputs), requires_grad), **kwargs)
+            return self._run(*[model_input(v, requires_grad) for v in inputs], **kwargs)
+        return self._run(model_input(self.asarray(inputs), requires_grad), **kwargs)
 
     #: ``None`` (float32) or ``"bfloat16"`` / ``"float16"``: the autocast of the no-graph forwards (``precision=``)
     precision: str | None = None
 
     def _forward_nograd(self, x: Images) -> Any:
         with self.ops.no_grad(), self.ops.autocast(self.precision):
-            return self._out(logits_of(self.model(self.ops.tensor(x))))
+            return self._out(logits_of(self._run(self.ops.tensor(x))))
 
     def _forward_inputs_nograd(self, inputs: TokenInputs, field: str | None = None) -> Any:
         with self.ops.no_grad():
@@ -169,7 +192,7 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
         ops = self.ops
         with ops.enable_grad():
             inputs = ops.leaf(ops.tensor(x))
-            logits = ops.float32(logits_of(self.model(inputs)))
+            logits = ops.float32(logits_of(self._run(inputs)))
             value = self._objective(logits, targets, objective)
             # Samples are independent, so the gradient of the sum gives each sample's own gradient.
             (gradients,) = ops.grad(value.sum(), [inputs])
@@ -361,4 +384,4 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
     def logits_with_graph(self, inputs: Any) -> Any:
         """The model's float logits for a framework tensor ``inputs``, recording a graph."""
         with self.ops.enable_grad():
-            return self.ops.float32(logits_of(self.model(inputs)))
+            return self.ops.float32(logits_of(self._run(inputs)))

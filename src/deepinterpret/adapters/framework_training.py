@@ -27,8 +27,10 @@ class FrameworkTraining:
         with self._training_mode():
             ops.zero_grad(optimizer)
             for number, (index, x, y) in enumerate(batches):
-                labels = ops.int_tensor(np.asarray(self.to_numpy(y)).reshape(-1))
-                logits = ops.float32(logits_of(self.model(ops.tensor(self.asarray(x)))))
+                y = np.asarray(self.to_numpy(y)).reshape(-1)
+                labels = ops.int_tensor(y)
+                logits = ops.float32(logits_of(self._run(ops.tensor(self.asarray(x)))))
+                self.check_targets(y, int(logits.shape[-1]))  # a clear error, before the loss's own
                 per_sample = ops.cross_entropy(logits, labels)
                 if mode == "sgd":
                     per_sample.mean().backward()
@@ -74,7 +76,7 @@ class FrameworkTraining:
 
     def _loss_of(self, x: Images, labels: Any) -> Any:
         """Each sample's cross-entropy loss at the current weights, with a graph."""
-        logits = self.ops.float32(logits_of(self.model(self.ops.tensor(self.asarray(x)))))
+        logits = self.ops.float32(logits_of(self._run(self.ops.tensor(self.asarray(x)))))
         return self.ops.loss(logits, self._labels(labels))
 
     def loss_hessian_vector_product(self, x, labels, names, vector) -> Any:

@@ -3,6 +3,7 @@ Hugging Face image-classification folder. Each returns the model and what its fi
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import zipfile
@@ -46,6 +47,24 @@ def model_kind(spec: str | os.PathLike) -> str | None:
     return None
 
 
+def _readable(load):
+    """``load``, with any failure of the framework's reader on a malformed file (a truncated archive, a corrupt
+    weight file, a broken config) turned into a one-line ``ValueError`` that names the file."""
+
+    @functools.wraps(load)
+    def wrapper(spec, *args, **kwargs):
+        try:
+            return load(spec, *args, **kwargs)
+        except Exception as error:  # each framework's readers raise their own types
+            if isinstance(error, (ValueError, TypeError)) and os.fspath(spec) in str(error):
+                raise  # ours: it already names the file
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise ValueError(f"cannot read the model at {os.fspath(spec)!r}: {reason}") from error
+
+    return wrapper
+
+
+@_readable
 def load_model_file(spec: str | os.PathLike) -> LoadedModel:
     """Load the model at ``spec``; ``ValueError`` with a one-line reason when it is not a model we can read."""
     path = Path(spec)
@@ -101,6 +120,7 @@ def _load_huggingface(path: Path) -> LoadedModel:
     return loaded
 
 
+@_readable
 def load_text_classifier(spec: str | os.PathLike) -> tuple[Any, Any]:
     """``(model, tokenizer)`` from a local Hugging Face sequence-classification folder (no network)."""
     path = Path(spec)
@@ -112,6 +132,7 @@ def load_text_classifier(spec: str | os.PathLike) -> tuple[Any, Any]:
     return model, AutoTokenizer.from_pretrained(path, local_files_only=True)
 
 
+@_readable
 def load_language_model(spec: str | os.PathLike) -> tuple[Any, Any]:
     """A local Hugging Face language model folder → ``(model, tokenizer)``: a causal LM, else a sequence-to-sequence
     model (T5, BART), in eval mode; never downloads."""

@@ -121,7 +121,7 @@ class PaddleAdapter(FrameworkAdapter):
         rows = []
         for i in range(len(x)):
             loss = self.ops.loss(
-                logits_of(self.model(self._tensor(x[i : i + 1]))).astype("float32"), self._labels(labels[i : i + 1])
+                logits_of(self._run(self._tensor(x[i : i + 1]))).astype("float32"), self._labels(labels[i : i + 1])
             )
             grads = paddle.grad([loss.sum()], chosen, allow_unused=True)
             rows.append(self._flat(chosen, grads))
@@ -156,7 +156,7 @@ class PaddleAdapter(FrameworkAdapter):
             return hook
 
         with self._hooks([(name, keep(name), False) for name in owners]):
-            logits = logits_of(self.model(self._tensor(x))).astype("float32")
+            logits = logits_of(self._run(self._tensor(x))).astype("float32")
         if any(not kept for kept in calls.values()):
             return None
         loss = self.ops.loss(logits, self._labels(labels)).sum()

@@ -202,6 +202,11 @@ class PaddleOps:
         return paddle.no_grad()
 
     @staticmethod
+    def leave_inference_mode() -> Any:
+        """Paddle has no inference mode that blocks gradients: nothing to leave."""
+        return contextlib.nullcontext()
+
+    @staticmethod
     def autocast(precision: str | None) -> Any:
         """Reduced-precision forwards (``"bfloat16"`` / ``"float16"``, Paddle's O1 auto-cast); ``None``: float32."""
         if precision is None:
@@ -257,7 +262,10 @@ class PaddleOps:
 
     @staticmethod
     def own_parameters(layer: paddle.nn.Layer) -> list[Any]:
-        return layer.parameters(include_sublayers=False)
+        """The layer's weights, as PyTorch's ``parameters(recurse=False)``: a BatchNorm's running mean and variance
+        (parameters in Paddle, buffers in PyTorch) are statistics, not weights, and are left out."""
+        statistics = {id(getattr(layer, name, None)) for name in ("_mean", "_variance")}
+        return [p for p in layer.parameters(include_sublayers=False) if id(p) not in statistics]
 
     @staticmethod
     def named_parameters(model: paddle.nn.Layer) -> list[tuple[str, Any]]:

@@ -68,6 +68,15 @@ def torch_lrp_kind(module: torch.nn.Module) -> str:
     return "unknown"
 
 
+def _normal(t: torch.Tensor) -> torch.Tensor:
+    """``t``, or a normal copy of it when it was made inside the caller's ``torch.inference_mode()`` (such tensors
+    cannot join a graph)."""
+    if not t.is_inference():
+        return t
+    with torch.inference_mode(False):
+        return t.clone()
+
+
 class TorchOps:
     """The PyTorch column of the primitive table (``docs/architecture.md``); tensors live on ``device``."""
 
@@ -80,7 +89,7 @@ class TorchOps:
     def as_xp(self, array: Any) -> torch.Tensor:
         """``array`` as a float32 tensor on the device, without a graph (``torch`` is the ``xp`` of PyTorch)."""
         if isinstance(array, torch.Tensor):
-            return array.detach().to(device=self.device, dtype=torch.float32)
+            return _normal(array.detach().to(device=self.device, dtype=torch.float32))
         return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device)
 
     tensor = as_xp
@@ -122,7 +131,7 @@ class TorchOps:
     @staticmethod
     def leaf(t: torch.Tensor) -> torch.Tensor:
         """``t`` as a new leaf of the graph (its gradient is asked for)."""
-        return t.detach().requires_grad_(True)
+        return _normal(t.detach()).requires_grad_(True)
 
     @staticmethod
     def requires_grad(t: torch.Tensor) -> bool:
@@ -195,7 +204,17 @@ class TorchOps:
 
     @staticmethod
     def enable_grad() -> Any:
-        return torch.enable_grad()
+        """Gradients on, also inside the caller's ``torch.inference_mode()`` (which ``enable_grad`` alone does not
+        leave: the model would run without a graph)."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(TorchOps.leave_inference_mode())
+        stack.enter_context(torch.enable_grad())
+        return stack
+
+    @staticmethod
+    def leave_inference_mode() -> Any:
+        """Out of the caller's ``torch.inference_mode()`` for the block (gradients on there); nothing otherwise."""
+        return torch.inference_mode(False) if torch.is_inference_mode_enabled() else contextlib.nullcontext()
 
     @staticmethod
     def grad(value, leaves, retain_graph: bool = False, create_graph: bool = False, allow_unused: bool = False):

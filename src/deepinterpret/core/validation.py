@@ -35,6 +35,41 @@ def check_batch_size(batch_size: Any) -> int:
     return check_positive_int(batch_size, "batch_size")
 
 
+def check_optional_positive_int(value: Any, name: str) -> int | None:
+    """``None`` (the method's default) or a positive integer; 0 is an error, never read as "the default"."""
+    return None if value is None else check_positive_int(value, name)
+
+
+def check_number(value: Any, name: str, low: float | None = None, high: float | None = None, open_low=False) -> float:
+    """``value`` as a finite float in ``[low, high]`` (``(low, high]`` with ``open_low``), or a ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number; got {value!r}.")
+    number = float(value)
+    below = low is not None and (number <= low if open_low else number < low)
+    if not np.isfinite(number) or below or (high is not None and number > high):
+        bounds = (
+            f"{'(' if open_low else '['}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        )
+        raise ValueError(f"{name} must be a finite number in {bounds}; got {value!r}.")
+    return number
+
+
+def check_label(label: Any, num_classes: int | None = None, name: str = "label") -> int | None:
+    """``None`` (the prediction) or a class index: an integer (an integral float is taken; 1.5 is an error, never
+    truncated) in ``0..num_classes-1``."""
+    if label is None:
+        return None
+    if isinstance(label, bool) or not isinstance(label, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be an integer class index; got {label!r}.")
+    if not float(label).is_integer():
+        raise TypeError(f"{name} must be an integer class index; got {label!r}.")
+    index = int(label)
+    if index < 0 or (num_classes is not None and index >= num_classes):
+        top = f"0..{num_classes - 1}" if num_classes is not None else ">= 0"
+        raise ValueError(f"{name} {index} is out of range: valid labels are {top}.")
+    return index
+
+
 def check_targets(targets: np.ndarray, num_classes: int) -> None:
     """Raise ``ValueError`` when a target class is outside ``0..num_classes-1``."""
     targets = np.asarray(targets)

@@ -236,6 +236,9 @@ def load_images(
             _is_tensor(i) for i in items
         ):
             arrays = [_tensor_to_numpy(i) if _is_tensor(i) else i for i in items]
+            shapes = sorted({tuple(np.shape(a)) for a in arrays})
+            if len(shapes) > 1:
+                raise ValueError(f"the input arrays of a list must have one shape; got shapes {shapes}.")
             return load_images(
                 np.stack([np.asarray(a, np.float32) for a in arrays]), resize_to, crop_to, norm, channels
             )

@@ -47,8 +47,14 @@ class LimeCache:
     def __init__(self, path: str | None):
         self.path, self.entries, self.dirty = path, {}, False
         if path and os.path.exists(path):
-            with np.load(path, allow_pickle=False) as archive:
-                self.entries = {name: archive[name] for name in archive.files}
+            try:
+                with np.load(path, allow_pickle=False) as archive:
+                    self.entries = {name: archive[name] for name in archive.files}
+            except Exception as error:  # a truncated or foreign file: zipfile, OSError, ValueError, EOFError...
+                raise ValueError(
+                    f"the LIME cache {os.fspath(path)!r} cannot be read ({type(error).__name__}: {error}); delete it "
+                    "or pass another cache path."
+                ) from error
 
     @staticmethod
     def key(path: Any, *settings: Any) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..adapters import adapt, bilinear_matrix
 from ..core.locks import serialise_public
+from ..core.validation import check_label
 from ..data import ImageBatch, as_normalization, load_images
 from ..data.preprocessing import UsesModelPreprocessing
 
@@ -89,6 +90,38 @@ class InterpreterEvaluator(UsesModelPreprocessing):
         if len(batch) != 1:
             raise ValueError(f"{type(self).__name__} evaluates one image at a time; got {len(batch)}.")
         return batch
+
+    @staticmethod
+    def _check_explanation(explanation: Any, x: np.ndarray) -> None:
+        """A ``ValueError`` unless ``explanation`` fits the model-ready image ``x`` ``[1, C, H, W]``: a LIME result
+        whose segmentation is ``H×W``, a non-empty 2-D map, or ``[C, H, W]`` / ``[1, H, W]`` attributions (with
+        leading axes of size 1)."""
+        channels, height, width = x.shape[1:]
+        if isinstance(explanation, dict):
+            segmentation = np.asarray(explanation.get("segmentation", np.zeros((0,))))
+            if segmentation.shape != (height, width):
+                raise ValueError(
+                    f"the LIME explanation's segmentation has shape {segmentation.shape}, the image {height}x{width}."
+                )
+            return
+        try:
+            array = np.asarray(explanation, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"an explanation must be a numeric array or LIME results; got {type(explanation)}."
+            ) from error
+        while array.ndim > 3 and array.shape[0] == 1:
+            array = array[0]
+        if array.size == 0 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[0] not in (1, channels)):
+            raise ValueError(
+                f"an explanation must be [C, H, W] (C = {channels} or 1), [H, W] or LIME results; got shape "
+                f"{np.shape(explanation)}."
+            )
+
+    @staticmethod
+    def _check_label(label: Any, outputs: np.ndarray) -> int | None:
+        """The label checked against the model's outputs ``[N, classes]``."""
+        return check_label(label, int(np.shape(outputs)[-1]))
 
     def _fill_value(self, fill: Any = "grey", x: np.ndarray | None = None) -> np.ndarray:
         """What removed pixels become, in model space, per channel ``[C, 1, 1]``: ``"grey"`` (127, as the

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..adapters import check_batch_size, check_positive_int, resolve_seed
 from ..core.batching import Chunk, batches, sliced
+from ..core.validation import check_label, check_number, check_optional_positive_int
 from .base import InterpreterEvaluator, explanation_map
 from .perturbation import patch_units
 
@@ -51,7 +52,7 @@ def output_drops(
     adapter = evaluator._require_model()
     with adapter.evaluation():
         outputs = adapter.to_numpy(adapter.predict(x, 1, output))[0]
-        target = int(outputs.argmax()) if target is None else int(target)
+        target = int(outputs.argmax()) if target is None else evaluator._check_label(target, outputs)
         values = [
             adapter.to_numpy(adapter.predict(x - chunk.prepared, batch_size, output))[:, target]
             for chunk in batches(len(perturbations), batch_size, prepare=sliced(perturbations), progress=False)
@@ -135,6 +136,11 @@ class Infidelity(InterpreterEvaluator):
         batch_size = check_batch_size(batch_size)
         batch = self._load(img_path, resize_to, crop_to)
         x = batch.data
+        self._check_explanation(explanation, x)
+        label = check_label(label)
+        stride = check_optional_positive_int(stride, "stride")
+        if square_sizes is not None:
+            square_sizes = tuple(check_positive_int(s, "square_sizes") for s in np.atleast_1d(square_sizes).tolist())
         side = min(x.shape[2:])
         sizes = tuple(square_sizes or (max(1, round(side / 7)), max(1, round(side / 3.5)), max(1, round(side / 1.75))))
         stride = stride or max(1, round(side / 28))
@@ -195,6 +201,7 @@ class SensitivityMax(InterpreterEvaluator):
         if perturbations is None:
             n = check_positive_int(n_perturb_samples, "n_perturb_samples")
             rng = np.random.default_rng(resolve_seed(random_seed))
+            perturb_radius = check_number(perturb_radius, "perturb_radius", 0.0)
             perturbations = rng.uniform(-perturb_radius, perturb_radius, size=(n, *x.shape[1:])).astype(np.float32)
         norm = np.linalg.norm(reference.ravel()) or 1.0
         worst = 0.0
@@ -221,6 +228,8 @@ class _UnitEvaluator(InterpreterEvaluator):
         the same batched pass, which gives the class (when not given) and the reference probability.
         """
         x = self._load(img_path, resize_to, crop_to).data
+        self._check_explanation(explanation, x)
+        label, patch = check_label(label), check_optional_positive_int(patch, "patch")
         height, width = x.shape[2:]
         if label is None and isinstance(explanation, dict):
             label = int(next(iter(explanation["lime_weights"])))  # the class LIME explained
@@ -242,7 +251,7 @@ class _UnitEvaluator(InterpreterEvaluator):
                 for chunk in batches(len(rows), batch_size, prepare=removed, progress=False)
             ]
         probabilities = np.concatenate(probabilities)
-        label = int(probabilities[0].argmax()) if label is None else int(label)
+        label = int(probabilities[0].argmax()) if label is None else self._check_label(label, probabilities)
         return subsets, unit_values, probabilities[0, label] - probabilities[1:, label], label
 
 
@@ -265,6 +274,7 @@ class LocalFidelity(_UnitEvaluator):
     ) -> dict:
         rng = np.random.default_rng(resolve_seed(random_seed))
         n = check_positive_int(n_samples, "n_samples")
+        subset_fraction = check_number(subset_fraction, "subset_fraction", 0.0, 1.0, open_low=True)
         subsets, unit_values, drops, label = self._drops(
             img_path,
             explanation,

@@ -12,12 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from ..core.validation import check_number
 from .base import InterpreterEvaluator, explanation_map
 
 
 def alignment(mask: np.ndarray, explanation: Any, threshold: float = 0.25) -> dict[str, float]:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
+    threshold = check_number(threshold, "threshold", 0.0, 1.0)
     mask = np.asarray(mask).astype(bool)
     if mask.ndim != 2:
         raise ValueError(f"the ground truth must be a 2-D mask; got shape {mask.shape}.")
@@ -51,6 +53,8 @@ class PointGame(InterpreterEvaluator):
         if shape is None:
             array = np.asarray(exp_array) if not isinstance(exp_array, dict) else exp_array["segmentation"]
             shape = array.shape[-2:]
+            if len(shape) != 2 or min(shape) < 1:
+                raise ValueError(f"an explanation must be a map of at least 2 dimensions; got shape {array.shape}.")
         x1, y1, x2, y2 = (int(v) for v in bbox)
         if not (0 <= x1 < x2 <= shape[1] and 0 <= y1 < y2 <= shape[0]):
             raise ValueError(f"bbox {bbox} does not fit an image of {shape[0]}x{shape[1]}.")

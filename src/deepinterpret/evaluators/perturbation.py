@@ -18,6 +18,7 @@ import numpy as np
 
 from ..adapters import check_batch_size
 from ..core.batching import Chunk, batches
+from ..core.validation import check_label, check_optional_positive_int
 from .base import InterpreterEvaluator, explanation_map
 from .scores import abpc
 
@@ -94,6 +95,7 @@ def perturbation_curve(
             if return_images:
                 images.append(chunk.prepared)
     probabilities = np.concatenate(probabilities)
+    target = evaluator._check_label(target, probabilities)
     if target is None:
         target = int(probabilities[-1 if mode == "insertion" else 0].argmax())
     return probabilities[:, target], np.concatenate(images) if return_images else None, target
@@ -128,8 +130,14 @@ class _CurveEvaluator(InterpreterEvaluator):
         ``return_images`` (``False``: leave out the ``*_images`` stacks, so that nothing grows with the steps:
         memory is then set by ``batch_size``)."""
         batch = self._load(img_path, resize_to, crop_to)
+        self._check_explanation(explanation, batch.data)
         height, width = batch.images.shape[1:3]
-        target = label
+        target = check_label(label)
+        patch = check_optional_positive_int(patch, "patch")
+        limit_number_generated_samples = check_optional_positive_int(
+            limit_number_generated_samples, "limit_number_generated_samples"
+        )
+        batch_size = check_optional_positive_int(batch_size, "batch_size")
         if target is None and isinstance(explanation, dict):
             target = int(next(iter(explanation["lime_weights"])))  # the class LIME explained
         # Otherwise the class comes from the first curve's unperturbed step: no extra forward.

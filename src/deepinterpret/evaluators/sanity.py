@@ -44,7 +44,15 @@ class ModelRandomization(InterpreterEvaluator):
         random_seed: int = 0,
     ) -> dict[str, Any]:
         adapter = self._require_model()
-        order = list(reversed(layers or adapter.parametrized_layers()))
+        known = adapter.parametrized_layers()
+        if layers is not None:
+            layers = [layers] if isinstance(layers, str) else list(layers)
+            unknown = [name for name in layers if name not in known]
+            if unknown or not layers:
+                raise ValueError(
+                    f"layers {unknown or layers!r} are not layers with parameters of the model; choose among {known}."
+                )
+        order = list(reversed(layers or known))
         kwargs = {"visual": False, **(interpret_kwargs or {})}
         build = dict(interpreter_kwargs or {})
         base = interpreter_class(self.model, **build)

@@ -21,6 +21,7 @@ import numpy as np
 from ..adapters import adapt, check_positive_int
 from ..core.batching import Progress
 from ..data.files import atomic_file
+from ..data.targets import resolve_labels
 
 
 class IndexedLoader:
@@ -28,9 +29,10 @@ class IndexedLoader:
     every framework), so that two runs see the samples in the same order."""
 
     def __init__(self, x: Any, y: Any, batch_size: int = 64, shuffle: bool = True, seed: int = 0):
-        self.x, self.y = np.asarray(x), np.asarray(y).astype(np.int64).reshape(-1)
-        if len(self.x) != len(self.y):
-            raise ValueError(f"got {len(self.x)} samples and {len(self.y)} labels.")
+        self.x, y = np.asarray(x), np.asarray(y).reshape(-1)
+        if len(self.x) != len(y):
+            raise ValueError(f"got {len(self.x)} samples and {len(y)} labels.")
+        self.y = resolve_labels(y, len(y))  # integers >= 0 (1.5 is an error, never truncated)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.shuffle, self.seed = shuffle, seed
         self.epoch = 0
@@ -54,7 +56,7 @@ class IndexedLoader:
 def as_loader(data: Any, batch_size: int | None = None, seed: int = 0) -> Any:
     """``(x, y)`` arrays → an :class:`IndexedLoader`; a loader is returned as it is."""
     if isinstance(data, tuple) and len(data) == 2 and hasattr(data[0], "__len__") and not callable(data):
-        return IndexedLoader(data[0], data[1], batch_size or 64, seed=seed)
+        return IndexedLoader(data[0], data[1], 64 if batch_size is None else batch_size, seed=seed)
     return data
 
 

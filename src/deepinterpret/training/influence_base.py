@@ -13,6 +13,7 @@ import numpy as np
 from ..adapters import adapt, check_positive_int, resolve_seed
 from ..core.batching import Progress, batches, map_batches
 from ..core.locks import serialise_public
+from ..data.targets import resolve_labels
 from .dynamics import IndexedLoader
 
 
@@ -108,7 +109,8 @@ class _GradientInfluence:
 
     def _labels(self, x: Any, y: Any) -> np.ndarray:
         """``y`` as int64 labels, checked to be classes of the model (a clear error, not a deep one)."""
-        y = np.asarray(y).astype(np.int64).reshape(-1)
+        y = np.asarray(y.detach().cpu().numpy() if hasattr(y, "detach") else y).reshape(-1)
+        y = resolve_labels(y, len(y))  # integers (1.5 is an error, never truncated)
         if self._classes is None:
             self._classes = int(self.adapter.predict(self.adapter.asarray(x[:1])).shape[-1])
         self.adapter.check_targets(y, self._classes)
@@ -130,9 +132,10 @@ class _GradientInfluence:
         if test_labels is None:
             labels = logits.argmax(-1)
         else:
-            labels = np.asarray(test_labels).astype(np.int64).reshape(-1)
+            labels = np.asarray(test_labels).reshape(-1)
             if len(labels) != int(x.shape[0]):
                 raise ValueError(f"got {int(x.shape[0])} test inputs and {len(labels)} test labels.")
+            labels = resolve_labels(labels, len(labels))  # integers (1.5 is an error, never truncated)
         parts = map_batches(int(x.shape[0]), self.batch_size, lambda part: self._checked(x[part], labels[part])[0])
         return self.adapter.xp.concat(parts, axis=0), labels
 

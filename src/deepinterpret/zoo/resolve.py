@@ -37,7 +37,11 @@ def spec_modality(spec: str | os.PathLike) -> str | None:
         return modality(str(spec))
     config = Path(spec) / "config.json"
     if config.is_file():
-        architectures = json.loads(config.read_text()).get("architectures") or []
+        try:
+            architectures = json.loads(config.read_text()).get("architectures") or []
+        except (OSError, ValueError, AttributeError) as error:
+            message = f"cannot read the model at {os.fspath(spec)!r}: its config.json is malformed ({error})."
+            raise ValueError(message) from None
         if any(a.endswith(("ForSequenceClassification", "ForTokenClassification")) for a in architectures):
             return "text"
         return "image"
