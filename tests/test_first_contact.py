@@ -238,3 +238,17 @@ def test_image_explainer_visualize_returns_a_short_printable_picture(digits, ima
     explainer(images[0], n_steps=4)
     picture = explainer.visualize()
     assert len(repr(picture)) < 40 and np.asarray(picture).shape == (32, 32, 3)
+
+
+def test_text_explainers_take_a_zoo_entry(sentiment):
+    from_entry = it.SequenceClassificationExplainer(sentiment)
+    by_hand = it.SequenceClassificationExplainer(sentiment.model, sentiment.tokenizer)
+    text = "A dull, boring film with one fine scene."
+    np.testing.assert_allclose(
+        [s for _, s in from_entry(text, class_name="negative")],
+        [s for _, s in by_hand(text, class_name="negative")],
+        rtol=1e-6,
+    )
+    assert from_entry.predicted_class_name == by_hand.predicted_class_name
+    with pytest.raises(TypeError, match="tokenizer"):
+        it.SequenceClassificationExplainer(sentiment.model)

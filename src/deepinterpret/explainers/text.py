@@ -76,7 +76,7 @@ class BaseExplainer:
     def __init__(
         self,
         model: Any,
-        tokenizer: Any,
+        tokenizer: Any = None,
         attribution_type: str = "lig",
         custom_labels: list[str] | None = None,
         method: str = "intgrad",
@@ -94,6 +94,13 @@ class BaseExplainer:
             raise ValueError(f"attribution_type must be 'lig' (layer integrated gradients); got {attribution_type!r}.")
         if method not in TEXT_METHODS:
             raise ValueError(f"method must be one of {TEXT_METHODS}; got {method!r}.")
+        if tokenizer is None and hasattr(model, "tokenizer") and hasattr(model, "model"):
+            # A zoo entry (``it.zoo.load("minilm-sentiment")``) carries its network, tokenizer and class names.
+            if custom_labels is None and getattr(model, "classes", None):
+                custom_labels = list(model.classes)
+            model, tokenizer = model.model, model.tokenizer
+        if tokenizer is None:
+            raise TypeError("pass the model's tokenizer (or a zoo entry, which carries one).")
         self.model = model
         self.tokenizer = tokenizer
         self.adapter = adapt(model, device)
