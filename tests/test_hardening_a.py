@@ -286,6 +286,13 @@ def test_a_text_longer_than_the_model_is_cut_to_its_positions_with_a_warning(wor
     explainer = it.SequenceClassificationExplainer(model, wordpiece)
     with pytest.warns(UserWarning, match="terrible"):  # says which words went
         explainer(text)
+    # LIME and the text evaluators read the same limit (they cut silently at max_seq_len before).
+    with pytest.warns(UserWarning, match=r"42 tokens.*first 16"):
+        weights = it.LIMENLPInterpreter(model).interpret(text, tokenizer=wordpiece, num_samples=20, batch_size=10)
+    assert all(position < 16 for position, _ in next(iter(weights.values())))
+    with pytest.warns(UserWarning, match=r"42 tokens.*first 16"):
+        result = it.PerturbationNLP(model).evaluate(text, np.ones(16, np.float32), tokenizer=wordpiece)
+    assert np.isfinite(result["MoRF_score"])
 
 
 # -- 4: LIME's memory does not grow with the number of superpixels ------------------------------------------------

@@ -222,3 +222,12 @@ def merge_words(
             groups[word].append(weight)
     combine = {"sum": sum, "mean": lambda g: sum(g) / len(g), "max": lambda g: max(g, key=abs)}[how]
     return [(word, float(combine(group)) if group else 0.0) for word, group in zip(words, groups, strict=True)]
+
+
+def encode_within_limit(tokenizer: Any, raw_text: str, max_seq_len: int, model_limit: int | None = None) -> dict:
+    """``tokenizer(raw_text)`` as NumPy ``[1, L]`` arrays, cut to :func:`token_limit` tokens — with a warning that
+    says what was dropped when the text is longer (never a silent cut, never a crash inside the model)."""
+    limit = token_limit(tokenizer, max_seq_len, model_limit)
+    full = tokenizer(raw_text)["input_ids"]
+    warn_dropped(0, full, limit, getattr(tokenizer, "decode", None))
+    return tokenizer(raw_text, truncation=True, max_length=limit, return_tensors="np")

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import check_batch_size
+from ..data.text import encode_within_limit
 from .base import InterpreterEvaluator
 from .fidelity import infidelity_score
 
@@ -19,7 +20,7 @@ class _TextEvaluator(InterpreterEvaluator):
     def _encode(self, raw_text: str, tokenizer: Any, max_seq_len: int):
         if not isinstance(raw_text, str) or not raw_text.strip():
             raise ValueError("the text to evaluate is empty.")
-        encoded = tokenizer(raw_text, truncation=True, max_length=max_seq_len, return_tensors="np")
+        encoded = encode_within_limit(tokenizer, raw_text, max_seq_len, self._require_model().max_positions())
         inputs = {
             k: np.asarray(v) for k, v in encoded.items() if k in ("input_ids", "attention_mask", "token_type_ids")
         }

@@ -234,7 +234,9 @@ class LIMENLPInterpreter(_LIMEBase):
         random_seed: int | None = None,
     ) -> dict[int, list[tuple[int, float]]]:
         text_to_input_fn = text_to_input_fn or preprocess_fn
-        inputs, key, tokens, positions = _text_inputs(raw_text, tokenizer, text_to_input_fn, max_seq_len)
+        inputs, key, tokens, positions = _text_inputs(
+            raw_text, tokenizer, text_to_input_fn, max_seq_len, self.adapter.max_positions()
+        )
         if unk_id is None:
             unk_id = getattr(tokenizer, "unk_token_id", None) if tokenizer is not None else 0
             unk_id = 0 if unk_id is None else unk_id

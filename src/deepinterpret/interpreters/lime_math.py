@@ -10,6 +10,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_positive_int, resolve_seed
 from ..core.batching import Chunk, batches
+from ..data.text import encode_within_limit
 
 KERNEL_WIDTH = 0.25
 
@@ -187,14 +188,16 @@ def normlime_weights(explanations: list[dict], clusters: np.ndarray, g_name: str
     return {label: {k: float(np.mean(v)) for k, v in sorted(per.items())} for label, per in sorted(collected.items())}
 
 
-def _text_inputs(raw_text: str, tokenizer: Any, text_to_input_fn: Any, max_seq_len: int):
+def _text_inputs(
+    raw_text: str, tokenizer: Any, text_to_input_fn: Any, max_seq_len: int, model_limit: int | None = None
+):
     """``(inputs dict or tuple of [1, L] arrays, the key of the token ids, tokens, maskable positions)``."""
     if (tokenizer is None) == (text_to_input_fn is None):
         raise ValueError("give exactly one of tokenizer and text_to_input_fn.")
     if not isinstance(raw_text, str) or not raw_text.strip():
         raise ValueError("the text to explain is empty.")
     if tokenizer is not None:
-        encoded = tokenizer(raw_text, truncation=True, max_length=max_seq_len, return_tensors="np")
+        encoded = encode_within_limit(tokenizer, raw_text, max_seq_len, model_limit)
         inputs = {
             k: np.asarray(v) for k, v in encoded.items() if k in ("input_ids", "attention_mask", "token_type_ids")
         }
