@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -82,45 +81,15 @@ def finetune_digits_cnn(
     """Fine-tune the zoo digits CNN to classify the pasted pattern; save it as a checkpoint at ``path`` (a model
     spec, see :mod:`deepinterpret.zoo.checkpoint`). Returns the metadata, with the held-out accuracy on 300 images
     of the other split."""
-    import torch
+    from ..zoo import digits_split
+    from ..zoo.finetune import finetune_digits_cnn_on
 
-    from ..zoo import digits_split, load
-    from ..zoo.checkpoint import save_checkpoint
-
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    zoo = load("digits-cnn")
-    mean, std = float(zoo.normalization.mean[0]), float(zoo.normalization.std[0])
-    model = zoo.model
-    model.classifier = torch.nn.Linear(model.classifier.in_features, len(CLASSES))
     digits = digits_split()
     train_images, train_labels, _ = make_images(digits.train_images[:count], seed + 1)
     test_images, test_labels, _ = make_images(digits.test_images[:300], seed + 2)
-
-    def tensor(images: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(((images.astype(np.float32) / 255.0 - mean) / std)[:, None])
-
-    x, y = tensor(train_images), torch.from_numpy(train_labels)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    generator = torch.Generator().manual_seed(seed)
-    start = time.time()
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(x), generator=generator)
-        for begin in range(0, len(order), 64):
-            index = order[begin : begin + 64]
-            loss = torch.nn.functional.cross_entropy(model(x[index]), y[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.eval()
-    with torch.no_grad():
-        accuracy = float((model(tensor(test_images)).argmax(1).numpy() == test_labels).mean())
-    meta = dict(mean=[mean], std=[std], image_size=32, channels=1, test_accuracy=f"{accuracy:.4f}",
-                train_seconds=f"{time.time() - start:.1f}", train_images=count, epochs=epochs, seed=seed)  # fmt: skip
-    save_checkpoint(model, path, "digits-cnn", list(CLASSES), **meta)
-    return meta
+    return finetune_digits_cnn_on(
+        (train_images, train_labels), (test_images, test_labels), list(CLASSES), path, epochs, seed, threads
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
