@@ -52,6 +52,7 @@ CASES = {
     "LayerCAMInterpreter": (dict(target_layer_name="4", batch_size=2), 3, 2),
     "HiResCAMInterpreter": (dict(target_layer_name="4", batch_size=2), 3, 2),
     "XGradCAMInterpreter": (dict(target_layer_name="4", batch_size=2), 3, 2),
+    "GuidedGradCAMInterpreter": (dict(target_layer_name="4", batch_size=2), 6, 4),  # Grad-CAM + Guided Backprop
     "LRPCVInterpreter": (dict(composite="epsilon_gamma_box", batch_size=2), 3, 2),
     "DeepLIFTInterpreter": (dict(batch_size=2), 5, 2),  # + the shared reference (one row) per chunk
 }
