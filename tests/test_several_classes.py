@@ -66,7 +66,7 @@ def test_k_classes_equal_k_single_runs_with_shared_forwards(name, monkeypatch):
     passes = Passes(interpreter, model, monkeypatch)
     x = _x()
     many, rows_many, backwards_many = passes.run(interpreter.interpret, x, labels=TOP, **COMMON, **kwargs)
-    assert interpreter.labels.shape == (3, 3)
+    assert interpreter.labels.shape == (3, 3) and interpreter.explanation is None  # no picture of K classes
     k = TOP.shape[1]
     if name == "LRPCVInterpreter":
         assert interpreter.relevance.shape == (3, k, 3, 16, 16)  # per channel; the maps summed over channels

@@ -247,6 +247,7 @@ class Interpreter(UsesModelPreprocessing):
     def _visualize_gradients(self, batch: ImageBatch, explanation: np.ndarray, visual: bool, save_path: Any) -> None:
         """Pixel attributions over their images, shown and/or saved (see :meth:`_present`)."""
         if explanation.ndim > batch.data.ndim:  # K classes per image ([N, K, C, H, W]): no picture
+            self.explanation = None
             return
         self._present(batch, explanation, visual, save_path, self.signed_maps)
 

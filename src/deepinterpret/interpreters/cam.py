@@ -266,7 +266,7 @@ class _GradientCAMInterpreter(_CAMInterpreter):
         )
         if target is None and used.ndim == 2:  # K classes per image: [N, K, h, w], no picture
             self._record_predictions(used[:, 0], probabilities, True)
-            self.labels = used
+            self.labels, self.explanation = used, None
             return self.adapter.to_numpy(maps)
         probabilities = None if target else probabilities
         return self._finish(batch, maps, used, probabilities, targets is not None, visual, save_path)
@@ -334,7 +334,7 @@ class ScoreCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
         self.last_passes = report
         if used.ndim == 2:
             self._record_predictions(used[:, 0], probabilities, True)
-            self.labels = used
+            self.labels, self.explanation = used, None
             return self.adapter.to_numpy(maps)
         probabilities = None if target else probabilities
         return self._finish(batch, maps, used, probabilities, targets is not None, visual, save_path)

@@ -114,8 +114,6 @@ class _GradientFamilyInterpreter(InputGradientInterpreter):
 
     def _show(self, batch, explanation, visual: bool, save_path: Any) -> np.ndarray:
         explanation = self.adapter.to_numpy(explanation)
-        if explanation.ndim > batch.data.ndim:  # several classes per image: no picture
-            return explanation
         self._visualize_gradients(batch, explanation, visual, save_path)
         return explanation
 

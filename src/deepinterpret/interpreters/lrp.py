@@ -147,7 +147,7 @@ class LRPCVInterpreter(Interpreter):
         several = used.ndim == 2 and target is None
         self._record_predictions(used[:, 0] if several else used, None if target else softmax(np, logits), True)
         if several:  # K classes per image: [N, K, 1, H, W] (per channel [N, K, C, H, W]), one forward per chunk
-            self.labels = used
+            self.labels, self.explanation = used, None
             return self.relevance.sum(axis=2, keepdims=True)
         maps = self.relevance.sum(axis=1, keepdims=True)
         self._present(batch, maps, visual, save_path, True)
