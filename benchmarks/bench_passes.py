@@ -231,6 +231,7 @@ def precision_rows(model, photos, args):
             lambda itp: itp.interpret(image, steps=args.ig_steps, **{**kwargs, "batch_size": 16}),
         ),
     ):
+        call(make(None))  # warm-up: the first call's one-time costs are not the layout's or the precision's
         reference, t32 = timed(call, make(None))
         for precision in precisions:
             if precision != "channels_last" and "Integrated" in name:
