@@ -63,7 +63,7 @@ THRESHOLDS = {
     "ablation": ("ablation", {}),
     "lime": ("lime", {}),
     "kernelshap": ("kernelshap", {}),
-    "input_x_gradient l2": ("input_x_gradient", {"aggregate": "l2"}),
+    "input_x_gradient": ("input_x_gradient", {}),  # default aggregate: the L2 norm (signed sums saturate)
     "intgrad": ("intgrad", {}),
     "gilot": ("gilot", {}),
     "rollout": ("rollout", {}),
@@ -151,7 +151,9 @@ def test_input_x_gradient_equals_captum(recall):
     from captum.attr import LayerGradientXActivation, LLMGradientAttribution
 
     prompt, target = "e=0 b=7 c=1 ; c?", "1 ; e?"
-    ours = it.GenerationExplainer(recall.model, recall.tokenizer)(prompt, target=target, method="input_x_gradient")
+    ours = it.GenerationExplainer(recall.model, recall.tokenizer)(
+        prompt, target=target, method="input_x_gradient", aggregate="sum"
+    )
     lxa = LayerGradientXActivation(recall.model, recall.model.transformer.wte)
     ref = LLMGradientAttribution(lxa, recall.tokenizer).attribute(
         _captum_input(prompt, recall.tokenizer), target=target
@@ -486,8 +488,8 @@ def test_gradient_l2_aggregate_is_the_norm_of_each_tokens_vector(recall):
 
     prompt, target = "e=0 b=7 c=1 ; c?", "1 ; e?"
     result = it.GenerationExplainer(recall.model, recall.tokenizer)(
-        prompt, target=target, method="input_x_gradient", aggregate="l2"
-    )
+        prompt, target=target, method="input_x_gradient"
+    )  # the default aggregate of input_x_gradient: the L2 norm
     ids = torch.tensor([recall.tokenizer.encode(prompt) + recall.tokenizer.encode(target)[:-1]])
     goal = recall.tokenizer.encode(target)
     e = recall.model.transformer.wte(ids).detach().requires_grad_(True)

@@ -303,7 +303,7 @@ class GenerationExplainer:
         num_beams: int = 1,
         batch_size: int | None = None,
         progress: bool | None = False,
-        aggregate: str = "sum",
+        aggregate: str | None = None,
         do_sample: bool = False,
         temperature: float = 1.0,
         sampling_top_p: float = 1.0,
@@ -320,8 +320,10 @@ class GenerationExplainer:
         ``quadrature_rule``: Integrated Gradients; ``n_samples``: LIME / KernelSHAP masks; ``top_p``: GiLOT's
         nucleus; ``start_layer``: rollout and Generic Attention. ``aggregate``: the gradient methods' reduction of
         each token's embedding-sized attribution vector, ``"sum"`` (signed, Captum) or ``"l2"`` (its norm,
-        inseq). ``do_sample`` / ``temperature`` / ``sampling_top_p``: explain a sampled continuation instead of the
-        greedy one (GiLOT's sampling setting; nucleus sampling seeded with ``random_seed``). ``targets_per_backward``:
+        inseq); ``None``: ``"sum"`` for ``intgrad`` (complete), ``"l2"`` for ``input_x_gradient`` (its signed sum
+        saturates: see :func:`deepinterpret.interpreters.generation.token_gradients`). ``do_sample`` /
+        ``temperature`` / ``sampling_top_p``: explain a sampled continuation instead of the greedy one (GiLOT's
+        sampling setting; nucleus sampling seeded with ``random_seed``). ``targets_per_backward``:
         generated tokens whose gradient backward passes are vectorised together (``None``: all of them on an
         accelerator, one at a time on CPU). ``reuse_prefix``: perturbation methods reuse the key/value cache of the
         unchanged prompt prefix where the model supports it (same numbers, fewer computations).

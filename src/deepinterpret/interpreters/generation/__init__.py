@@ -89,7 +89,7 @@ def explain_forced(
     start_layer: int = 0,
     random_seed: int | None = 0,
     progress: bool | None = None,
-    aggregate: str = "sum",
+    aggregate: str | None = None,
     targets_per_backward: int | None = None,
     reuse_prefix: bool = True,
 ) -> dict[str, Any]:

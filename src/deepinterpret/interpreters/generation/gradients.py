@@ -25,7 +25,7 @@ def token_gradients(
     quadrature_rule: str = "gausslegendre",
     batch_size: int = 16,
     progress: bool | None = None,
-    aggregate: str = "sum",
+    aggregate: str | None = None,
     targets_per_backward: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Input×Gradient or Integrated Gradients of each generated token's log-probability w.r.t. the input
@@ -35,6 +35,12 @@ def token_gradients(
     ``aggregate``: how a feature's ``[tokens, D]`` attribution vectors become one number — ``"sum"`` (signed, as
     Captum; the rows then add up to the attribution of the whole continuation) or ``"l2"`` (their Euclidean norm,
     as inseq's default for gradient methods: unsigned; the sequence row is then the norm of the summed vectors).
+    ``None`` (the default): ``"sum"`` for Integrated Gradients, whose signed sums are complete (they add up to
+    ``log p(x) − log p(baseline)``), and ``"l2"`` for Input×Gradient, whose signed sum is a local, saturating
+    linearisation: where the model is confident (``p(y) ≈ 1``) the gradient at the input is tiny and nearly
+    orthogonal to the embedding rows, so ``Σ_d e_d ∂_d log p = ‖e‖‖∇‖ cos θ`` takes the sign of ``cos θ ≈ 0`` —
+    noise (Sundararajan et al. 2017, §2, on gradient saturation; Shrikumar et al. 2017) — while the vector's norm
+    still measures how much the token moves the output.
     IG's path moves the features' embedding rows from the embedding of ``baseline_id`` to their own (the other
     rows stay where they are: for a causal LM the generated tokens fed back, as Captum's
     ``LLMGradientAttribution(LayerIntegratedGradients)``); ``steps`` points of ``quadrature_rule`` (Captum's
@@ -45,6 +51,8 @@ def token_gradients(
     """
     if method not in GRADIENT:
         raise ValueError(f"method must be one of {GRADIENT}; got {method!r}.")
+    if aggregate is None:
+        aggregate = "l2" if method == "input_x_gradient" else "sum"
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {AGGREGATES}; got {aggregate!r}.")
     ids = forced.inputs["input_ids"]
