@@ -14,10 +14,13 @@ generated tokens can be features too (the continuation is kept fixed as teacher 
   of the features move on the straight line from the baseline token's embedding, the others stay; one forward
   per (prompt, step) for all generated tokens, the vocabulary projection only at the rows read, and one
   backward per generated token (on an accelerator: one vectorised backward for all of them); summed over ``D``
-  (signed, as Captum) or its L2 norm (unsigned, as inseq).
+  (signed, as Captum: Integrated Gradients' default) or its L2 norm (unsigned, as inseq: Input×Gradient's
+  default, its signed sum saturates on a confident model).
 * attention rollout (Abnar & Zuidema 2020) on the causal self-attention maps: the row of the position that
-  predicts each generated token; Chefer et al.'s Generic Attention relevance (2021), gradient-weighted, with one
-  backward per generated token.
+  predicts each generated token; on an encoder–decoder through the decoder's self- and cross-attention and the
+  encoder's self-attention. Chefer et al.'s Generic Attention relevance (2021) and the Bidirectional Transformer
+  explanation (BT, Chen et al. 2023: head-wise attentional perception times integrated-gradient reasoning
+  feedback), gradient-weighted, with one backward per generated token, on causal self-attention.
 * GiLOT (Li et al., ICML 2024): the optimal-transport distance between the next-token distributions with and
   without each feature. Support: the union of both distributions' top-``p`` tokens (renormalised on it); cost:
   ``1 − cos`` of the tokens' input-embedding rows; solved exactly with POT's ``ot.emd2``.
@@ -25,7 +28,9 @@ generated tokens can be features too (the continuation is kept fixed as teacher 
 The sequence-level row is the attribution of the whole continuation's log-probability ``Σ_t log p(y_t)``: the
 sum of the rows (exact for the linear methods; GiLOT: the summed transport costs; the L2-aggregated gradients:
 the norm of the summed vectors). Perturbation methods on a Hugging Face decoder-only model reuse the key/value
-cache of the unperturbed prompt up to the first token each batch changes.
+cache of the unperturbed prompt up to the first token each batch changes. An encoder–decoder has no such prefix:
+its encoder is bidirectional, so a token changed anywhere in the prompt changes every encoder state, and every
+decoder state from the first cross-attention on reads them all — each perturbed prompt needs its full pass.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import Any
 
 from ...adapters import ModelAdapter
 from ...core.validation import check_batch_size
-from .attention import attention_rollout, generic_attention_relevance
+from .attention import attention_rollout, bidirectional_relevance, encoder_decoder_rollout, generic_attention_relevance
 from .gradients import AGGREGATES, GRADIENT, token_gradients
 from .layout import (
     TeacherForced,
@@ -47,7 +52,10 @@ from .layout import (
 )
 from .perturbation import ablation, gilot, gilot_distance, nucleus, shapley_kernel_weights, surrogate
 
-METHODS = ("ablation", "lime", "kernelshap", "input_x_gradient", "intgrad", "rollout", "gilot", "generic_attention")
+METHODS = (
+    "ablation", "lime", "kernelshap", "input_x_gradient", "intgrad", "rollout", "gilot", "generic_attention", "bt",
+)  # fmt: skip
+ATTENTION = ("rollout", "generic_attention", "bt")
 PERTURBATION = ("ablation", "lime", "kernelshap", "gilot")
 
 __all__ = [
@@ -58,6 +66,9 @@ __all__ = [
     "TeacherForced",
     "ablation",
     "attention_rollout",
+    "ATTENTION",
+    "bidirectional_relevance",
+    "encoder_decoder_rollout",
     "causal_zero",
     "explain_forced",
     "feature_sums",
@@ -92,9 +103,12 @@ def explain_forced(
     aggregate: str | None = None,
     targets_per_backward: int | None = None,
     reuse_prefix: bool = True,
+    attention_layers: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run ``method`` on a teacher-forced layout: ``{"attributions" [T, F], "log_probs" [T], ...}`` (and
-    ``"sequence"`` [F] where the whole continuation's row is not the sum of the rows)."""
+    ``"sequence"`` [F] where the whole continuation's row is not the sum of the rows). ``attention_layers``: the
+    layers whose outputs are the attention probabilities (the attention methods on a model that is not a Hugging
+    Face one); ``steps`` is also BT's number of feedback steps."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
     batch_size = check_batch_size(batch_size)
@@ -121,7 +135,11 @@ def explain_forced(
             extra["convergence_delta"] = delta
             extra["sequence"] = sequence
         elif method == "generic_attention":
-            matrix, log_p = generic_attention_relevance(adapter, forced, start_layer)
+            matrix, log_p = generic_attention_relevance(adapter, forced, start_layer, attention_layers)
+        elif method == "bt":
+            matrix, log_p = bidirectional_relevance(
+                adapter, forced, embedding_layer, start_layer, steps, batch_size, attention_layers, progress
+            )
         else:
-            matrix, log_p = attention_rollout(adapter, forced, start_layer)
+            matrix, log_p = attention_rollout(adapter, forced, start_layer, attention_layers)
     return {"attributions": matrix, "log_probs": log_p, **extra}
