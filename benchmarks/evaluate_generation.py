@@ -36,6 +36,7 @@ METHODS = (
     ("gilot", "gilot", {}),
     ("rollout", "rollout", {}),
     ("generic_attention", "generic_attention", {}),
+    ("bt", "bt", {"steps": 16}),
 )
 MODELS = ("trained", "random", "shuffled")
 

@@ -682,3 +682,35 @@ def test_encoder_decoder_rollout_follows_the_cross_attention(kind, tokenizer):
     words = [i for i, flag in enumerate(special) if not flag]
     np.testing.assert_allclose(result.attributions, cross[:, words], atol=1e-5)
     assert result.attributions.min() > 0
+
+
+def test_benchmark_report_gets_a_generation_section(recall, tmp_path):
+    from PIL import Image
+
+    from deepinterpret.zoo import digits_split
+
+    prompts = [p for p, _, _ in kv_recall.recall_prompts(3, seed=3000)]
+    out = tmp_path / "bench"
+    methods = {"ablation": ("ablation", {}), "IxG": ("input_x_gradient", {})}
+    curves = it.benchmark.generation(
+        recall.model, recall.tokenizer, prompts, out, methods, (0.2, 0.5), max_new_tokens=1
+    )
+    assert list(curves["methods"]) == ["ablation", "IxG", "random"]
+    saved = json.loads((out / "generation.json").read_text())
+    assert saved["methods"]["ablation"]["morf"] == curves["methods"]["ablation"]["morf"]
+    alone = (out / "report.md").read_text()
+    ranked = sorted(curves["methods"], key=lambda k: -curves["methods"][k]["gap"])
+    rows = [line for line in alone.splitlines() if line.startswith("| ") and "MoRF 0.2" not in line]
+    assert [row.split(" | ")[0][2:] for row in rows] == ranked
+    entry = curves["methods"]["ablation"]
+    assert f"| {entry['lerf_auc']:.3f} | {entry['gap']:+.3f} |" in alone
+    # an image benchmark written into the same folder keeps the generation section in its report
+    images = tmp_path / "digits"
+    images.mkdir()
+    for i, image in enumerate(digits_split().test_images[:2]):
+        Image.fromarray(image).save(images / f"d{i}.png")
+    result = it.benchmark(str(images), "digits-cnn", ["gradcam"], str(out), metrics=["gini"], batch_size=2,
+                          random_resolutions=(None,), progress=False)  # fmt: skip
+    report = result.report_markdown.read_text()
+    assert report.index("## digits-cnn") < report.index("## Generation") and "| IxG |" in report
+    assert "<h2>Generation</h2>" in result.report_html.read_text()
