@@ -714,3 +714,20 @@ def test_benchmark_report_gets_a_generation_section(recall, tmp_path):
     report = result.report_markdown.read_text()
     assert report.index("## digits-cnn") < report.index("## Generation") and "| IxG |" in report
     assert "<h2>Generation</h2>" in result.report_html.read_text()
+
+
+def test_encoder_decoder_prompts_share_no_prefix_to_cache(tokenizer):
+    """Why perturbations of an encoder-decoder's prompt run full passes: its encoder is bidirectional, so replacing
+    the LAST prompt token changes the encoder state of the FIRST one (and the decoder reads them all)."""
+    import torch
+
+    model = _from_config("t5", len(tokenizer))
+    explainer = it.GenerationExplainer(model, tokenizer)
+    ids = np.array([tokenizer.encode("a=3 b=7 c=1 ; b?")])
+    inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids), "decoder_input_ids": np.array([[0, 9]])}
+    assert explainer.adapter.prefix_cache(inputs) is None
+    changed = torch.tensor(ids).clone()
+    changed[0, -1] = explainer.baseline_token
+    with torch.no_grad():
+        states = [model.encoder(input_ids=x).last_hidden_state[0, 0] for x in (torch.tensor(ids), changed)]
+    assert (states[0] - states[1]).abs().max() > 1e-3
