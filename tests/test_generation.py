@@ -714,6 +714,17 @@ def test_benchmark_report_gets_a_generation_section(recall, tmp_path):
     report = result.report_markdown.read_text()
     assert report.index("## digits-cnn") < report.index("## Generation") and "| IxG |" in report
     assert "<h2>Generation</h2>" in result.report_html.read_text()
+    # the command line: prompts from a file, methods with options
+    from deepinterpret.cli import main
+
+    (tmp_path / "prompts.txt").write_text("\n".join(prompts[:2]) + "\n")
+    code = main(["benchmark-generation", "--model", "kv-recall-gpt2", "--prompts", str(tmp_path / "prompts.txt"),
+                 "--method", "ablation", "--method", "intgrad:steps=4", "--fractions", "0.5,1", "--max-new-tokens",
+                 "1", "--out", str(tmp_path / "cli"), "--quiet"])  # fmt: skip
+    assert code == 0
+    saved = json.loads((tmp_path / "cli" / "generation.json").read_text())
+    assert list(saved["methods"]) == ["ablation", "intgrad:steps=4", "random"] and len(saved["prompts"]) == 2
+    assert "## Generation" in (tmp_path / "cli" / "report.md").read_text()
 
 
 def test_encoder_decoder_prompts_share_no_prefix_to_cache(tokenizer):
@@ -731,3 +742,30 @@ def test_encoder_decoder_prompts_share_no_prefix_to_cache(tokenizer):
     with torch.no_grad():
         states = [model.encoder(input_ids=x).last_hidden_state[0, 0] for x in (torch.tensor(ids), changed)]
     assert (states[0] - states[1]).abs().max() > 1e-3
+
+
+def test_a_2000_token_prompt_sends_at_most_batch_size_perturbations_per_pass(tokenizer):
+    """Long prompts: the perturbed prompts are built and sent ``batch_size`` at a time (memory bounded by it), never
+    all at once; every feature's perturbation is scored exactly once."""
+    import torch
+    import transformers as T
+
+    torch.manual_seed(0)
+    config = T.GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2, n_positions=2048)
+    model = T.GPT2LMHeadModel(config).eval()
+    rng = np.random.default_rng(0)
+    prompt = " ".join(f"{'abcdefghij'[k]}={v}" for k, v in rng.integers(0, 10, (2000, 2)))
+    assert len(tokenizer.encode(prompt)) == 2000
+    spans = [(400 * i, 400 * i + 399) for i in range(20)]  # 20 features of 100 tokens each
+    rows = []
+    handle = model.register_forward_pre_hook(lambda m, args, kw: rows.append(kw["input_ids"].shape), with_kwargs=True)
+    try:
+        result = it.GenerationExplainer(model, tokenizer, batch_size=4)(
+            prompt, target=[9, 12], method="ablation", segments=spans
+        )
+    finally:
+        handle.remove()
+    assert result.attributions.shape == (2, 20) and np.all(np.isfinite(result.attributions))
+    assert max(shape[0] for shape in rows) <= 4
+    assert sum(shape[0] for shape in rows[2:]) == 20  # after the cache pass and the unperturbed scores
+    assert all(shape[1] <= 2001 for shape in rows)
