@@ -188,3 +188,64 @@ def test_synthetic_rationale_set(tmp_path):
     frame = pd.read_csv(table)
     assert list(frame.columns) == ["text", "label", "rationale"]
     assert frame["text"].tolist() == st.make_texts(6, seed=3)[0]
+
+
+def test_benchmark_on_the_rationale_set_with_a_head_checkpoint(tmp_path, capsys):
+    import json
+
+    from safetensors.numpy import load_file, save_file
+
+    import deepinterpret as it
+    from deepinterpret.benchmark import synthetic_text as st
+    from deepinterpret.cli import main
+    from deepinterpret.zoo import weights_path
+    from deepinterpret.zoo.resolve import spec_modality
+
+    # a head checkpoint (here the zoo's own head, so nothing is trained in the test) is a text model spec
+    head = tmp_path / "head.safetensors"
+    save_file(load_file(str(weights_path("minilm-sentiment"))), str(head),
+              metadata={"architecture": "minilm-sentiment", "classes": json.dumps(list(st.CLASSES))})  # fmt: skip
+    assert spec_modality(head) == "text"
+    table = st.write_dataset(tmp_path / "data", 4, seed=5)
+    args = dict(masks="rationale", steps=3, progress=False)
+    result = it.benchmark(str(table), str(head), ["intgrad:steps=4", "generic_attention"], tmp_path / "out", **args)
+    s = result.summary.set_index(["metric", "method"])
+    assert set(result.summary["method"]) == {"intgrad", "generic_attention", "random", "constant"}
+    assert set(result.summary["metric"]) == {"abpc", "lerf", "deletion", "insertion", "faithfulness_correlation",
+                                             "monotonicity", "gini", "entropy", "pointing_game", "roc_auc"}  # fmt: skip
+    assert s.loc[("roc_auc", "constant"), "mean"] == 0.5 and s.loc[("gini", "constant"), "mean"] == 0
+    assert s.loc[("roc_auc", "intgrad"), "mean"] > 0.5
+    assert {"p_vs_random", "rank", "ci_low"} <= set(result.summary.columns)
+    report = result.report_markdown.read_text()
+    assert "(4 texts)" in report and "removed words dropped" in report
+    assert "| ROC AUC ↑ |" in report and "Faithfulness corr." in report and "Pointing game" in report
+
+    # the per-sample scores are those of text_metrics on the stored word attributions and the rationale
+    from deepinterpret import batch
+    from deepinterpret.evaluators.faithfulness import TextScores
+
+    stored = batch.load(json.loads((tmp_path / "out" / "benchmark.json").read_text())["explanations"][str(head)])
+    frame = stored.to_pandas().sort_values("index")
+    ig = frame[frame["method"] == "intgrad"]
+    words = [list(w) for w in ig["tokens"]]
+    _, _, rationale = st.make_texts(4, seed=5)
+    masks = [st.rationale_mask(" ".join(w), r) for w, r in zip(words, rationale, strict=True)]
+    zoo = it.zoo.load("minilm-sentiment")
+    direct, _ = ftm.text_metrics(TextScores(zoo.model, zoo.tokenizer), words, {"intgrad": list(ig["attribution"])},
+                                 ig["target"].to_numpy(), ["abpc", "monotonicity", "roc_auc"], steps=3,
+                                 rationales=masks,
+                                 indices=ig["index"].to_numpy())  # fmt: skip
+    scores = result.scores[result.scores["method"] == "intgrad"].set_index(["metric", "index"])["value"]
+    for metric in ("abpc", "monotonicity", "roc_auc"):
+        np.testing.assert_allclose(scores[metric].sort_index().to_numpy(), direct["intgrad"][metric], atol=1e-9)
+
+    # the command line on the same folder finds every stage done and writes the same report
+    code = main(["benchmark", "--data", str(table), "--model", str(head), "--method", "intgrad:steps=4",
+                 "--method", "generic_attention", "--masks", "rationale", "--steps", "3", "--out",
+                 str(tmp_path / "out")])  # fmt: skip
+    assert code == 0 and "report:" in capsys.readouterr().out
+    assert result.report_markdown.read_text() == report
+    with pytest.raises(ValueError, match="rationale position"):
+        bad = tmp_path / "bad.csv"
+        bad.write_text("text,label,rationale\nthe nice bus,1,9\n")
+        it.benchmark(str(bad), str(head), ["intgrad:steps=2"], tmp_path / "bad", **args)
