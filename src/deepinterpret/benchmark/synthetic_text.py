@@ -144,24 +144,38 @@ def finetune_minilm(path: str | Path, count: int = 400, seed: int = 0, threads: 
     return finetune_minilm_head_on(train[:2], test[:2], list(CLASSES), path, seed, threads)
 
 
+METHODS = ("intgrad:steps=16", "smoothgrad:n_samples=16", "gradshap:n_samples=16", "lime:num_samples=300",
+           "kernelshap:num_samples=300", "generic_attention")  # fmt: skip
+
+
+def run_rationale_benchmark(out: str | Path, count: int = 40, methods: Any = METHODS, steps: int = 10) -> tuple:
+    """Fine-tune the head (once: the checkpoint is kept under ``out``), write ``count`` evaluation texts and run
+    the benchmark with every text metric, the localisation ones on the rationale. Returns ``(result, info)``:
+    ``info`` holds the fine-tuning metadata and the zoo and fine-tuned models' accuracy on the evaluation texts."""
+    from . import run
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / "minilm-sentiment-rationale.safetensors"
+    info: dict[str, Any] = {}
+    if not checkpoint.is_file():
+        info["finetune"] = finetune_minilm(checkpoint)
+    info["zoo"] = accuracy(count=count)
+    info["finetuned"] = accuracy(str(checkpoint), count=count)
+    table = write_dataset(out / "data", count)
+    result = run(str(table), str(checkpoint), list(methods), out / "benchmark", masks="rationale", steps=steps,
+                 progress=False)  # fmt: skip
+    return result, info
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Synthetic rationale benchmark of the zoo MiniLM sentiment model.")
     parser.add_argument("out", help="output folder")
-    parser.add_argument("--count", type=int, default=100, help="evaluation texts (default 100)")
-    parser.add_argument("--methods", default="intgrad:steps=16;smoothgrad:n_samples=16;gradshap;lime:num_samples=200;"
-                        "kernelshap:num_samples=200;generic_attention", help="methods separated by ';'")  # fmt: skip
+    parser.add_argument("--count", type=int, default=40, help="evaluation texts (default 40)")
+    parser.add_argument("--methods", default=";".join(METHODS), help="methods separated by ';'")
     args = parser.parse_args(argv)
-    from . import run
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint = out / "minilm-sentiment-rationale.safetensors"
-    if not checkpoint.is_file():
-        print(json.dumps(finetune_minilm(checkpoint)))
-    print(json.dumps(dict(zoo=accuracy(count=args.count), finetuned=accuracy(str(checkpoint), count=args.count))))
-    table = write_dataset(out / "data", args.count)
-    methods = [m for m in args.methods.split(";") if m]
-    result = run(str(table), str(checkpoint), methods, out / "benchmark", masks="rationale", label_column="label")
+    result, info = run_rationale_benchmark(args.out, args.count, [m for m in args.methods.split(";") if m])
+    print(json.dumps(info))
     print("\n".join(result.verdicts.values()))
 
 
