@@ -219,6 +219,10 @@ def test_benchmark_on_the_rationale_set_with_a_head_checkpoint(tmp_path, capsys)
     report = result.report_markdown.read_text()
     assert "(4 texts)" in report and "removed words dropped" in report
     assert "| ROC AUC ↑ |" in report and "Faithfulness corr." in report and "Pointing game" in report
+    assert "ROC AUC" in result.report_html.read_text()
+    import pandas as pd
+
+    assert {"roc_auc", "monotonicity"} <= set(pd.read_parquet(tmp_path / "out" / "scores.parquet")["metric"])
 
     # the per-sample scores are those of text_metrics on the stored word attributions and the rationale
     from deepinterpret import batch

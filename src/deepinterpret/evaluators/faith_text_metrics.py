@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import chunks, sample_rng
+from .faith_curves import _curve_thresholds
 
 TEXT_METRICS = ("abpc", "morf", "lerf", "deletion", "insertion", "faithfulness_correlation", "monotonicity", "gini",
                 "entropy", "pointing_game", "roc_auc")  # fmt: skip
@@ -58,7 +59,7 @@ class TextPlan:
         return self.keys.setdefault((" ".join(k for k in kept if k), int(target)), len(self.keys))
 
     def run(self) -> None:
-        from .faithfulness import _softmax_at
+        from .faith_plan import _softmax_at
 
         keys = list(self.keys)
         values = np.empty(len(keys))
@@ -74,7 +75,7 @@ class TextPlan:
 
 def word_ranks(attribution: np.ndarray, random_seed: int, index: int) -> np.ndarray:
     """Rank of each word (0 = most relevant) by decreasing signed attribution, ties broken by a seeded permutation
-    keyed by the record (the same ranking as :func:`~deepinterpret.evaluators.faithfulness.text_curves`)."""
+    keyed by the record (so a constant attribution ranks as a random one)."""
     rank = np.empty(len(attribution), np.int64)
     order = np.lexsort((sample_rng(random_seed, 7, int(index)).permutation(len(attribution)), -attribution))
     rank[order] = np.arange(len(attribution))
@@ -208,7 +209,7 @@ def text_metrics(
             length = len(w)
             if modes:
                 rank = word_ranks(a, random_seed, indices[i])
-                thresholds = np.rint(np.linspace(0, length, int(steps) + 1)).astype(np.int64)
+                thresholds = _curve_thresholds(length, int(steps))
                 for mode in modes:
                     if mode == "morf":
                         rows = [plan.add(w, rank < k, t) for k in thresholds]
