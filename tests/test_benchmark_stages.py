@@ -109,8 +109,8 @@ def test_attention_start_layer_fits_the_model(digits, tmp_path):
     assert fitted_start_layer(3, 4) == 3  # a default that fits is kept
     assert fitted_start_layer(4, 4) == 1  # TAM's 4 on 4 blocks: the same relative depth, round(4 * 4 / 12)
     assert fitted_start_layer(11, 4) == 3  # at most the last block
-    job = batch.explain(str(digits), "digits-vit", ["tam:steps=3", "ga"], tmp_path / "vit", batch_size=2,
-                        progress=False)  # fmt: skip
+    batch.explain(str(digits), "digits-vit", ["tam:steps=3", "ga"], tmp_path / "vit", batch_size=2, progress=False)
+    job = batch.load(tmp_path / "vit")
     tam, ga = job.arrays("tam"), job.arrays("ga")
     assert len(tam["attribution"]) == COUNT and len(ga["attribution"]) == COUNT
     entry = it.zoo.load("digits-vit")
