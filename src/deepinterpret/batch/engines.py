@@ -83,6 +83,33 @@ def run_ray(
 ) -> float | None:
     """Run the shards on a Ray Data actor pool; returns the wall-clock time (``time.time()``) at which the first
     actor was ready (its model loaded), or ``None`` when there was nothing to do."""
+    rows_per_record = len(settings.methods)
+    ready: list[float] = []
+
+    def seen(batch: dict[str, np.ndarray]) -> None:
+        if not ready:
+            ready.append(float(batch["ready"].min()))
+        progress.update(int(batch["records"].sum()) * rows_per_record)
+
+    actor_kwargs = dict(settings=settings.to_json(), out=out, device=device)
+    map_shards_on_ray(RayShardActor, actor_kwargs, shards, seen, workers, address, gpus_per_worker, cpus_per_worker)
+    return ready[0] if ready else None
+
+
+def map_shards_on_ray(
+    actor: type,
+    actor_kwargs: dict[str, Any],
+    shards: Iterable[tuple[int, list[dict]]],
+    on_batch: Any,
+    workers: int | None = None,
+    address: str | None = None,
+    gpus_per_worker: float | None = None,
+    cpus_per_worker: float | None = None,
+) -> int:
+    """Send ``(shard, records)`` pairs through a Ray Data pool of ``actor(**actor_kwargs)`` (one shard per batch:
+    a dataset of one row per shard, ``{"shard", "records"}`` with the records pickled); ``on_batch`` receives
+    each result batch on the driver. Starts Ray (``address``) unless it is running, and stops it when it started
+    it. Used by the dataset jobs and by the benchmark's metrics stage; returns the number of shards sent."""
     try:
         import ray
         import ray.data
@@ -96,7 +123,7 @@ def run_ray(
     try:
         items = [{"shard": shard, "records": pickle.dumps(records)} for shard, records in shards]
         if not items:
-            return None
+            return 0
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the job's own progress covers the whole job
         context.enable_auto_log_stats = False
@@ -107,20 +134,16 @@ def run_ray(
             workers = int(gpus // (gpus_per_worker or 1)) if gpus_per_worker else 1
         dataset = ray.data.from_items(items, override_num_blocks=len(items))
         results = dataset.map_batches(
-            RayShardActor,
-            fn_constructor_kwargs=dict(settings=settings.to_json(), out=out, device=device),
+            actor,
+            fn_constructor_kwargs=actor_kwargs,
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=max(1, min(int(workers), len(items)))),
             num_gpus=gpus_per_worker or 0,
             num_cpus=cpus_per_worker or 1,
         )
-        rows_per_record = len(settings.methods)
-        ready = None
         for batch in results.iter_batches(batch_size=1, batch_format="numpy"):
-            if ready is None:
-                ready = float(batch["ready"].min())
-            progress.update(int(batch["records"].sum()) * rows_per_record)
-        return ready
+            on_batch(batch)
+        return len(items)
     finally:
         if started:
             ray.shutdown()

@@ -78,6 +78,8 @@ class ShardWorker:
                 kwargs["target_layer_name"] = options.get("layer", r.layer)
             if "random_seed" in spec.options:
                 kwargs.setdefault("random_seed", s.random_seed)
+            if "start_layer" in spec.options and "start_layer" not in options:
+                kwargs["start_layer"] = _start_layer_for(spec, interpreter, r.model)
             self.interpreters[name] = (spec, interpreter, kwargs)
         self.evaluators = {}
         if s.evaluate:
@@ -321,3 +323,22 @@ def _error(record: dict, method: str | None, error: BaseException, stage: str = 
         stage=stage if method else "read",
         reason=reason,
     )
+
+
+def _start_layer_for(spec: Any, interpreter: Any, model: Any) -> int:
+    """The method's default ``start_layer``, or, when it is out of range for this model (InterpretDL's defaults
+    assume the 12 blocks of ViT-Base; TAM's 4 on a 4-block ViT), the same relative depth
+    (:func:`~deepinterpret.interpreters.attention.layout.fitted_start_layer`)."""
+    import inspect
+
+    from ..interpreters.attention.layout import attention_source, fitted_start_layer
+
+    parameters = inspect.signature(spec.cls.interpret).parameters
+    default = parameters["start_layer"].default
+    pattern = parameters.get("attention_layer_pattern")
+    layers = attention_source(interpreter.adapter, pattern.default) if pattern is not None else None
+    if isinstance(layers, list):
+        depth = len(layers)
+    else:  # a Hugging Face model's attention outputs: one per hidden layer of its config
+        depth = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    return fitted_start_layer(default, int(depth)) if depth else default

@@ -7,11 +7,12 @@
     # runs/bench/report.html, report.md, scores.parquet, curves-*.png
 
 Two stages, both resumable (a run killed at any moment and started again with the same arguments finishes with
-the same report) and both able to run on Ray for the explanations:
+the same report) and both able to run on Ray (``engine="ray"``: a Ray Data actor pool, as the dataset jobs):
 
 1. **explanations**: one dataset job per model (:func:`deepinterpret.batch.explain`, engine ``local`` or ``ray``)
    writes every method's map once, under ``OUT/explanations/<model>``.
-2. **metrics**: each explanation shard is scored (``OUT/scores/<model>/part-*.parquet``) with the batched metrics
+2. **metrics**: each explanation shard is scored (``OUT/scores/<model>/part-*.parquet``; on Ray, one shard per
+   actor batch, each actor loading the model once) with the batched metrics
    of :mod:`deepinterpret.evaluators.faithfulness`, for the methods and for the baselines that are always included:
    random maps drawn at several resolutions (``random-4``, ``random-8``: coarse noise upsampled, as M4; ``random``:
    per pixel) and a constant map.
@@ -111,7 +112,9 @@ def run(
             ``roc_auc`` need ``masks``; ``consensus`` needs two models or more. Text models (word attributions):
             ``morf, lerf, abpc, deletion, insertion, faithfulness_correlation, monotonicity, gini, entropy,
             pointing_game, roc_auc`` (see :mod:`deepinterpret.evaluators.faith_text_metrics`).
-        engine, address, workers: the explanation stage's engine (``local`` or ``ray``); the metrics run here.
+        engine, address, workers: where both stages run: ``local`` (this process) or ``ray`` (a Ray Data pool of
+            ``workers`` actors, each loading the model once; the explanation shards, then the metric shards, are
+            its batches; ``address``: a running cluster, else a local Ray is started and stopped).
         batch_size: records per chunk (and inputs per model pass of the explanation methods).
         pass_batch_size: perturbed inputs per model pass of the metrics (all methods and metrics of a chunk of
             records share one stream of passes).
@@ -131,7 +134,7 @@ def run(
     from ..batch import Columns, open_records
     from ..batch.engines import shards_of
     from .report import write_report
-    from .scoring import ShardScorer, curve_schema, score_schema, write_table_atomic
+    from .scoring import ShardScorer, score_schema, write_table_atomic
 
     model_list = [os.fspath(models)] if isinstance(models, (str, os.PathLike)) else [os.fspath(m) for m in models]
     if not model_list:
@@ -196,30 +199,36 @@ def run(
             column=column, label_column=label_column, id_column=id_column, split=split, progress=progress,
         )  # fmt: skip
 
-    for model in model_list:  # stage 2: the metrics, shard by shard (resumable)
+    for model in model_list:  # stage 2: the metrics, shard by shard (resumable), here or on Ray
         job = batch.load(settings["explanations"][model])
-        from ..batch import JobSettings
-
-        job_settings = JobSettings.from_json(job.manifest["settings"])
         folder = out / "scores" / _slug(model)
         done = {p.name for p in folder.glob("part-*.parquet")} if folder.is_dir() else set()
         shard_files = batch.output.ShardFiles(settings["explanations"][model])
-        pending = [k for k in sorted(shard_files.done_shards()) if f"part-{k:06d}.parquet" not in done]
+        pending = {k for k in shard_files.done_shards() if f"part-{k:06d}.parquet" not in done}
         if not pending:
             continue
-        scorer = ShardScorer(model, settings, job_settings, device)
-        import pyarrow.parquet as pq
 
-        for k, records in shards_of(open_records(inputs, modality, columns, split).read(), int(rows_per_shard)):
-            if k not in pending:
-                continue
-            if mask_paths is not None:
-                for record in records:
-                    record["mask"] = mask_paths[int(record["index"])]
-            table = pq.read_table(shard_files.shard_path(k))
-            rows, curves = scorer.score(records, table)
-            write_table_atomic(folder / "curves" / f"part-{k:06d}.parquet", curves, curve_schema())
-            write_table_atomic(folder / f"part-{k:06d}.parquet", rows, score_schema())  # the shard's done mark
+        def shards(pending: set[int] = pending):
+            for k, records in shards_of(open_records(inputs, modality, columns, split).read(), int(rows_per_shard)):
+                if k in pending:
+                    if mask_paths is not None:
+                        for record in records:
+                            record["mask"] = mask_paths[int(record["index"])]
+                    yield k, records
+
+        # absolute paths: a Ray worker's working directory need not be this one
+        absolute = dict(settings, explanations={m: os.path.abspath(p) for m, p in settings["explanations"].items()})
+        arguments = dict(model_name=model, settings=absolute, job_settings=job.manifest["settings"],
+                         folder=os.path.abspath(folder), device=device)  # fmt: skip
+        if engine == "ray":
+            from ..batch.engines import map_shards_on_ray
+            from .scoring import RayScoreActor
+
+            map_shards_on_ray(RayScoreActor, arguments, shards(), lambda result: None, workers, address)
+        else:
+            scorer = ShardScorer(**arguments)
+            for k, records in shards():
+                scorer.write_shard(k, records)
 
     if "consensus" in settings["metrics"]:
         from .report import consensus_rows

@@ -18,7 +18,7 @@ def add_benchmark_command(commands, common: argparse.ArgumentParser) -> None:
     bench.add_argument("--metric", action="append", default=None, help="metrics (repeatable or comma-separated; "
                        "default all but sensitivity_max and mprt)")  # fmt: skip
     bench.add_argument("--out", required=True, help="output folder; the same command resumes a killed run")
-    bench.add_argument("--engine", default="local", choices=["local", "ray"], help="engine of the explanation stage")
+    bench.add_argument("--engine", default="local", choices=["local", "ray"], help="where both stages run")
     bench.add_argument("--address", default=None, help="Ray cluster address")
     bench.add_argument("--workers", type=int, default=None, help="Ray actors")
     bench.add_argument("--batch-size", type=int, default=16, help="records per chunk, inputs per model pass")

@@ -103,8 +103,19 @@ def maps_of(table: Any, height: int, width: int) -> dict[tuple[int, str], np.nda
 class ShardScorer:
     """Loads the model once and scores explanation shards of one model's dataset job."""
 
-    def __init__(self, model_name: str, settings: dict[str, Any], job_settings: Any, device: str | None = None):
-        from ..batch import ShardWorker
+    def __init__(
+        self,
+        model_name: str,
+        settings: dict[str, Any],
+        job_settings: Any,
+        device: str | None = None,
+        folder: str | None = None,
+    ):
+        from ..batch import JobSettings, ShardWorker
+
+        if isinstance(job_settings, dict):
+            job_settings = JobSettings.from_json(job_settings)
+        self.folder = None if folder is None else Path(folder)
 
         self.job_methods = job_settings.methods
         self.model_name = model_name
@@ -188,6 +199,20 @@ class ShardScorer:
                     curve_rows.append(dict(model=self.model_name, index=int(i), method=method, mode=mode,
                                            curve=list(array[k])))  # fmt: skip
         return rows, curve_rows
+
+    def write_shard(self, shard: int, records: list[dict]) -> int:
+        """Score explanation shard ``shard`` (its ``records`` as the dataset job read them, with ``mask`` paths when
+        masks are used) and write its curves, then its scores (the shard's done mark), each atomically, under the
+        scores folder. Returns the number of score rows."""
+        import pyarrow.parquet as pq
+
+        from ..batch.output import ShardFiles
+
+        table = pq.read_table(ShardFiles(self.settings["explanations"][self.model_name]).shard_path(shard))
+        rows, curves = self.score(records, table)
+        write_table_atomic(self.folder / "curves" / f"part-{shard:06d}.parquet", curves, curve_schema())
+        write_table_atomic(self.folder / f"part-{shard:06d}.parquet", rows, score_schema())
+        return len(rows)
 
     def score(self, records: list[dict], table: Any) -> tuple[list[dict], list[dict]]:
         """Score rows (long format) and curve rows for the records of one shard."""
@@ -315,3 +340,21 @@ def _isin(column: Any, values: list[int]) -> Any:
     import pyarrow.compute as pc
 
     return pc.is_in(column, value_set=pa.array(values, pa.int64()))
+
+
+class RayScoreActor:
+    """A Ray Data actor of the metrics stage: builds a :class:`ShardScorer` (loads the model) once, then scores
+    and writes one explanation shard per batch (``{"shard", "records"}``, as :func:`deepinterpret.batch.engines.
+    map_shards_on_ray` sends them) into the scores folder, which every worker must reach."""
+
+    def __init__(self, **arguments: Any):
+        self.scorer = ShardScorer(**arguments)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import pickle
+
+        shards, rows = [], []
+        for shard, payload in zip(batch["shard"], batch["records"], strict=True):
+            rows.append(self.scorer.write_shard(int(shard), pickle.loads(payload)))
+            shards.append(int(shard))
+        return {"shard": np.asarray(shards, np.int64), "rows": np.asarray(rows, np.int64)}

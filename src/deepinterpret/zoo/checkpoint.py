@@ -9,7 +9,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-ARCHITECTURES = ("digits-cnn", "minilm-sentiment")  # minilm-sentiment: the sentiment head alone
+ARCHITECTURES = ("digits-cnn", "efficientnet-lite0", "minilm-sentiment")  # minilm-sentiment: the sentiment head alone
+#: the layer the CAM methods read, per architecture
+CAM_LAYERS = {"digits-cnn": "features", "efficientnet-lite0": "_head_act"}
 
 
 def is_checkpoint(spec: str | os.PathLike) -> bool:
@@ -47,7 +49,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
-    from .architectures import digits_cnn_torch
+    from .architectures import digits_cnn_torch, efficientnet_lite0_torch
 
     with safe_open(str(path), framework="numpy") as handle:
         meta = dict(handle.metadata() or {})
@@ -58,9 +60,13 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
 
         model, tokenizer = build_torch(state)
         return model, dict(classes=classes, tokenizer=tokenizer, modality="text", metadata=meta)
-    model = digits_cnn_torch()
-    if len(classes) != model.classifier.out_features:
-        model.classifier = torch.nn.Linear(model.classifier.in_features, len(classes))
+    architecture = meta.get("architecture", "digits-cnn")
+    if architecture == "efficientnet-lite0":
+        model = efficientnet_lite0_torch(num_classes=len(classes))
+    else:
+        model = digits_cnn_torch()
+        if len(classes) != model.classifier.out_features:
+            model.classifier = torch.nn.Linear(model.classifier.in_features, len(classes))
     model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
     model.eval()
     info = dict(
@@ -69,7 +75,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
         std=tuple(json.loads(meta["std"])),
         image_size=int(meta["image_size"]),
         channels=int(meta.get("channels", 1)),
-        layer="features",
+        layer=CAM_LAYERS[architecture],
         metadata=meta,
     )
     return model, info

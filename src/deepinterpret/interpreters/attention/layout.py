@@ -88,6 +88,16 @@ def check_start_layer(start_layer: Any, layers: int, name: str = "start_layer") 
     return int(start_layer) % layers
 
 
+def fitted_start_layer(default: int, layers: int, reference: int = 12) -> int:
+    """The ``start_layer`` to use when a caller gave none and the method's default (InterpretDL's, chosen for the
+    12 blocks of ViT-Base) is out of range for a model of ``layers`` blocks: the same relative depth,
+    ``round(default · layers / 12)``, at most the last block. A default that fits is kept as it is (so results on
+    ViT-Base and on any model the default fits are unchanged)."""
+    if -layers <= default < layers:
+        return int(default)
+    return int(min(layers - 1, max(0, round(default * layers / reference))))
+
+
 def check_ap_mode(ap_mode: str) -> str:
     if ap_mode not in AP_MODES:
         raise ValueError(f"ap_mode must be 'head' (head-wise) or 'token' (token-wise); got {ap_mode!r}.")
