@@ -79,6 +79,8 @@ class ModelAdapter(HookInterface, TransformerInterface, TrainingInterface):
 
     framework: str = "abstract"
     differentiable: bool = False
+    #: what :meth:`input_gradient` can differentiate besides a target object
+    objectives: tuple[str, ...] = OBJECTIVES
     xp: Any = None
 
     def __init__(self, model: Any, device: Device):

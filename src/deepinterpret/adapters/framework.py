@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.types import Images, LayerName, Objective, Targets, TokenInputs
+from ..core.types import Array, Images, LayerName, Objective, Targets, TokenInputs
 from .base import ModelAdapter
 from .framework_training import FrameworkTraining
 from .results import AttentionResult, EmbeddingResult, GradientResult, LayerGradientResult, logits_of, wanted_gradients
@@ -331,6 +331,47 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
         positions: np.ndarray | None = None,
     ) -> EmbeddingResult:
         ops = self.ops
+
+        def point(e: Any) -> Any:
+            if noise is not None:
+                e = e + ops.tensor(noise)
+            if alphas is not None:
+                factors = ops.tensor(np.asarray(alphas, np.float32).reshape(-1, 1, 1))
+                base = 0.0 if baseline is None else ops.tensor(baseline)
+                e = base + factors * (e - base)
+            return e
+
+        return self._substituted(inputs, layer, targets, objective, point, output, positions, True)
+
+    def embedding_gradient(
+        self,
+        inputs: TokenInputs,
+        layer: LayerName,
+        targets: Targets,
+        objective: str = "probability",
+        points: Array | None = None,
+        output: str | None = None,
+        positions: np.ndarray | None = None,
+        gradients: bool = True,
+    ) -> EmbeddingResult:
+        ops = self.ops
+
+        def point(e: Any) -> Any:
+            if points is None:
+                return e
+            given = ops.tensor(points)
+            if tuple(given.shape) != tuple(e.shape):
+                shapes = f"{tuple(given.shape)}; the output of {layer!r} is {tuple(e.shape)}"
+                raise ValueError(f"points have shape {shapes}.")
+            return given
+
+        return self._substituted(inputs, layer, targets, objective, point, output, positions, gradients)
+
+    def _substituted(self, inputs, layer, targets, objective, point, output, positions, gradients) -> EmbeddingResult:
+        """The one embedding pass: the first output ``e`` of ``layer`` (one copy per row when the batch shares it)
+        is replaced by ``point(e)``; with ``gradients``, the gradient of each target's objective w.r.t. that
+        replacement (one backward per target column, the forward shared), else no graph."""
+        ops = self.ops
         kept: dict[str, Any] = {}
         rows = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs[0])
 
@@ -341,29 +382,22 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
             if e.shape[0] == 1 and rows > 1:  # shared by the batch (position embeddings): one copy per row
                 e = ops.expand(e, (rows, *e.shape[1:]))
             kept["e"] = e
-            point = e
-            if noise is not None:
-                point = point + ops.tensor(noise)
-            if alphas is not None:
-                factors = ops.tensor(np.asarray(alphas, np.float32).reshape(-1, 1, 1))
-                base = 0.0 if baseline is None else ops.tensor(baseline)
-                point = base + factors * (point - base)
-            point = ops.leaf(point)
-            kept["point"] = point
-            return point if not isinstance(out, (tuple, list)) else (point, *out[1:])
+            kept["point"] = ops.leaf(point(e)) if gradients else point(e)
+            return kept["point"] if not isinstance(out, (tuple, list)) else (kept["point"], *out[1:])
 
-        with self._hooks([(layer, hook, False)]), ops.enable_grad():
+        with self._hooks([(layer, hook, False)]), ops.enable_grad() if gradients else ops.no_grad():
             result = self._call(inputs)
             if "point" not in kept:
                 raise ValueError(f"layer {layer!r} was not called in the forward pass.")
             value, logits, targets = self._select_objective(result, targets, objective, output, positions)
-            columns = int(value.shape[1])
-            grads = [
-                ops.grad(value[:, t].sum(), [kept["point"]], retain_graph=t < columns - 1)[0] for t in range(columns)
-            ]
-        return EmbeddingResult(
-            self._out(kept["e"]), self._out(ops.stack(grads, 1)), self._out(value), self._out(logits), targets
-        )
+            grads = None
+            if gradients:
+                columns = int(value.shape[1])
+                grads = self._out(ops.stack([
+                    ops.grad(value[:, t].sum(), [kept["point"]], retain_graph=t < columns - 1)[0]
+                    for t in range(columns)
+                ], 1))  # fmt: skip
+        return EmbeddingResult(self._out(kept["e"]), grads, self._out(value), self._out(logits), targets)
 
     # -- LRP and the gradient family's modified backward passes (interpreters/lrp_*.py, gradient_rules.py) ------
     def lrp_kinds(self) -> dict[LayerName, str]:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..core.numerics import TRAIN_MODES
-from ..core.types import Images, LayerName, Targets, TokenInputs
+from ..core.types import Array, Images, LayerName, Targets, TokenInputs
 from .results import AttentionResult, EmbeddingResult, _StopForward
 
 
@@ -156,6 +156,25 @@ class TransformerInterface:
         ``[B, L, K]`` (token classification). Only the first call of ``layer`` in a forward is replaced.
         ``objective``: ``probability`` (softmax), ``logit``, ``loss``, ``sigmoid`` (of the target's logit: independent
         labels) or ``max_logit`` (the largest score over the last axis, e.g. over positions, whatever the target)."""
+        raise TypeError(f"a plain callable ({type(self.model).__name__}) has no embedding layer.")
+
+    def embedding_gradient(
+        self,
+        inputs: TokenInputs,
+        layer: LayerName,
+        targets: Targets,
+        objective: str = "probability",
+        points: Array | None = None,
+        output: str | None = None,
+        positions: np.ndarray | None = None,
+        gradients: bool = True,
+    ) -> EmbeddingResult:
+        """One pass of a token model in which the output of ``layer`` is replaced by the given ``points``
+        ``[B, L, D]`` (``None``: left as the layer computed it), and the gradients of the objective w.r.t. those
+        points ``[B, T, L, D]``: the capability that lets the image gradient methods run on an embedding batch
+        (see :class:`~deepinterpret.adapters.embedding_space.EmbeddingSpace`). ``targets``, ``objective``,
+        ``output`` and ``positions`` as in :meth:`embedding_pass`; ``gradients=False`` runs without a graph (the
+        result's ``gradients`` is ``None``)."""
         raise TypeError(f"a plain callable ({type(self.model).__name__}) has no embedding layer.")
 
     def layer_output(self, inputs: dict | tuple, layer: str) -> Any:

@@ -120,7 +120,7 @@ def integrated_gradients(
     ``|delta| / |f(x) − f(b)|`` is at most ``tolerance``; ``delta`` is always given. ``stats`` (a dict), if given,
     receives the passes made: ``gradient_passes`` (forward + backward rows), ``probe_passes`` (forward-only rows).
     """
-    check_objective(objective)
+    check_objective(objective, adapter.objectives)
     seed = resolve_seed(random_seed)
     x = adapter.asarray(x)
     trials, draw_baselines, baseline_of = _baseline_source(adapter, x, baselines, num_random_trials, seed)
@@ -157,9 +157,9 @@ def integrated_gradients(
     )
     delta = None
     if alphas[0] == 0.0 and alphas[-1] == 1.0:
-        per_trial = values.reshape(len(values), trials, steps)
+        per_trial = values.reshape(len(values), trials, steps, *values.shape[2:])  # (N, trials, steps[, T])
         gap = (per_trial[:, :, -1] - per_trial[:, :, 0]).mean(axis=1)
-        sums = adapter.to_numpy(xp.sum(xp.reshape(total, (total.shape[0], -1)), axis=1))
+        sums = adapter.to_numpy(xp.sum(xp.reshape(total, (*gap.shape, -1)), axis=-1))
         delta = sums - gap
     if stats is not None:
         stats.update(gradient_passes=int(x.shape[0]) * trials * steps, probe_passes=0)

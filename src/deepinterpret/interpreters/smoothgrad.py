@@ -15,41 +15,42 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, draw_noise, resolve_seed
-from ..core.noise import content_digests
-from .base import InputGradientInterpreter, accumulate_gradients, check_noise_amount, per_image_range
+from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, resolve_seed
+from ..core.types import Array, Images, Objective, Seed, Targets
+from .base import InputGradientInterpreter, InputNoise, accumulate_gradients, check_noise_amount
 
 
 def smooth_grad(
     adapter: ModelAdapter,
-    x: Any,
-    targets: np.ndarray,
+    x: Images,
+    targets: Targets,
     noise_amount: float = 0.1,
     n_samples: int = 50,
-    objective: str = "probability",
+    objective: Objective = "probability",
     batch_size: int = 16,
-    random_seed: int | None = None,
+    random_seed: Seed = None,
     progress: bool | None = None,
-) -> Any:
-    """SmoothGrad of ``objective`` for class ``targets[i]`` of each input ``x[i]``; an ``xp`` array like ``x``."""
+    mask: np.ndarray | None = None,
+    keys: np.ndarray | None = None,
+) -> Array:
+    """SmoothGrad of ``objective`` for class ``targets[i]`` of each input ``x[i]``; an ``xp`` array like ``x``.
+
+    ``mask`` / ``keys``: which entries take noise and what keys each input's noise (see :class:`InputNoise`; by
+    default every entry, and the input's content). The text methods run this function on an embedding batch
+    (:class:`~deepinterpret.adapters.embedding_space.EmbeddingSpace`) with its real tokens and token ids."""
     n_samples = check_positive_int(n_samples, "n_samples")
     noise_amount = check_noise_amount(noise_amount)
-    check_objective(objective)
-    seed = resolve_seed(random_seed)
+    check_objective(objective, adapter.objectives)
     x = adapter.asarray(x)
-    sigma = per_image_range(adapter.xp, x) * noise_amount
-    shape = tuple(x.shape[1:])
-    digests = content_digests(adapter.to_numpy(x))  # noise keyed by (seed, input content, sample)
+    noise = InputNoise(adapter, x, noise_amount, resolve_seed(random_seed), mask, keys)
 
-    def draw(images: np.ndarray, samples: np.ndarray) -> np.ndarray:
-        return draw_noise(seed, list(zip(digests[images].tolist(), samples.tolist(), strict=True)), shape)
-
-    def make_batch(images: np.ndarray, samples: np.ndarray, noise: np.ndarray):
-        return x[images] + sigma[images] * adapter.asarray(noise), 1.0 / n_samples
+    def make_batch(images: np.ndarray, samples: np.ndarray, drawn: np.ndarray):
+        return noise.noisy(images, drawn), 1.0 / n_samples
 
     total, _ = accumulate_gradients(
-        adapter, targets, int(x.shape[0]), n_samples, make_batch, objective, batch_size, progress, "SmoothGrad", draw
-    )
+        adapter, targets, int(x.shape[0]), n_samples, make_batch, objective, batch_size, progress, "SmoothGrad",
+        noise.draw,
+    )  # fmt: skip
     return total
 
 
