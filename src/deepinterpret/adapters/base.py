@@ -30,7 +30,7 @@ from ..core.validation import (
     check_targets,
     parse_device,
 )
-from .interface import HookInterface, TrainingInterface, TransformerInterface
+from .interface import HookInterface, TrainingInterface
 from .results import (
     HF_ATTENTIONS,
     AttentionResult,
@@ -41,6 +41,7 @@ from .results import (
     logits_of,
     wanted_gradients,
 )
+from .transformer_interface import TransformerInterface
 
 __all__ = [
     "HF_ATTENTIONS",

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.types import DatasetSource, NormalizationSpec
 from .scoring import DEFAULT_METRICS, METRICS, SUITE_METRICS, baseline_names
 
 SETTINGS_FILE = "benchmark.json"
@@ -64,7 +65,7 @@ class BenchmarkResult:
 
 
 def run(
-    inputs: Any,
+    inputs: DatasetSource,
     models: Any,
     methods: Any,
     out: str | os.PathLike,
@@ -89,7 +90,7 @@ def run(
     rows_per_shard: int = 64,
     resize_to: int | None = None,
     crop_to: int | None = None,
-    normalization: Any = None,
+    normalization: NormalizationSpec = None,
     framework: str = "torch",
     device: str | None = None,
     column: str | None = None,

@@ -14,7 +14,7 @@ from ..adapters import ModelAdapter, adapt, check_objective, softmax
 from ..core.batching import PerInputSum, batches
 from ..core.locks import serialise_public
 from ..core.noise import content_digests, draw_noise
-from ..core.types import Array, Objective
+from ..core.types import Array, ArrayNamespace, ImageInputs, Labels, Model, NormalizationSpec, Objective
 from ..core.validation import check_precision
 from ..data import ImageBatch, as_normalization, as_target, load_images, resolve_label_lists, resolve_labels
 from ..data.preprocessing import UsesModelPreprocessing
@@ -80,7 +80,7 @@ def check_noise_amount(noise_amount: Any) -> float:
     return noise
 
 
-def per_image_range(xp: Any, x: Array) -> Array:
+def per_image_range(xp: ArrayNamespace, x: Array) -> Array:
     """``max(x_i) - min(x_i)`` over all of C×H×W for each sample, shaped to broadcast against ``x``."""
     flat = xp.reshape(x, (x.shape[0], -1))
     spread = xp.max(flat, axis=1) - xp.min(flat, axis=1)
@@ -172,10 +172,10 @@ class Interpreter(UsesModelPreprocessing):
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         device: str | None = None,
         use_cuda: bool | None = None,
-        normalization: Any = None,
+        normalization: NormalizationSpec = None,
         progress: bool | None = None,
         precision: str | None = None,
         **kwargs: Any,
@@ -207,7 +207,7 @@ class Interpreter(UsesModelPreprocessing):
         raise NotImplementedError
 
     def predict_proba(
-        self, inputs: Any, resize_to: int | None = 224, crop_to: int | None = None, batch_size: int = 64
+        self, inputs: ImageInputs, resize_to: int | None = 224, crop_to: int | None = None, batch_size: int = 64
     ) -> np.ndarray:
         """Class probabilities for ``inputs`` (loaded as ``interpret`` loads them), shape ``[N, classes]``."""
         data = self._load_images(inputs, resize_to, crop_to).data
@@ -349,7 +349,7 @@ class InputGradientInterpreter(Interpreter):
         check_objective(gradient_of)
         adapter = self.adapter
 
-        def predict_fn(inputs: Any, labels: Any = None):
+        def predict_fn(inputs: ImageInputs, labels: Labels = None):
             data = adapter.asarray(inputs)
             with adapter.evaluation():
                 if labels is None:
@@ -372,7 +372,7 @@ class InputOutputInterpreter(Interpreter):
             raise ValueError(f"output must be 'probability' or 'logit'; got {output!r}.")
         adapter = self.adapter
 
-        def predict_fn(inputs: Any, batch_size: int = 64) -> np.ndarray:
+        def predict_fn(inputs: ImageInputs, batch_size: int = 64) -> np.ndarray:
             with adapter.evaluation():
                 return adapter.to_numpy(adapter.predict(inputs, batch_size, output=output))
 

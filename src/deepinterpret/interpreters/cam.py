@@ -33,6 +33,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
 from ..core.batching import batches, joined, map_batches
+from ..core.types import ArrayNamespace, ImageInputs, Images, Labels, SavePath
 from ..core.validation import check_positive_int
 from ..data import as_target, resolve_label_lists
 from .base import Interpreter
@@ -47,12 +48,12 @@ def _feature_map(xp: Any, array: Any, layer: str, x: Any) -> Any:
     return as_feature_map(xp, array, layer, int(x.shape[-2]), int(x.shape[-1]))
 
 
-def grad_cam_weights(xp: Any, activations: Any, gradients: Any) -> Any:
+def grad_cam_weights(xp: ArrayNamespace, activations: Any, gradients: Any) -> Any:
     """Grad-CAM: the spatial mean of the gradients, one weight per channel."""
     return xp.mean(gradients, axis=(2, 3), keepdims=True)
 
 
-def grad_cam_plus_plus_weights(xp: Any, activations: Any, gradients: Any) -> Any:
+def grad_cam_plus_plus_weights(xp: ArrayNamespace, activations: Any, gradients: Any) -> Any:
     """Grad-CAM++: ``Σ_ij α_kij ReLU(g_kij)`` with ``α = g² / (2g² + Σ_ab A_kab g³)`` (0 where ``g = 0``)."""
     g2 = gradients * gradients
     denominator = 2 * g2 + xp.sum(activations, axis=(2, 3), keepdims=True) * g2 * gradients
@@ -60,19 +61,19 @@ def grad_cam_plus_plus_weights(xp: Any, activations: Any, gradients: Any) -> Any
     return xp.sum(alpha * xp.maximum(gradients, 0.0), axis=(2, 3), keepdims=True)
 
 
-def layer_cam_weights(xp: Any, activations: Any, gradients: Any) -> Any:
+def layer_cam_weights(xp: ArrayNamespace, activations: Any, gradients: Any) -> Any:
     """LayerCAM: the positive part of each gradient, element-wise."""
     return xp.maximum(gradients, 0.0)
 
 
-def combine(xp: Any, activations: Any, weights: Any) -> Any:
+def combine(xp: ArrayNamespace, activations: Any, weights: Any) -> Any:
     """``ReLU(Σ_k w_k ⊙ A_k)`` → ``[N, h, w]``."""
     return xp.maximum(xp.sum(weights * activations, axis=1), 0.0)
 
 
 def gradient_cam(
     adapter: ModelAdapter,
-    x: Any,
+    x: Images,
     targets: np.ndarray | None,
     layer: str,
     channel_weights=grad_cam_weights,
@@ -98,7 +99,7 @@ def gradient_cam(
     return joined(xp, maps), np.concatenate(used), softmax(np, np.concatenate(logits))
 
 
-def layer_activations(adapter: ModelAdapter, x: Any, layer: str, batch_size: int) -> tuple[Any, Any]:
+def layer_activations(adapter: ModelAdapter, x: Images, layer: str, batch_size: int) -> tuple[Any, Any]:
     """``(the raw output of layer for every input, the model's outputs)``, both ``xp`` arrays: one forward per
     chunk of ``batch_size`` inputs, no graph."""
 
@@ -112,7 +113,7 @@ def layer_activations(adapter: ModelAdapter, x: Any, layer: str, batch_size: int
 
 def score_cam(
     adapter: ModelAdapter,
-    x: Any,
+    x: Images,
     targets: np.ndarray | None,
     layer: str,
     batch_size: int = 16,
@@ -150,7 +151,7 @@ def score_cam(
         scores = np.zeros((n, channels, classes.shape[1]), dtype=np.float32)
         found = np.zeros((len(plan.jobs), classes.shape[1]), dtype=np.float32)
 
-        def read(inputs: Any, images: np.ndarray) -> np.ndarray:  # [b, K]
+        def read(inputs: ImageInputs, images: np.ndarray) -> np.ndarray:  # [b, K]
             wanted = classes[images, 0] if target_object else classes[images]
             values = adapter.scores(inputs, wanted, output, batch_size)
             return values.reshape(len(images), -1)
@@ -218,14 +219,14 @@ class _GradientCAMInterpreter(_CAMInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
+        inputs: ImageInputs,
         target_layer_name: str,
-        label: Any = None,
+        label: Labels = None,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
-        labels: Any = None,
+        save_path: SavePath = None,
+        labels: Labels = None,
         gradient_of: str | None = None,
         batch_size: int = 16,
     ) -> np.ndarray:
@@ -276,15 +277,15 @@ class ScoreCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
+        inputs: ImageInputs,
         target_layer_name: str,
-        labels: Any = None,
+        labels: Labels = None,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 32,
-        label: Any = None,
+        label: Labels = None,
         top_k: int | None = None,
     ) -> np.ndarray:
         """Returns the maps at the layer's resolution, ``np.ndarray`` of shape ``[N, h, w]``.

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
 from ..core.batching import joined, map_batches
+from ..core.types import Baselines, ImageInputs, Images, Labels, SavePath
 from ..data import resolve_labels
 from .gradient_rules import modified_gradient
 from .gradients import _GradientFamilyInterpreter
@@ -58,9 +59,9 @@ def _objective_value(logits: np.ndarray, targets: np.ndarray, objective: str) ->
 
 def deeplift(
     adapter: ModelAdapter,
-    x: Any,
+    x: Images,
     targets: np.ndarray | None,
-    baselines: Any = None,
+    baselines: Baselines = None,
     objective: str = "logit",
     batch_size: int = 16,
     eps: float = 1e-10,
@@ -96,16 +97,16 @@ class DeepLIFTInterpreter(_GradientFamilyInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        labels: Any = None,
-        baselines: Any = None,
+        inputs: ImageInputs,
+        labels: Labels = None,
+        baselines: Baselines = None,
         gradient_of: str = "logit",
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 16,
-        label: Any = None,
+        label: Labels = None,
         eps: float = 1e-10,
     ) -> np.ndarray:
         """Returns ``(x − r) ⊙ m``, ``np.ndarray [N, C, H, W]``. ``baselines``: ``None`` (zeros of the model

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..core.batching import batches
+from ..core.types import Model, SavePath, Tokenizer
 from ..data.lime_io import LimeCache, read_global_weights, write_json
 from .lime import LIMECVInterpreter, LIMENLPInterpreter
 from .lime_math import _assign_clusters, _global_weights_from, fit_surrogate
@@ -19,7 +20,7 @@ from .lime_math import _assign_clusters, _global_weights_from, fit_surrogate
 class GLIMECVInterpreter(LIMECVInterpreter):
     """G-LIME for images: LIME pulled toward global weights from NormLIME or averaged LIME."""
 
-    def __init__(self, model: Any, device: str | None = None, random_seed: int | None = None, **kwargs: Any):
+    def __init__(self, model: Model, device: str | None = None, random_seed: int | None = None, **kwargs: Any):
         super().__init__(model, device, random_seed, **kwargs)
         self.global_weights: dict[str, Any] | None = None
 
@@ -63,7 +64,7 @@ class GLIMECVInterpreter(LIMECVInterpreter):
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         segments: np.ndarray | None = None,
         segmentation: str = "quickshift",
         random_seed: int | None = None,
@@ -180,7 +181,7 @@ class NormLIMENLPInterpreter(LIMENLPInterpreter):
         lod_levels: Any = None,
         save_path: str | None = "normlime_weights.json",
         temp_data_file: str | None = None,
-        tokenizer: Any = None,
+        tokenizer: Tokenizer = None,
         random_seed: int | None = 0,
     ) -> dict[int, dict[str, tuple[float, int]]]:
         """Returns ``{class: {token: (mean weight, count)}}`` and writes it as JSON to ``save_path``."""

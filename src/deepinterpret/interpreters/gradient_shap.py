@@ -10,12 +10,10 @@ draws its noise and its ``r`` from its own seeded stream; samples go through the
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, resolve_seed
-from ..core.types import Array, Images, Objective, Seed, Targets
+from ..core.types import Array, Baselines, ImageInputs, Images, Labels, Objective, SavePath, Seed, Targets
 from .base import InputGradientInterpreter, InputNoise, accumulate_gradients, check_noise_amount
 from .integrated_gradients import _baseline_source
 
@@ -24,7 +22,7 @@ def gradient_shap(
     adapter: ModelAdapter,
     x: Images,
     targets: Targets,
-    baselines: Any = None,
+    baselines: Baselines = None,
     n_samples: int = 5,
     noise_amount: float = 0.1,
     objective: Objective = "probability",
@@ -71,16 +69,16 @@ class GradShapCVInterpreter(InputGradientInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        labels: Any = None,
-        baselines: Any = None,
+        inputs: ImageInputs,
+        labels: Labels = None,
+        baselines: Baselines = None,
         n_samples: int = 5,
         noise_amount: float = 0.1,
         gradient_of: str = "probability",
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 16,
         random_seed: int | None = None,
     ) -> np.ndarray:

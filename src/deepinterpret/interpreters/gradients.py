@@ -23,6 +23,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
 from ..core.batching import joined, map_batches
+from ..core.types import ImageInputs, Images, Labels, SavePath
 from ..data import resolve_label_lists, resolve_labels
 from .base import InputGradientInterpreter
 from .cam import grad_cam_weights, gradient_cam
@@ -33,7 +34,7 @@ INTERPOLATIONS = ("bilinear", "nearest")
 
 def rule_gradients(
     adapter: ModelAdapter,
-    x: Any,
+    x: Images,
     targets: np.ndarray | None,
     rule: str | None = None,
     objective: str = "logit",
@@ -76,7 +77,7 @@ def nearest_resize(adapter: ModelAdapter, maps: Any, height: int, width: int) ->
 
 def guided_grad_cam(
     adapter: ModelAdapter,
-    x: Any,
+    x: Images,
     targets: np.ndarray | None,
     layer: str,
     objective: str = "logit",
@@ -125,16 +126,16 @@ class SaliencyInterpreter(_GradientFamilyInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        labels: Any = None,
+        inputs: ImageInputs,
+        labels: Labels = None,
         absolute: bool = True,
         gradient_of: str = "logit",
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 16,
-        label: Any = None,
+        label: Labels = None,
     ) -> np.ndarray:
         """Returns ``|∇_x f_y(x)|`` (``absolute=False``: the signed gradient), ``np.ndarray [N, C, H, W]``."""
         batch, gradients = self._explain(inputs, labels, label, resize_to, crop_to, gradient_of, batch_size, None)
@@ -148,15 +149,15 @@ class InputXGradientInterpreter(_GradientFamilyInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        labels: Any = None,
+        inputs: ImageInputs,
+        labels: Labels = None,
         gradient_of: str = "logit",
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 16,
-        label: Any = None,
+        label: Labels = None,
     ) -> np.ndarray:
         """Returns ``x ⊙ ∇_x f_y(x)`` in model-input space, ``np.ndarray [N, C, H, W]``."""
         batch, gradients = self._explain(inputs, labels, label, resize_to, crop_to, gradient_of, batch_size, None)
@@ -173,15 +174,15 @@ class GuidedBackpropInterpreter(_GradientFamilyInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        labels: Any = None,
+        inputs: ImageInputs,
+        labels: Labels = None,
         gradient_of: str = "logit",
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 16,
-        label: Any = None,
+        label: Labels = None,
     ) -> np.ndarray:
         """Returns the modified gradient, ``np.ndarray [N, C, H, W]``."""
         batch, gradients = self._explain(inputs, labels, label, resize_to, crop_to, gradient_of, batch_size, self.rule)
@@ -200,14 +201,14 @@ class GuidedGradCAMInterpreter(_GradientFamilyInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
+        inputs: ImageInputs,
         target_layer_name: str,
-        label: Any = None,
+        label: Labels = None,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
-        labels: Any = None,
+        save_path: SavePath = None,
+        labels: Labels = None,
         gradient_of: str = "logit",
         batch_size: int = 16,
         interpolation: str = "bilinear",

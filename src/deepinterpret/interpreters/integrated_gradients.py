@@ -23,6 +23,7 @@ import numpy as np
 from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, draw_noise, resolve_seed
 from ..core.batching import map_batches
 from ..core.noise import content_digests
+from ..core.types import Baselines, ImageInputs, Images, Labels, SavePath
 from .adaptive_ig import adaptive_integral, check_adaptive
 from .base import InputGradientInterpreter, accumulate_gradients
 
@@ -53,7 +54,7 @@ def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     return alphas.astype(np.float64), weights.astype(np.float64)
 
 
-def baseline_array(adapter: ModelAdapter, x: Any, baselines: Any) -> Any:
+def baseline_array(adapter: ModelAdapter, x: Images, baselines: Baselines) -> Any:
     """Given baselines checked against the inputs ``x`` ``[N, C, H, W]``: ``[1 or N, C, H, W]`` (one for all, or
     one per input), finite; otherwise a ``ValueError`` saying what was expected."""
     xp, shape = adapter.xp, tuple(x.shape[1:])
@@ -95,9 +96,9 @@ def _baseline_source(adapter: ModelAdapter, x: Any, baselines: Any, num_random_t
 
 def integrated_gradients(
     adapter: ModelAdapter,
-    x: Any,
+    x: Images,
     targets: np.ndarray,
-    baselines: Any = None,
+    baselines: Baselines = None,
     steps: int | str = 50,
     num_random_trials: int = 10,
     objective: str = "probability",
@@ -222,16 +223,16 @@ class IntGradCVInterpreter(InputGradientInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        labels: Any = None,
-        baselines: Any = None,
+        inputs: ImageInputs,
+        labels: Labels = None,
+        baselines: Baselines = None,
         steps: int | str = 50,
         num_random_trials: int = 10,
         gradient_of: str = "probability",
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         method: str = "riemann_trapezoid",
         batch_size: int = 16,
         random_seed: int | None = None,

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import check_batch_size, check_positive_int
+from ..core.types import Model, SavePath, TextToInput, Tokenizer
 from ..data import ImageBatch, as_target
 from .base import Interpreter
 from .lime_math import (  # noqa: F401  (the math's names stay importable from here)
@@ -58,7 +59,7 @@ class _LIMEBase(Interpreter):
 
     kernel = "lime"  # how coalitions are sampled and weighted: LIME's kernel, or the Shapley kernel (KernelSHAP)
 
-    def __init__(self, model: Any, device: str | None = None, random_seed: int | None = None, **kwargs: Any):
+    def __init__(self, model: Model, device: str | None = None, random_seed: int | None = None, **kwargs: Any):
         super().__init__(model, device, **kwargs)
         self.random_seed = random_seed
         self.lime_results: dict[str, Any] = {}
@@ -165,7 +166,7 @@ class LIMECVInterpreter(_LIMEBase):
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         segments: np.ndarray | None = None,
         segmentation: str = "quickshift",
         segmentation_kwargs: dict | None = None,
@@ -221,8 +222,8 @@ class LIMENLPInterpreter(_LIMEBase):
     def interpret(
         self,
         raw_text: str,
-        tokenizer: Any = None,
-        text_to_input_fn: Any = None,
+        tokenizer: Tokenizer = None,
+        text_to_input_fn: TextToInput = None,
         preprocess_fn: Any = None,
         unk_id: int | None = None,
         pad_id: int | None = None,

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, softmax
 from ..core.batching import joined, map_batches
+from ..core.types import ImageInputs, Images, Labels, SavePath
 from .base import Interpreter
 from .lrp_mechanism import lrp_relevance
 from .lrp_rules import RULES, AlphaBeta, Epsilon, Flat, Gamma, Rule, ZBox, ZPlus
@@ -79,7 +80,7 @@ def as_rule(spec: Any) -> Rule:
 
 def lrp(
     adapter: ModelAdapter,
-    x: Any,
+    x: Images,
     targets: np.ndarray | None,
     rules: dict[str, Rule],
     merge_batchnorm: bool = True,
@@ -109,18 +110,18 @@ class LRPCVInterpreter(Interpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        label: Any = None,
+        inputs: ImageInputs,
+        label: Labels = None,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         composite: str = "alpha1_beta0",
         rules: dict[str, Any] | None = None,
         epsilon: float = 1e-6,
         merge_batchnorm: bool = True,
         batch_size: int = 16,
-        labels: Any = None,
+        labels: Labels = None,
     ) -> np.ndarray:
         """Returns the relevance summed over channels, ``np.ndarray [N, 1, H, W]`` (per channel in
         ``self.relevance``), for the logit of ``label`` (``None``: the predicted class). ``composite`` picks the

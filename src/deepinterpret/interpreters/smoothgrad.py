@@ -11,12 +11,11 @@ does not depend on ``batch_size`` (or on the framework) for a given ``random_see
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, resolve_seed
-from ..core.types import Array, Images, Objective, Seed, Targets
+from ..core.types import Array, ImageInputs, Images, Labels, Objective, SavePath, Seed, Targets
 from .base import InputGradientInterpreter, InputNoise, accumulate_gradients, check_noise_amount
 
 
@@ -62,15 +61,15 @@ class SmoothGradInterpreter(InputGradientInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        labels: Any = None,
+        inputs: ImageInputs,
+        labels: Labels = None,
         noise_amount: float = 0.1,
         n_samples: int = 50,
         gradient_of: str = "probability",
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 16,
         random_seed: int | None = None,
     ) -> np.ndarray:
@@ -101,8 +100,8 @@ class SmoothGradInterpreterV2(SmoothGradInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        labels: Any = None,
+        inputs: ImageInputs,
+        labels: Labels = None,
         noise_amount: float = 0.1,
         n_samples: int = 50,
         split: int = 2,
@@ -110,7 +109,7 @@ class SmoothGradInterpreterV2(SmoothGradInterpreter):
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         random_seed: int | None = None,
     ) -> np.ndarray:
         """Returns the averaged gradients, ``np.ndarray`` of shape ``[N, C, H, W]``."""

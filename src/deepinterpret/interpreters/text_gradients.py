@@ -32,7 +32,7 @@ import numpy as np
 from ..adapters import ModelAdapter, check_batch_size, check_positive_int, softmax
 from ..adapters.embedding_space import EmbeddingSpace
 from ..core.noise import content_digest
-from ..core.types import LayerName, Seed, Targets, TokenInputs
+from ..core.types import Labels, LayerName, Seed, Targets, Texts, TextToInput, TokenInputs, Tokenizer
 from ..data import TextBatch, encode_texts, merge_words, resolve_labels
 from ..viz import show_text, text_html
 from .base import Interpreter, check_noise_amount
@@ -207,10 +207,10 @@ class IntGradNLPInterpreter(_TextGradientInterpreter):
 
     def interpret(
         self,
-        raw_text: Any,
-        tokenizer: Any = None,
-        text_to_input_fn: Any = None,
-        label: Any = None,
+        raw_text: Texts,
+        tokenizer: Tokenizer = None,
+        text_to_input_fn: TextToInput = None,
+        label: Labels = None,
         steps: int = 50,
         gradient_of: str = "logit",
         embedding_name: str | None = "word_embeddings",
@@ -240,10 +240,10 @@ class SmoothGradNLPInterpreter(_TextGradientInterpreter):
 
     def interpret(
         self,
-        raw_text: Any,
-        tokenizer: Any = None,
-        text_to_input_fn: Any = None,
-        label: Any = None,
+        raw_text: Texts,
+        tokenizer: Tokenizer = None,
+        text_to_input_fn: TextToInput = None,
+        label: Labels = None,
         noise_amount: float = 0.1,
         n_samples: int = 20,
         gradient_of: str = "logit",
@@ -271,20 +271,20 @@ class GradShapNLPInterpreter(_TextGradientInterpreter):
     def interpret(
         self,
         data: Any = None,
-        labels: Any = None,
+        labels: Labels = None,
         n_samples: int = 5,
         noise_amount: float = 0.1,
         embedding_name: str | None = "word_embeddings",
         return_pred: bool = True,
-        tokenizer: Any = None,
-        text_to_input_fn: Any = None,
+        tokenizer: Tokenizer = None,
+        text_to_input_fn: TextToInput = None,
         gradient_of: str = "logit",
         max_seq_len: int = 128,
         visual: bool = False,
         random_seed: int | None = None,
         batch_size: int = 16,
         merge: str = "sum",
-        raw_text: Any = None,
+        raw_text: Texts = None,
     ):
         """``data``: the text(s) (with ``tokenizer`` or ``text_to_input_fn``) — the original took model-ready
         arrays; those work through ``text_to_input_fn=lambda ids: ids``. Returns ``(labels, probabilities,

@@ -13,6 +13,7 @@ import numpy as np
 from ..adapters import adapt, check_positive_int, resolve_seed
 from ..core.batching import Progress, batches, map_batches
 from ..core.locks import serialise_public
+from ..core.types import Model
 from ..data.targets import resolve_labels
 from .dynamics import IndexedLoader
 
@@ -84,7 +85,7 @@ class _GradientInfluence:
         super().__init_subclass__(**kwargs)
         serialise_public(cls)  # calls on one model run one at a time (thread safety)
 
-    def __init__(self, model: Any, device: str | None = None, batch_size: int = 64, progress: bool | None = None):
+    def __init__(self, model: Model, device: str | None = None, batch_size: int = 64, progress: bool | None = None):
         self.model = model
         self.adapter = adapt(model, device)
         if not self.adapter.differentiable:
