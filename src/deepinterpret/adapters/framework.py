@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.types import Array, Images, LayerName, Objective, Targets, TokenInputs
+from ..core.types import Images, LayerName, Objective, Targets, TokenInputs
 from .base import ModelAdapter
 from .framework_training import FrameworkTraining
 from .results import AttentionResult, EmbeddingResult, GradientResult, LayerGradientResult, logits_of, wanted_gradients
@@ -41,8 +41,8 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
     def to_numpy(self, array: Any) -> np.ndarray:
         return self.ops.to_numpy(array)
 
-    def _framework_tensor(self, array: np.ndarray) -> Any:
-        return self.ops.tensor(np.asarray(array, dtype=np.float32))
+    def _framework_tensor(self, array: Any) -> Any:
+        return self.ops.tensor(array)
 
     def _no_graph(self) -> Any:
         return self.ops.no_grad()
@@ -318,59 +318,13 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
             scores = ops.expand(scores, (-1, targets.shape[1], -1))
         return self._pick(scores, targets, objective), logits, targets
 
-    def embedding_pass(
-        self,
-        inputs: TokenInputs,
-        layer: LayerName,
-        targets: Targets,
-        objective: str = "probability",
-        alphas: np.ndarray | None = None,
-        baseline: Any = None,
-        noise: np.ndarray | None = None,
-        output: str | None = None,
-        positions: np.ndarray | None = None,
+    def _embedding_substituted(
+        self, inputs, layer, targets, objective, point, output, positions, gradients
     ) -> EmbeddingResult:
-        ops = self.ops
-
-        def point(e: Any) -> Any:
-            if noise is not None:
-                e = e + ops.tensor(noise)
-            if alphas is not None:
-                factors = ops.tensor(np.asarray(alphas, np.float32).reshape(-1, 1, 1))
-                base = 0.0 if baseline is None else ops.tensor(baseline)
-                e = base + factors * (e - base)
-            return e
-
-        return self._substituted(inputs, layer, targets, objective, point, output, positions, True)
-
-    def embedding_gradient(
-        self,
-        inputs: TokenInputs,
-        layer: LayerName,
-        targets: Targets,
-        objective: str = "probability",
-        points: Array | None = None,
-        output: str | None = None,
-        positions: np.ndarray | None = None,
-        gradients: bool = True,
-    ) -> EmbeddingResult:
-        ops = self.ops
-
-        def point(e: Any) -> Any:
-            if points is None:
-                return e
-            given = ops.tensor(points)
-            if tuple(given.shape) != tuple(e.shape):
-                shapes = f"{tuple(given.shape)}; the output of {layer!r} is {tuple(e.shape)}"
-                raise ValueError(f"points have shape {shapes}.")
-            return given
-
-        return self._substituted(inputs, layer, targets, objective, point, output, positions, gradients)
-
-    def _substituted(self, inputs, layer, targets, objective, point, output, positions, gradients) -> EmbeddingResult:
-        """The one embedding pass: the first output ``e`` of ``layer`` (one copy per row when the batch shares it)
-        is replaced by ``point(e)``; with ``gradients``, the gradient of each target's objective w.r.t. that
-        replacement (one backward per target column, the forward shared), else no graph."""
+        """The one embedding pass (:meth:`embedding_pass`, :meth:`embedding_gradient`): the first output ``e``
+        of ``layer`` (one copy per row when the batch shares it) is replaced by ``point(e)``; with ``gradients``, the
+        gradient of each target's objective w.r.t. that replacement (one backward per target column, the forward
+        shared), else no graph."""
         ops = self.ops
         kept: dict[str, Any] = {}
         rows = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs[0])

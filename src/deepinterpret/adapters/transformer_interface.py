@@ -74,7 +74,18 @@ class TransformerInterface:
         ``[B, L, K]`` (token classification). Only the first call of ``layer`` in a forward is replaced.
         ``objective``: ``probability`` (softmax), ``logit``, ``loss``, ``sigmoid`` (of the target's logit: independent
         labels) or ``max_logit`` (the largest score over the last axis, e.g. over positions, whatever the target)."""
-        raise TypeError(f"a plain callable ({type(self.model).__name__}) has no embedding layer.")
+        tensor = self._framework_tensor
+
+        def point(e: Any) -> Any:
+            if noise is not None:
+                e = e + tensor(noise)
+            if alphas is not None:
+                factors = tensor(np.asarray(alphas, np.float32).reshape(-1, 1, 1))
+                base = 0.0 if baseline is None else tensor(baseline)
+                e = base + factors * (e - base)
+            return e
+
+        return self._embedding_substituted(inputs, layer, targets, objective, point, output, positions, True)
 
     def embedding_gradient(
         self,
@@ -93,6 +104,25 @@ class TransformerInterface:
         (see :class:`~deepinterpret.adapters.embedding_space.EmbeddingSpace`). ``targets``, ``objective``,
         ``output`` and ``positions`` as in :meth:`embedding_pass`; ``gradients=False`` runs without a graph (the
         result's ``gradients`` is ``None``)."""
+
+        def point(e: Any) -> Any:
+            if points is None:
+                return e
+            given = self._framework_tensor(points)
+            if tuple(given.shape) != tuple(e.shape):
+                raise ValueError(
+                    f"points have shape {tuple(given.shape)}; the output of {layer!r} is {tuple(e.shape)}."
+                )
+            return given
+
+        return self._embedding_substituted(inputs, layer, targets, objective, point, output, positions, gradients)
+
+    def _embedding_substituted(
+        self, inputs: TokenInputs, layer: LayerName, targets: Targets, objective: str, point: Any,
+        output: str | None, positions: np.ndarray | None, gradients: bool,
+    ) -> EmbeddingResult:  # fmt: skip
+        """One pass with the first output ``e`` of ``layer`` replaced by ``point(e)`` (a framework tensor), and with
+        ``gradients`` the gradient of each target's objective w.r.t. it: implemented once in ``framework.py``."""
         raise TypeError(f"a plain callable ({type(self.model).__name__}) has no embedding layer.")
 
     def layer_output(self, inputs: dict | tuple, layer: str) -> Any:

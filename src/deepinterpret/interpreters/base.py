@@ -14,8 +14,8 @@ from ..adapters import ModelAdapter, adapt, check_objective, softmax
 from ..core.batching import PerInputSum, batches
 from ..core.locks import serialise_public
 from ..core.noise import content_digests, draw_noise
-from ..core.types import Array, ArrayNamespace, ImageInputs, Labels, Model, NormalizationSpec, Objective
-from ..core.validation import check_precision
+from ..core.types import Array, ArrayNamespace, ImageInputs, Labels, Model, NormalizationSpec, Objective, SavePath
+from ..core.validation import check_batch_size, check_precision
 from ..data import ImageBatch, as_normalization, as_target, load_images, resolve_label_lists, resolve_labels
 from ..data.preprocessing import UsesModelPreprocessing
 from ..viz.explanation import ImageExplanation, map_for_display
@@ -338,8 +338,37 @@ class Interpreter(UsesModelPreprocessing):
         return titles
 
 
+# (model-ready images, classes, objective, batch_size) -> attributions like the images (an xp array)
+GradientMethod = Callable[[Array, np.ndarray, Objective, int], Array]
+
+
 class InputGradientInterpreter(Interpreter):
     """Sub-abstract interpreter for input-gradient methods."""
+
+    def _explain_gradients(
+        self,
+        inputs: ImageInputs,
+        labels: Labels,
+        gradient_of: Objective,
+        resize_to: int | None,
+        crop_to: int | None,
+        batch_size: int,
+        visual: bool,
+        save_path: SavePath,
+        method: GradientMethod,
+    ) -> np.ndarray:
+        """What SmoothGrad, Integrated Gradients and GradientSHAP do around their function: check the objective and
+        ``batch_size``, load the images, choose the classes, run ``method(x, targets, objective, batch_size)``,
+        draw the attributions over the images and return them as NumPy ``[N, C, H, W]``."""
+        check_objective(gradient_of)
+        batch_size = check_batch_size(batch_size)
+        batch = self._load_images(inputs, resize_to, crop_to)
+        targets = self._resolve_targets(labels, batch.data, batch_size)
+        explanation = self.adapter.to_numpy(
+            method(batch.data, targets, self._objective_of(labels, gradient_of), batch_size)
+        )
+        self._visualize_gradients(batch, explanation, visual, save_path)
+        return explanation
 
     def _build_predict_fn(self, rebuild: bool = False, gradient_of: str = "probability"):
         """A ``predict_fn(inputs, labels=None) -> (gradients, labels, probas)`` over one model batch.

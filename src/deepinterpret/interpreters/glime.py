@@ -92,21 +92,10 @@ class GLIMECVInterpreter(LIMECVInterpreter):
             coef, _, r2 = fit_surrogate(masks, scores, weights, prior=prior, prior_reg_force=float(prior_reg_force))
             return coef, r2
 
-        results = self._explain(
-            data,
-            interpret_class,
-            top_k,
-            surrogate,
-            num_samples=num_samples,
-            batch_size=batch_size,
-            resize_to=resize_to,
-            crop_to=crop_to,
-            segments=segments,
-            segmentation=segmentation,
-            random_seed=random_seed,
-        )
-        self._visualize_superpixels(results, visual, save_path)
-        return results
+        return super().interpret(
+            data, interpret_class, top_k, num_samples, batch_size, resize_to, crop_to, visual, save_path, segments,
+            segmentation, random_seed=random_seed, surrogate=surrogate,
+        )  # fmt: skip
 
 
 class NormLIMECVInterpreter(LIMECVInterpreter):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, resolve_seed
+from ..adapters import ModelAdapter, check_objective, check_positive_int, resolve_seed
 from ..core.types import Array, Baselines, ImageInputs, Images, Labels, Objective, SavePath, Seed, Targets
 from .base import InputGradientInterpreter, InputNoise, accumulate_gradients, check_noise_amount
 from .integrated_gradients import _baseline_source
@@ -83,22 +83,13 @@ class GradShapCVInterpreter(InputGradientInterpreter):
         random_seed: int | None = None,
     ) -> np.ndarray:
         """Returns the GradientSHAP attributions, ``np.ndarray`` of shape ``[N, C, H, W]``."""
-        check_objective(gradient_of)
-        batch_size = check_batch_size(batch_size)
-        batch = self._load_images(inputs, resize_to, crop_to)
-        targets = self._resolve_targets(labels, batch.data, batch_size)
-        result = gradient_shap(
-            self.adapter,
-            batch.data,
-            targets,
-            baselines,
-            n_samples,
-            noise_amount,
-            self._objective_of(labels, gradient_of),
-            batch_size,
-            random_seed,
-            self.progress,
+
+        def run(x: Array, targets: np.ndarray, objective: Objective, size: int) -> Array:
+            return gradient_shap(
+                self.adapter, x, targets, baselines, n_samples, noise_amount, objective, size, random_seed,
+                self.progress,
+            )  # fmt: skip
+
+        return self._explain_gradients(
+            inputs, labels, gradient_of, resize_to, crop_to, batch_size, visual, save_path, run
         )
-        explanation = self.adapter.to_numpy(result)
-        self._visualize_gradients(batch, explanation, visual, save_path)
-        return explanation

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, draw_noise, resolve_seed
+from ..adapters import ModelAdapter, check_objective, check_positive_int, draw_noise, resolve_seed
 from ..core.batching import map_batches
 from ..core.noise import content_digests
-from ..core.types import Baselines, ImageInputs, Images, Labels, SavePath
+from ..core.types import Array, Baselines, ImageInputs, Images, Labels, Objective, SavePath, Seed, Targets
 from .adaptive_ig import adaptive_integral, check_adaptive
 from .base import InputGradientInterpreter, accumulate_gradients
 
@@ -97,19 +97,19 @@ def _baseline_source(adapter: ModelAdapter, x: Any, baselines: Any, num_random_t
 def integrated_gradients(
     adapter: ModelAdapter,
     x: Images,
-    targets: np.ndarray,
+    targets: Targets,
     baselines: Baselines = None,
     steps: int | str = 50,
     num_random_trials: int = 10,
-    objective: str = "probability",
+    objective: Objective = "probability",
     method: str = "riemann_trapezoid",
     batch_size: int = 16,
-    random_seed: int | None = None,
+    random_seed: Seed = None,
     progress: bool | None = None,
     tolerance: float = 0.01,
     probe_steps: int = 16,
     stats: dict | None = None,
-) -> tuple[Any, np.ndarray | None]:
+) -> tuple[Array, np.ndarray | None]:
     """Integrated gradients of ``objective`` for class ``targets[i]`` of each ``x[i]``, averaged over baselines.
 
     Returns ``(attributions, delta)``: ``attributions`` an ``xp`` array like ``x``; ``delta[i]`` the completeness
@@ -240,28 +240,16 @@ class IntGradCVInterpreter(InputGradientInterpreter):
         probe_steps: int = 16,
     ) -> np.ndarray:
         """Returns the integrated gradients, ``np.ndarray`` of shape ``[N, C, H, W]``."""
-        check_objective(gradient_of)
-        batch_size = check_batch_size(batch_size)
-        batch = self._load_images(inputs, resize_to, crop_to)
-        targets = self._resolve_targets(labels, batch.data, batch_size)
-        stats: dict = {}
-        result, self.convergence_delta = integrated_gradients(
-            self.adapter,
-            batch.data,
-            targets,
-            baselines,
-            steps,
-            num_random_trials,
-            self._objective_of(labels, gradient_of),
-            method,
-            batch_size,
-            random_seed,
-            self.progress,
-            tolerance,
-            probe_steps,
-            stats,
+
+        def run(x: Array, targets: np.ndarray, objective: Objective, size: int) -> Array:
+            stats: dict = {}
+            result, self.convergence_delta = integrated_gradients(
+                self.adapter, x, targets, baselines, steps, num_random_trials, objective, method, size,
+                random_seed, self.progress, tolerance, probe_steps, stats,
+            )  # fmt: skip
+            self.gradient_passes, self.probe_passes = stats["gradient_passes"], stats["probe_passes"]
+            return result
+
+        return self._explain_gradients(
+            inputs, labels, gradient_of, resize_to, crop_to, batch_size, visual, save_path, run
         )
-        self.gradient_passes, self.probe_passes = stats["gradient_passes"], stats["probe_passes"]
-        explanation = self.adapter.to_numpy(result)
-        self._visualize_gradients(batch, explanation, visual, save_path)
-        return explanation

@@ -29,6 +29,7 @@ Shapley values of the superpixels (or tokens) with the hidden ones set to ``hide
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,9 @@ from .lime_math import (  # noqa: F401  (the math's names stay importable from h
     segment,
     superpixel_features,
 )
+
+# (masks, scores, sample weights, class, image, segments) -> (coefficients, r2): the fit of one class's linear model
+Surrogate = Callable[[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray], tuple[np.ndarray, float]]
 
 
 class _LIMEBase(Interpreter):
@@ -173,10 +177,14 @@ class LIMECVInterpreter(_LIMEBase):
         hide_color: float | None = None,
         ridge_alpha: float = 0.0,
         random_seed: int | None = None,
+        surrogate: Surrogate | None = None,
     ) -> dict[int, list[tuple[int, float]]]:
-        """Returns ``{class: [(superpixel, weight), ...]}``, superpixels ordered by ``|weight|``."""
+        """Returns ``{class: [(superpixel, weight), ...]}``, superpixels ordered by ``|weight|``. ``surrogate``
+        (beyond InterpretDL): the fit of each class's linear model, ``(masks, scores, weights, label, image,
+        segments) -> (coefficients, r2)`` (G-LIME passes its fit pulled toward global weights); ``None``: weighted
+        ridge regression with ``ridge_alpha``."""
 
-        def surrogate(masks, scores, weights, label, image, segments):
+        def ridge(masks, scores, weights, label, image, segments):
             coef, _, r2 = fit_surrogate(masks, scores, weights, ridge_alpha)
             return coef, r2
 
@@ -184,7 +192,7 @@ class LIMECVInterpreter(_LIMEBase):
             data,
             interpret_class,
             top_k,
-            surrogate,
+            surrogate or ridge,
             num_samples=num_samples,
             batch_size=batch_size,
             resize_to=resize_to,

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, resolve_seed
+from ..adapters import ModelAdapter, check_objective, check_positive_int, resolve_seed
 from ..core.types import Array, ImageInputs, Images, Labels, Objective, SavePath, Seed, Targets
 from .base import InputGradientInterpreter, InputNoise, accumulate_gradients, check_noise_amount
 
@@ -74,24 +74,15 @@ class SmoothGradInterpreter(InputGradientInterpreter):
         random_seed: int | None = None,
     ) -> np.ndarray:
         """Returns the averaged gradients, ``np.ndarray`` of shape ``[N, C, H, W]``."""
-        check_objective(gradient_of)
-        batch_size = check_batch_size(batch_size)
-        batch = self._load_images(inputs, resize_to, crop_to)
-        targets = self._resolve_targets(labels, batch.data, batch_size)
-        result = smooth_grad(
-            self.adapter,
-            batch.data,
-            targets,
-            noise_amount,
-            n_samples,
-            self._objective_of(labels, gradient_of),
-            batch_size,
-            random_seed,
-            self.progress,
+
+        def run(x: Array, targets: np.ndarray, objective: Objective, size: int) -> Array:
+            return smooth_grad(
+                self.adapter, x, targets, noise_amount, n_samples, objective, size, random_seed, self.progress
+            )
+
+        return self._explain_gradients(
+            inputs, labels, gradient_of, resize_to, crop_to, batch_size, visual, save_path, run
         )
-        explanation = self.adapter.to_numpy(result)
-        self._visualize_gradients(batch, explanation, visual, save_path)
-        return explanation
 
 
 class SmoothGradInterpreterV2(SmoothGradInterpreter):
