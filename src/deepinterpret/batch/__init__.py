@@ -18,7 +18,7 @@ import os
 import time
 from typing import Any
 
-from ..core.types import DatasetSource, NormalizationSpec
+from ..core.types import DatasetSource, MethodNames, NormalizationSpec
 from .job import EVALUATORS, JobSettings, ShardWorker, environment_versions, parse_method, validate
 from .output import BatchResult, ShardFiles, finish_output, load, prepare_output, row_schema
 from .progress import JobProgress
@@ -38,7 +38,7 @@ def _evaluators(evaluate: Any) -> list[str]:
 def explain(
     inputs: DatasetSource,
     model: str | os.PathLike,
-    methods: Any,
+    methods: MethodNames,
     out: str | os.PathLike,
     *,
     engine: str = "local",

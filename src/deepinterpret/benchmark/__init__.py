@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.types import DatasetSource, NormalizationSpec
+from ..core.types import DatasetSource, MethodNames, NormalizationSpec
 from .scoring import DEFAULT_METRICS, METRICS, SUITE_METRICS, baseline_names
 
 SETTINGS_FILE = "benchmark.json"
@@ -67,10 +67,10 @@ class BenchmarkResult:
 def run(
     inputs: DatasetSource,
     models: Any,
-    methods: Any,
+    methods: MethodNames,
     out: str | os.PathLike,
     *,
-    metrics: Any = None,
+    metrics: MethodNames | None = None,
     engine: str = "local",
     address: str | None = None,
     workers: int | None = None,

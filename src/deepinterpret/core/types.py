@@ -55,6 +55,12 @@ ArrayNamespace: TypeAlias = Any
 #: A dataset to process whole: a folder of images, a CSV / JSONL / Parquet file, a saved Hugging Face dataset, or a
 #: sequence of records.
 DatasetSource: TypeAlias = Any
+#: A window size or stride of Occlusion: one int for every axis, or one per axis of the input ``(C, H, W)``.
+WindowShape: TypeAlias = "int | Sequence[int]"
+#: Training data of the dataset-level methods: an iterable of ``(x, y)`` batches (a data loader) or ``(x, y)`` arrays.
+TrainingData: TypeAlias = Any
+#: Method names of a dataset job or benchmark: one name, a comma-separated string, or a sequence of names.
+MethodNames: TypeAlias = "str | Sequence[str]"
 
 __all__ = [
     "Array",
@@ -65,11 +71,14 @@ __all__ = [
     "ImageInputs",
     "Images",
     "Labels",
+    "MethodNames",
     "NormalizationSpec",
     "SavePath",
     "Texts",
     "TextToInput",
     "Tokenizer",
+    "TrainingData",
+    "WindowShape",
     "LayerName",
     "Model",
     "Objective",

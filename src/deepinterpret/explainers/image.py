@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..core.locks import serialise_public
-from ..core.types import Model, NormalizationSpec
+from ..core.types import ImageInputs, Model, NormalizationSpec
 from ..data import Normalization
 from ..data.preprocessing import unwrap_model
 from ..interpreters import GradShapCVInterpreter, IntGradCVInterpreter, SmoothGradInterpreter
@@ -82,7 +82,7 @@ class ImageClassificationExplainer:
 
     def __call__(
         self,
-        image: Any,
+        image: ImageInputs,
         index: int | None = None,
         class_name: str | None = None,
         n_steps: int = 50,

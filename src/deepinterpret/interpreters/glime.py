@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..core.batching import batches
-from ..core.types import Model, SavePath, Tokenizer
+from ..core.types import ImageInputs, Labels, Model, SavePath, TextToInput, Tokenizer
 from ..data.lime_io import LimeCache, read_global_weights, write_json
 from .lime import LIMECVInterpreter, LIMENLPInterpreter
 from .lime_math import _assign_clusters, _global_weights_from, fit_surrogate
@@ -54,8 +54,8 @@ class GLIMECVInterpreter(LIMECVInterpreter):
 
     def interpret(
         self,
-        data: Any,
-        interpret_class: Any = None,
+        data: ImageInputs,
+        interpret_class: Labels = None,
         top_k: int = 1,
         prior_method: str = "none",
         prior_reg_force: float = 1.0,
@@ -162,7 +162,7 @@ class NormLIMENLPInterpreter(LIMENLPInterpreter):
     def interpret(
         self,
         list_of_raw_text: list[str],
-        preprocess_fn: Any = None,
+        preprocess_fn: TextToInput = None,
         num_samples: int = 1000,
         batch_size: int = 50,
         unk_id: int | None = None,

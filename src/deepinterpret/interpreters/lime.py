@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import check_batch_size, check_positive_int
-from ..core.types import Model, SavePath, TextToInput, Tokenizer
+from ..core.types import ImageInputs, Labels, Model, SavePath, TextToInput, Tokenizer
 from ..data import ImageBatch, as_target
 from .base import Interpreter
 from .lime_math import (  # noqa: F401  (the math's names stay importable from here)
@@ -162,8 +162,8 @@ class LIMECVInterpreter(_LIMEBase):
 
     def interpret(
         self,
-        data: Any,
-        interpret_class: Any = None,
+        data: ImageInputs,
+        interpret_class: Labels = None,
         top_k: int = 1,
         num_samples: int = 1000,
         batch_size: int = 50,
@@ -232,10 +232,10 @@ class LIMENLPInterpreter(_LIMEBase):
         raw_text: str,
         tokenizer: Tokenizer = None,
         text_to_input_fn: TextToInput = None,
-        preprocess_fn: Any = None,
+        preprocess_fn: TextToInput = None,
         unk_id: int | None = None,
         pad_id: int | None = None,
-        classes_to_interpret: Any = None,
+        classes_to_interpret: Labels = None,
         num_samples: int = 1000,
         batch_size: int = 50,
         max_seq_len: int = 128,

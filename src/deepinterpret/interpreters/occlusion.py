@@ -19,7 +19,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size
 from ..core.batching import batches
-from ..core.types import Baselines, ImageInputs, Images, Labels, SavePath
+from ..core.types import Baselines, ImageInputs, Images, Labels, SavePath, WindowShape
 from .base import InputOutputInterpreter
 
 
@@ -68,8 +68,8 @@ def occlusion(
     adapter: ModelAdapter,
     x: Images,
     targets: np.ndarray,
-    sliding_window_shapes: Any,
-    strides: Any = 1,
+    sliding_window_shapes: WindowShape,
+    strides: WindowShape = 1,
     baselines: Baselines = None,
     batch_size: int = 64,
     output: str = "probability",
@@ -118,9 +118,9 @@ class OcclusionInterpreter(InputOutputInterpreter):
     def interpret(
         self,
         inputs: ImageInputs,
-        sliding_window_shapes: Any,
+        sliding_window_shapes: WindowShape,
         labels: Labels = None,
-        strides: Any = 1,
+        strides: WindowShape = 1,
         baselines: Baselines = None,
         perturbations_per_eval: int = 1,
         resize_to: int | None = 224,

@@ -270,7 +270,7 @@ class GradShapNLPInterpreter(_TextGradientInterpreter):
 
     def interpret(
         self,
-        data: Any = None,
+        data: Texts = None,
         labels: Labels = None,
         n_samples: int = 5,
         noise_amount: float = 0.1,

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import check_positive_int, resolve_seed, sample_rng
-from ..core.types import Model
+from ..core.types import Model, TrainingData
 from .influence_base import (  # noqa: F401  (importable from here, as before)
     InfluenceResult,
     _GradientInfluence,
@@ -200,7 +200,7 @@ class InfluenceFunctionInterpreter(_GradientInfluence):
     def __init__(
         self,
         model: Model,
-        hessian_data: Any,
+        hessian_data: TrainingData,
         weight_decay: float = 0.0,
         damping: float = 0.0,
         hessian_rank: int = 50,

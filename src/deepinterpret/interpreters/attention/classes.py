@@ -116,8 +116,8 @@ class GAInterpreter(TransformerInterpreter):
 
     def interpret(
         self,
-        image_input: Any,
-        text: Any,
+        image_input: ImageInputs,
+        text: Texts,
         text_tokenized: Any,
         vis_attn_layer_pattern: str = "^visual.transformer.resblocks.[0-9]*.attn.attn_map$",
         txt_attn_layer_pattern: str = "^transformer.resblocks.[0-9]*.attn.attn_map$",
