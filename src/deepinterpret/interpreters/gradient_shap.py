@@ -14,7 +14,8 @@ import numpy as np
 
 from ..adapters import ModelAdapter, check_objective, check_positive_int, resolve_seed
 from ..core.types import Array, Baselines, ImageInputs, Images, Labels, Objective, SavePath, Seed, Targets
-from .base import InputGradientInterpreter, InputNoise, accumulate_gradients, check_noise_amount
+from .base import InputGradientInterpreter
+from .gradient_sampling import InputNoise, accumulate_gradients, check_noise_amount
 from .integrated_gradients import _baseline_source
 
 

@@ -25,7 +25,8 @@ from ..core.batching import map_batches
 from ..core.noise import content_digests
 from ..core.types import Array, Baselines, ImageInputs, Images, Labels, Objective, SavePath, Seed, Targets
 from .adaptive_ig import adaptive_integral, check_adaptive
-from .base import InputGradientInterpreter, accumulate_gradients
+from .base import InputGradientInterpreter
+from .gradient_sampling import accumulate_gradients
 
 QUADRATURES = ("riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle", "gausslegendre")
 AUTO_STEPS = 128  # the budget of gradient points per path of steps="auto"

@@ -35,7 +35,8 @@ from ..core.noise import content_digest
 from ..core.types import Labels, LayerName, Seed, Targets, Texts, TextToInput, TokenInputs, Tokenizer
 from ..data import TextBatch, encode_texts, merge_words, resolve_labels
 from ..viz import show_text, text_html
-from .base import Interpreter, check_noise_amount
+from .base import Interpreter
+from .gradient_sampling import check_noise_amount
 from .gradient_shap import gradient_shap
 from .integrated_gradients import integrated_gradients, quadrature
 from .smoothgrad import smooth_grad
