@@ -33,7 +33,6 @@ import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
 from ..core.batching import batches, joined, map_batches
-from ..core.types import ArrayNamespace, ImageInputs, Images, Labels, SavePath
 from ..core.validation import check_positive_int
 from ..data import as_target, resolve_label_lists
 from .base import Interpreter
@@ -48,12 +47,12 @@ def _feature_map(xp: Any, array: Any, layer: str, x: Any) -> Any:
     return as_feature_map(xp, array, layer, int(x.shape[-2]), int(x.shape[-1]))
 
 
-def grad_cam_weights(xp: ArrayNamespace, activations: Any, gradients: Any) -> Any:
+def grad_cam_weights(xp: Any, activations: Any, gradients: Any) -> Any:
     """Grad-CAM: the spatial mean of the gradients, one weight per channel."""
     return xp.mean(gradients, axis=(2, 3), keepdims=True)
 
 
-def grad_cam_plus_plus_weights(xp: ArrayNamespace, activations: Any, gradients: Any) -> Any:
+def grad_cam_plus_plus_weights(xp: Any, activations: Any, gradients: Any) -> Any:
     """Grad-CAM++: ``Σ_ij α_kij ReLU(g_kij)`` with ``α = g² / (2g² + Σ_ab A_kab g³)`` (0 where ``g = 0``)."""
     g2 = gradients * gradients
     denominator = 2 * g2 + xp.sum(activations, axis=(2, 3), keepdims=True) * g2 * gradients
@@ -61,19 +60,19 @@ def grad_cam_plus_plus_weights(xp: ArrayNamespace, activations: Any, gradients: 
     return xp.sum(alpha * xp.maximum(gradients, 0.0), axis=(2, 3), keepdims=True)
 
 
-def layer_cam_weights(xp: ArrayNamespace, activations: Any, gradients: Any) -> Any:
+def layer_cam_weights(xp: Any, activations: Any, gradients: Any) -> Any:
     """LayerCAM: the positive part of each gradient, element-wise."""
     return xp.maximum(gradients, 0.0)
 
 
-def combine(xp: ArrayNamespace, activations: Any, weights: Any) -> Any:
+def combine(xp: Any, activations: Any, weights: Any) -> Any:
     """``ReLU(Σ_k w_k ⊙ A_k)`` → ``[N, h, w]``."""
     return xp.maximum(xp.sum(weights * activations, axis=1), 0.0)
 
 
 def gradient_cam(
     adapter: ModelAdapter,
-    x: Images,
+    x: Any,
     targets: np.ndarray | None,
     layer: str,
     channel_weights=grad_cam_weights,
@@ -83,7 +82,8 @@ def gradient_cam(
     """A gradient-weighted CAM of ``layer`` for each input: ``(maps [N, h, w], targets, probabilities [N, K])``.
 
     One forward and one backward that stops at ``layer``, per chunk of ``batch_size`` images; with
-    ``targets=None`` the predicted class of that same forward is explained.
+    ``targets=None`` the predicted class of that same forward is explained. ``targets`` ``[N, K]`` (``K`` classes
+    per image) gives maps ``[N, K, h, w]``: one forward and ``K`` backwards per chunk.
     """
     check_objective(objective)
     adapter.find_layers(layer)
@@ -91,15 +91,32 @@ def gradient_cam(
 
     def run(part: slice):
         result = adapter.layer_gradient(x[part], layer, None if targets is None else targets[part], objective)
-        acts, grads = (_feature_map(xp, a, layer, x) for a in (result.activations, result.gradients))
-        return combine(xp, acts, channel_weights(xp, acts, grads)), result.targets, adapter.to_numpy(result.logits)
+        if np.ndim(result.targets) == 2 and not callable(objective):  # K classes per image: [B, K, h, w]
+            maps = _per_class_cam(xp, result, layer, x, channel_weights)
+        else:
+            acts, grads = (_feature_map(xp, a, layer, x) for a in (result.activations, result.gradients))
+            maps = combine(xp, acts, channel_weights(xp, acts, grads))
+        return maps, result.targets, adapter.to_numpy(result.logits)
 
     with adapter.evaluation():
         maps, used, logits = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
     return joined(xp, maps), np.concatenate(used), softmax(np, np.concatenate(logits))
 
 
-def layer_activations(adapter: ModelAdapter, x: Images, layer: str, batch_size: int) -> tuple[Any, Any]:
+def _per_class_cam(xp: Any, result: Any, layer: str, x: Any, channel_weights) -> Any:
+    """The maps ``[B, K, h, w]`` of a layer gradient taken for ``K`` classes per row (gradients ``[B, K, ...]``):
+    the activations repeated for each class, every (row, class) pair weighted as one image would be."""
+    rows, classes = (int(d) for d in result.gradients.shape[:2])
+    shape = tuple(int(d) for d in result.activations.shape[1:])
+    acts = xp.broadcast_to(result.activations[:, None], (rows, classes, *shape))
+    acts, grads = (
+        _feature_map(xp, xp.reshape(a, (rows * classes, *shape)), layer, x) for a in (acts, result.gradients)
+    )
+    maps = combine(xp, acts, channel_weights(xp, acts, grads))
+    return xp.reshape(maps, (rows, classes, *tuple(int(d) for d in maps.shape[1:])))
+
+
+def layer_activations(adapter: ModelAdapter, x: Any, layer: str, batch_size: int) -> tuple[Any, Any]:
     """``(the raw output of layer for every input, the model's outputs)``, both ``xp`` arrays: one forward per
     chunk of ``batch_size`` inputs, no graph."""
 
@@ -113,7 +130,7 @@ def layer_activations(adapter: ModelAdapter, x: Images, layer: str, batch_size: 
 
 def score_cam(
     adapter: ModelAdapter,
-    x: Images,
+    x: Any,
     targets: np.ndarray | None,
     layer: str,
     batch_size: int = 16,
@@ -151,7 +168,7 @@ def score_cam(
         scores = np.zeros((n, channels, classes.shape[1]), dtype=np.float32)
         found = np.zeros((len(plan.jobs), classes.shape[1]), dtype=np.float32)
 
-        def read(inputs: ImageInputs, images: np.ndarray) -> np.ndarray:  # [b, K]
+        def read(inputs: Any, images: np.ndarray) -> np.ndarray:  # [b, K]
             wanted = classes[images, 0] if target_object else classes[images]
             values = adapter.scores(inputs, wanted, output, batch_size)
             return values.reshape(len(images), -1)
@@ -219,30 +236,38 @@ class _GradientCAMInterpreter(_CAMInterpreter):
 
     def interpret(
         self,
-        inputs: ImageInputs,
+        inputs: Any,
         target_layer_name: str,
-        label: Labels = None,
+        label: Any = None,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: SavePath = None,
-        labels: Labels = None,
+        save_path: Any = None,
+        labels: Any = None,
         gradient_of: str | None = None,
         batch_size: int = 16,
     ) -> np.ndarray:
         """Returns the maps at the layer's resolution, ``np.ndarray`` of shape ``[N, h, w]``.
 
-        ``label`` (InterpretDL's name) or ``labels``: one class per image; ``None`` explains the predicted class.
+        ``label`` (InterpretDL's name) or ``labels``: one class per image; ``None`` explains the predicted class;
+        ``K`` classes per image (``[N, K]``, a list of lists, or one list for all) give ``[N, K, h, w]`` from one
+        forward and ``K`` backwards per chunk (nothing drawn).
         Beyond the original: ``gradient_of`` (``logit`` by default, as the Grad-CAM paper, Captum and pytorch-grad-cam;
         ``probability``, the original InterpretDL's default, reproduces its maps; or ``loss``) and ``batch_size``.
         """
         objective = check_objective(gradient_of or self.default_objective)
         batch_size = check_batch_size(batch_size)
         batch = self._load_images(inputs, resize_to, crop_to)
-        target, targets = self._targets_of(self._labels(label, labels), len(batch))  # target: a function of the output
+        chosen = self._labels(label, labels)
+        target = as_target(chosen)  # a function of the output, or None for classes (one or K per image)
+        targets = np.arange(len(batch)) if target is not None else resolve_label_lists(chosen, len(batch))
         maps, used, probabilities = gradient_cam(
             self.adapter, batch.data, targets, target_layer_name, self.channel_weights, target or objective, batch_size
         )
+        if target is None and used.ndim == 2:  # K classes per image: [N, K, h, w], no picture
+            self._record_predictions(used[:, 0], probabilities, True)
+            self.labels, self.explanation = used, None
+            return self.adapter.to_numpy(maps)
         probabilities = None if target else probabilities
         return self._finish(batch, maps, used, probabilities, targets is not None, visual, save_path)
 
@@ -277,15 +302,15 @@ class ScoreCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
 
     def interpret(
         self,
-        inputs: ImageInputs,
+        inputs: Any,
         target_layer_name: str,
-        labels: Labels = None,
+        labels: Any = None,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: SavePath = None,
+        save_path: Any = None,
         batch_size: int = 32,
-        label: Labels = None,
+        label: Any = None,
         top_k: int | None = None,
     ) -> np.ndarray:
         """Returns the maps at the layer's resolution, ``np.ndarray`` of shape ``[N, h, w]``.
@@ -309,7 +334,7 @@ class ScoreCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
         self.last_passes = report
         if used.ndim == 2:
             self._record_predictions(used[:, 0], probabilities, True)
-            self.labels = used
+            self.labels, self.explanation = used, None
             return self.adapter.to_numpy(maps)
         probabilities = None if target else probabilities
         return self._finish(batch, maps, used, probabilities, targets is not None, visual, save_path)

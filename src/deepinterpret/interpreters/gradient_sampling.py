@@ -37,10 +37,11 @@ def accumulate_gradients(
     For every image ``i`` it returns ``Σ_s factor(i, s) · ∇ objective_i(point(i, s))`` over ``per_image`` samples
     ``s``, walking the ``n_images · per_image`` pairs in chunks of ``batch_size``; each chunk is built by
     ``make_batch`` just before its model pass, so peak memory depends on ``batch_size`` only. Also returns the
-    objective value at every point, shape ``(n_images, per_image)``. An adapter that reads ``T`` targets off each
-    forward (an :class:`~deepinterpret.adapters.embedding_space.EmbeddingSpace` with several labels or tokens per
-    text) gives gradients ``[B, T, ...]``: the sums are then ``[n_images, T, ...]`` and the values
-    ``(n_images, per_image, T)``.
+    objective value at every point, shape ``(n_images, per_image)``. ``targets`` ``[n_images, K]`` (``K`` classes
+    per image), or an adapter that reads ``T`` targets off each forward (an
+    :class:`~deepinterpret.adapters.embedding_space.EmbeddingSpace` with several labels or tokens per text), give
+    gradients ``[B, K, ...]``: the sums are then ``[n_images, K, ...]`` and the values ``(n_images, per_image, K)``;
+    each chunk's points go through the model once and are differentiated once per class.
 
     ``draw`` gives a chunk's host randomness (NumPy only); chunk k+1's is drawn on a helper thread while the
     model runs chunk k. Framework operations stay on the calling thread: a second thread running them would

@@ -83,7 +83,9 @@ class GradShapCVInterpreter(InputGradientInterpreter):
         batch_size: int = 16,
         random_seed: int | None = None,
     ) -> np.ndarray:
-        """Returns the GradientSHAP attributions, ``np.ndarray`` of shape ``[N, C, H, W]``."""
+        """Returns the GradientSHAP attributions, ``np.ndarray`` of shape ``[N, C, H, W]``; ``labels`` as ``K`` classes
+        per image (``[N, K]``) gives ``[N, K, C, H, W]``: each chunk of samples goes through the model once and is
+        differentiated once per class."""
 
         def run(x: Array, targets: np.ndarray, objective: Objective, size: int) -> Array:
             return gradient_shap(

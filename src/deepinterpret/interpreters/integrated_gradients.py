@@ -128,6 +128,9 @@ def integrated_gradients(
     trials, draw_baselines, baseline_of = _baseline_source(adapter, x, baselines, num_random_trials, seed)
     if steps == "auto" or method == "adaptive":
         budget, tol, probe_steps = check_adaptive(AUTO_STEPS if steps == "auto" else steps, tolerance, probe_steps)
+        if np.asarray(targets).ndim == 2:  # each class's path points are its own: one adaptive run per class
+            return _adaptive_per_class(adapter, x, targets, trials, draw_baselines, baseline_of, objective, budget,
+                                       tol, probe_steps, batch_size, stats)  # fmt: skip
         return _adaptive(adapter, x, targets, trials, draw_baselines, baseline_of, objective, budget, tol,
                          probe_steps, batch_size, stats)  # fmt: skip
     alphas, weights = quadrature(method, steps)
@@ -208,6 +211,24 @@ def _adaptive(adapter, x, targets, trials, draw_baselines, baseline_of, objectiv
     return total, delta
 
 
+def _adaptive_per_class(adapter, x, targets, trials, draw_baselines, baseline_of, objective, budget, tol,
+                        probe_steps, batch_size, stats):  # fmt: skip
+    """Adaptive IG for ``K`` classes per input (``targets [N, K]``): each class places its own points (the probe
+    follows that class's output), so the classes share no pass. ``([N, K, ...], delta [N, K])``."""
+    parts, deltas, passes = [], [], {"gradient_passes": 0, "probe_passes": 0}
+    for k in range(int(np.asarray(targets).shape[1])):
+        counts: dict = {}
+        total, delta = _adaptive(adapter, x, np.asarray(targets)[:, k], trials, draw_baselines, baseline_of,
+                                 objective, budget, tol, probe_steps, batch_size, counts)  # fmt: skip
+        parts.append(total)
+        deltas.append(delta)
+        for key in passes:
+            passes[key] += counts[key]
+    if stats is not None:
+        stats.update(passes)
+    return adapter.xp.stack(parts, axis=1), np.stack(deltas, axis=1)
+
+
 class IntGradCVInterpreter(InputGradientInterpreter):
     """Integrated Gradients for images.
 
@@ -240,7 +261,10 @@ class IntGradCVInterpreter(InputGradientInterpreter):
         tolerance: float = 0.01,
         probe_steps: int = 16,
     ) -> np.ndarray:
-        """Returns the integrated gradients, ``np.ndarray`` of shape ``[N, C, H, W]``."""
+        """Returns the integrated gradients, ``np.ndarray`` of shape ``[N, C, H, W]``; ``labels`` as ``K`` classes
+        per image (``[N, K]``, a list of lists, or one list for all) gives ``[N, K, C, H, W]`` (and
+        ``convergence_delta`` ``[N, K]``): each chunk of path points goes through the model once and is
+        differentiated once per class (the adaptive method runs once per class)."""
 
         def run(x: Array, targets: np.ndarray, objective: Objective, size: int) -> Array:
             stats: dict = {}

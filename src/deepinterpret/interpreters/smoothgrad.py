@@ -74,7 +74,9 @@ class SmoothGradInterpreter(InputGradientInterpreter):
         batch_size: int = 16,
         random_seed: int | None = None,
     ) -> np.ndarray:
-        """Returns the averaged gradients, ``np.ndarray`` of shape ``[N, C, H, W]``."""
+        """Returns the averaged gradients, ``np.ndarray`` of shape ``[N, C, H, W]``; ``labels`` as ``K`` classes
+        per image (``[N, K]``) gives ``[N, K, C, H, W]``: each chunk of samples goes through the model once and is
+        differentiated once per class."""
 
         def run(x: Array, targets: np.ndarray, objective: Objective, size: int) -> Array:
             return smooth_grad(
@@ -104,7 +106,9 @@ class SmoothGradInterpreterV2(SmoothGradInterpreter):
         save_path: SavePath = None,
         random_seed: int | None = None,
     ) -> np.ndarray:
-        """Returns the averaged gradients, ``np.ndarray`` of shape ``[N, C, H, W]``."""
+        """Returns the averaged gradients, ``np.ndarray`` of shape ``[N, C, H, W]``; ``labels`` as ``K`` classes
+        per image (``[N, K]``) gives ``[N, K, C, H, W]``: each chunk of samples goes through the model once and is
+        differentiated once per class."""
         split = check_positive_int(split, "split")
         batch_size = math.ceil(check_positive_int(n_samples, "n_samples") / split)
         return super().interpret(
