@@ -150,7 +150,8 @@ def test_text_model_word_level(tmp_path):
                           progress=False)  # fmt: skip
     s = result.summary.set_index(["metric", "method"])["mean"]
     assert set(result.summary["method"]) == {"intgrad", "random", "constant"}
-    assert set(result.summary["metric"]) == {"abpc", "lerf", "deletion", "insertion", "gini", "entropy"}
+    assert set(result.summary["metric"]) == {"abpc", "lerf", "deletion", "insertion", "gini", "entropy",
+                                             "faithfulness_correlation", "monotonicity"}  # fmt: skip
     assert s[("gini", "constant")] == 0 and s[("abpc", "intgrad")] > s[("abpc", "constant")]
     with pytest.raises(ValueError, match="for text models"):
         it.benchmark(str(table), "minilm-sentiment", ["intgrad"], str(tmp_path / "e"), metrics=["infidelity"])

@@ -109,7 +109,9 @@ def run(
         metrics: among ``morf, lerf, abpc, deletion, insertion, faithfulness_correlation, monotonicity,
             infidelity, gini, entropy, pointing_game, roc_auc, sensitivity_max, mprt, consensus`` (default all but
             ``sensitivity_max`` and ``mprt``, which re-explain each input many times). ``pointing_game`` and
-            ``roc_auc`` need ``masks``; ``consensus`` needs two models or more.
+            ``roc_auc`` need ``masks``; ``consensus`` needs two models or more. Text models (word attributions):
+            ``morf, lerf, abpc, deletion, insertion, faithfulness_correlation, monotonicity, gini, entropy,
+            pointing_game, roc_auc`` (see :mod:`deepinterpret.evaluators.faith_text_metrics`).
         engine, address, workers: the explanation stage's engine (``local`` or ``ray``); the metrics run here.
         batch_size: records per chunk (and inputs per model pass of the explanation methods).
         pass_batch_size: perturbed inputs per model pass of the metrics (all methods and metrics of a chunk of
@@ -120,6 +122,9 @@ def run(
             Gaussian perturbations (model space); ``sensitivity_samples``, ``sensitivity_radius``: max-sensitivity.
         random_resolutions: the random baselines' resolutions (``None``: per pixel).
         masks: the column of an input table holding each record's ground-truth mask image (white = object).
+            For text models: the column holding each text's rationale, the 0-based positions of its rationale
+            words (space- or comma-separated) among the words the text explainers split it into (whitespace and
+            punctuation); :mod:`deepinterpret.benchmark.synthetic_text` writes such a table.
         random_seed: the seed of the stochastic methods, the baselines and the metrics' draws.
         rows_per_shard: records per shard (the unit a resumed run skips or redoes).
     """
@@ -170,10 +175,8 @@ def run(
     if modality == "text":
         from .scoring import TEXT_METRICS
 
-        if masks:
-            raise ValueError("masks apply to image models.")
-        if metrics is None:
-            metric_list = [m for m in TEXT_METRICS if m != "morf"]
+        if metrics is None:  # localisation with a rationale column only (masks=); MoRF's AUC is the deletion AUC
+            metric_list = [m for m in TEXT_METRICS if m != "morf" and (masks or m not in ("pointing_game", "roc_auc"))]
         bad = [m for m in metric_list if m not in TEXT_METRICS]
         if bad:
             raise ValueError(f"for text models the metrics are {', '.join(TEXT_METRICS)}; not {', '.join(bad)}.")
@@ -184,7 +187,7 @@ def run(
     source = open_records(inputs, modality, columns, split)  # bad inputs fail before any work
     settings["inputs"] = source.description
     _check_settings(out, settings)
-    mask_paths = _mask_column(inputs, masks) if masks else None
+    mask_paths = _mask_column(inputs, masks, raw=modality == "text") if masks else None
 
     for model in model_list:  # stage 1: the maps, once (resumable dataset jobs)
         batch.explain(
@@ -262,8 +265,9 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(settings, indent=1, sort_keys=True))
 
 
-def _mask_column(inputs: Any, column: str) -> dict[int, str]:
-    """Record index → mask path, from the ``column`` of a CSV / JSONL / Parquet input table."""
+def _mask_column(inputs: Any, column: str, raw: bool = False) -> dict[int, str]:
+    """Record index → mask path (``raw``: the column's value, a text's rationale word positions), from the
+    ``column`` of a CSV / JSONL / Parquet input table."""
     path = Path(os.fspath(inputs)) if isinstance(inputs, (str, os.PathLike)) else None
     if path is None or not path.is_file():
         raise ValueError("masks= names a column of an input table (CSV, JSONL or Parquet).")
@@ -278,6 +282,8 @@ def _mask_column(inputs: Any, column: str) -> dict[int, str]:
         frame = pd.read_json(path, lines=True, dtype=False)
     if column not in frame.columns:
         raise ValueError(f"the input table has no mask column {column!r}; its columns: {', '.join(frame.columns)}.")
+    if raw:
+        return {i: str(v) for i, v in enumerate(frame[column])}
     return {i: str(path.parent / str(v)) if not os.path.isabs(str(v)) else str(v) for i, v in enumerate(frame[column])}
 
 

@@ -269,6 +269,12 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _removed(settings: dict[str, Any]) -> str:
+    if settings.get("modality") == "text":
+        return "removed words dropped"
+    return f"removed pixels set to {settings['fill']:g}"
+
+
 def write_report(out: Path, settings: dict[str, Any]):
     from ..batch.output import write_atomic
     from . import BenchmarkResult
@@ -289,7 +295,7 @@ def write_report(out: Path, settings: dict[str, Any]):
         "",
         f"Inputs: {settings['inputs']}. Methods: {', '.join(methods)}; baselines: "
         f"{', '.join(baseline_names(tuple(settings['random_resolutions'])))}. Curves: {settings['steps']} steps, "
-        f"removed pixels set to {settings['fill']:g}; seed {settings['random_seed']}.",
+        f"{_removed(settings)}; seed {settings['random_seed']}.",
         "",
         "Each cell: mean ± half-width of the 95 % confidence interval (Student t), (#rank among all rows); * marks "
         f"a one-sided paired Wilcoxon signed-rank test against the strongest random baseline with p < {ALPHA}. "
@@ -320,11 +326,12 @@ def write_report(out: Path, settings: dict[str, Any]):
                       out / f"curves-{slug}-deletion-insertion.png", methods)  # fmt: skip
                 pictures.append(f"curves-{slug}-deletion-insertion.png")
         n = int(summary[summary["model"] == model]["n"].max())
-        md += ["", f"## {model} ({n} images)", "", verdicts[model], "", _markdown_table(header, cells), "",
+        unit = "texts" if settings.get("modality") == "text" else "images"
+        md += ["", f"## {model} ({n} {unit})", "", verdicts[model], "", _markdown_table(header, cells), "",
                "One-sided Wilcoxon p-values against the strongest random baseline:", "",
                _markdown_table(header, pvalues)]  # fmt: skip
         md += [""] + [f"![{p}]({p})" for p in pictures]
-        page += [f"<h2>{html.escape(model)} ({n} images)</h2>", f"<p>{html.escape(verdicts[model])}</p>",
+        page += [f"<h2>{html.escape(model)} ({n} {unit})</h2>", f"<p>{html.escape(verdicts[model])}</p>",
                  _html_table(header, cells),
                  "<p>One-sided Wilcoxon p-values against the strongest random baseline:</p>",
                  _html_table(header, pvalues)] + [f"<img src='{p}' alt='{p}'>" for p in pictures]  # fmt: skip

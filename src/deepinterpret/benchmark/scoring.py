@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluators import faithfulness as ff
+from ..evaluators.faith_text_metrics import TEXT_METRICS  # what the benchmark computes for text classifiers
 
 SCORE_COLUMNS = ("model", "index", "id", "method", "metric", "value")
 SUITE_METRICS = ff.MODEL_METRICS + ff.MAP_METRICS
@@ -22,8 +23,6 @@ EXTRA_METRICS = ("sensitivity_max", "mprt")
 METRICS = SUITE_METRICS + EXTRA_METRICS + ("consensus",)
 # "morf" is left out of the defaults: its AUC is the deletion AUC (same curve); ABPC still uses the MoRF curve
 DEFAULT_METRICS = tuple(m for m in SUITE_METRICS if m != "morf") + ("consensus",)
-#: what the benchmark computes for text classifiers (word-level curves and sparsity)
-TEXT_METRICS = ("abpc", "morf", "lerf", "deletion", "insertion", "gini", "entropy")
 
 
 def baseline_names(resolutions: tuple[int | None, ...]) -> list[str]:
@@ -148,13 +147,18 @@ class ShardScorer:
         data = table.to_pydict()
         by_key = {(int(i), m): k for k, (i, m) in enumerate(zip(data["index"], data["method"], strict=True))}
         ids = {int(r["index"]): str(r["id"]) for r in records}
-        chunk, words, targets, maps = [], [], [], {m: [] for m in methods}
+        chunk, words, targets, maps, rationales = [], [], [], {m: [] for m in methods}, []
+        masks = {int(r["index"]): r.get("mask") for r in records}
         for index in sorted({int(i) for i in data["index"]}):
             rows = [by_key.get((index, m)) for m in methods]
             if any(r is None for r in rows) or len({tuple(data["tokens"][r]) for r in rows}) != 1:
                 continue  # a method failed on this record, or the methods split it into different words
             chunk.append(index)
             words.append(list(data["tokens"][rows[0]]))
+            if s.get("masks"):
+                from ..evaluators.faith_text_metrics import rationale_from_positions
+
+                rationales.append(rationale_from_positions(len(words[-1]), masks.get(index) or ""))
             targets.append(int(data["target"][rows[0]]))
             for m, r in zip(methods, rows, strict=True):
                 maps[m].append(np.asarray(data["attribution"][r], np.float64))
@@ -164,8 +168,11 @@ class ShardScorer:
         maps["random"] = [sample_words(len(w), s["random_seed"], i) for w, i in zip(words, chunk, strict=True)]
         maps["constant"] = [np.ones(len(w)) for w in words]
         wanted = [m for m in s["metrics"] if m in TEXT_METRICS]
-        results, curves = ff.text_suite(self.text_scores, words, maps, targets, wanted, steps=s["steps"],
-                                        random_seed=s["random_seed"], indices=indices)  # fmt: skip
+        from ..evaluators.faith_text_metrics import text_metrics
+
+        results, curves = text_metrics(self.text_scores, words, maps, targets, wanted, steps=s["steps"],
+                                       rationales=rationales if s.get("masks") else None, n_runs=s["n_runs"],
+                                       random_seed=s["random_seed"], indices=indices)  # fmt: skip
         return self._rows(results, curves, chunk, ids)
 
     def _rows(self, results, curves, chunk, ids) -> tuple[list[dict], list[dict]]:

@@ -9,18 +9,23 @@ import os
 from pathlib import Path
 from typing import Any
 
-ARCHITECTURES = ("digits-cnn",)
+ARCHITECTURES = ("digits-cnn", "minilm-sentiment")  # minilm-sentiment: the sentiment head alone
 
 
 def is_checkpoint(spec: str | os.PathLike) -> bool:
     """Whether ``spec`` is a ``.safetensors`` file written by :func:`save_checkpoint`."""
+    return checkpoint_architecture(spec) in ARCHITECTURES
+
+
+def checkpoint_architecture(spec: str | os.PathLike) -> str | None:
+    """The zoo architecture named in a ``.safetensors`` file's metadata (``None``: not a checkpoint)."""
     path = Path(spec)
     if path.suffix != ".safetensors" or not path.is_file():
-        return False
+        return None
     from safetensors import safe_open
 
     with safe_open(str(path), framework="numpy") as handle:
-        return (handle.metadata() or {}).get("architecture") in ARCHITECTURES
+        return (handle.metadata() or {}).get("architecture")
 
 
 def save_checkpoint(model: Any, path: str | os.PathLike, architecture: str, classes: list[str], **metadata: Any):
@@ -48,6 +53,11 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
         meta = dict(handle.metadata() or {})
     state = load_file(str(path))
     classes = json.loads(meta["classes"])
+    if meta.get("architecture") == "minilm-sentiment":  # the pretrained encoder with a fine-tuned head
+        from .minilm import build_torch
+
+        model, tokenizer = build_torch(state)
+        return model, dict(classes=classes, tokenizer=tokenizer, modality="text", metadata=meta)
     model = digits_cnn_torch()
     if len(classes) != model.classifier.out_features:
         model.classifier = torch.nn.Linear(model.classifier.in_features, len(classes))

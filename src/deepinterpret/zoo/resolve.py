@@ -35,6 +35,10 @@ def spec_modality(spec: str | os.PathLike) -> str | None:
     when the spec alone does not say (TorchScript and Paddle files are image models)."""
     if str(spec) in available():
         return modality(str(spec))
+    from .checkpoint import checkpoint_architecture
+
+    if checkpoint_architecture(spec) == "minilm-sentiment":  # a fine-tuned sentiment head (see zoo.checkpoint)
+        return "text"
     config = Path(spec) / "config.json"
     if config.is_file():
         try:
@@ -75,6 +79,9 @@ def resolve_model(spec: str | os.PathLike, framework: str = "torch", expect: str
         from .checkpoint import load_checkpoint
 
         model, info = load_checkpoint(name)
+        if info.get("modality") == "text":
+            return ResolvedModel(name=name, modality="text", model=model, classes=info["classes"],
+                                 tokenizer=info["tokenizer"])  # fmt: skip
         return ResolvedModel(
             name=name,
             modality="image",
