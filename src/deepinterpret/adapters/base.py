@@ -30,7 +30,7 @@ from ..core.validation import (
     check_targets,
     parse_device,
 )
-from .interface import HookInterface, TrainingInterface, TransformerInterface
+from .interface import HookInterface, TrainingInterface
 from .results import (
     HF_ATTENTIONS,
     AttentionResult,
@@ -41,6 +41,7 @@ from .results import (
     logits_of,
     wanted_gradients,
 )
+from .transformer_interface import TransformerInterface
 
 __all__ = [
     "HF_ATTENTIONS",
@@ -79,6 +80,8 @@ class ModelAdapter(HookInterface, TransformerInterface, TrainingInterface):
 
     framework: str = "abstract"
     differentiable: bool = False
+    #: what :meth:`input_gradient` can differentiate besides a target object
+    objectives: tuple[str, ...] = OBJECTIVES
     xp: Any = None
 
     def __init__(self, model: Any, device: Device):

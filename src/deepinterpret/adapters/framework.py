@@ -41,8 +41,8 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
     def to_numpy(self, array: Any) -> np.ndarray:
         return self.ops.to_numpy(array)
 
-    def _framework_tensor(self, array: np.ndarray) -> Any:
-        return self.ops.tensor(np.asarray(array, dtype=np.float32))
+    def _framework_tensor(self, array: Any) -> Any:
+        return self.ops.tensor(array)
 
     def _no_graph(self) -> Any:
         return self.ops.no_grad()
@@ -349,18 +349,13 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
             scores = ops.expand(scores, (-1, targets.shape[1], -1))
         return self._pick(scores, targets, objective), logits, targets
 
-    def embedding_pass(
-        self,
-        inputs: TokenInputs,
-        layer: LayerName,
-        targets: Targets,
-        objective: str = "probability",
-        alphas: np.ndarray | None = None,
-        baseline: Any = None,
-        noise: np.ndarray | None = None,
-        output: str | None = None,
-        positions: np.ndarray | None = None,
+    def _embedding_substituted(
+        self, inputs, layer, targets, objective, point, output, positions, gradients
     ) -> EmbeddingResult:
+        """The one embedding pass (:meth:`embedding_pass`, :meth:`embedding_gradient`): the first output ``e``
+        of ``layer`` (one copy per row when the batch shares it) is replaced by ``point(e)``; with ``gradients``, the
+        gradient of each target's objective w.r.t. that replacement (one backward per target column, the forward
+        shared), else no graph."""
         ops = self.ops
         kept: dict[str, Any] = {}
         rows = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs[0])
@@ -372,29 +367,22 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
             if e.shape[0] == 1 and rows > 1:  # shared by the batch (position embeddings): one copy per row
                 e = ops.expand(e, (rows, *e.shape[1:]))
             kept["e"] = e
-            point = e
-            if noise is not None:
-                point = point + ops.tensor(noise)
-            if alphas is not None:
-                factors = ops.tensor(np.asarray(alphas, np.float32).reshape(-1, 1, 1))
-                base = 0.0 if baseline is None else ops.tensor(baseline)
-                point = base + factors * (point - base)
-            point = ops.leaf(point)
-            kept["point"] = point
-            return point if not isinstance(out, (tuple, list)) else (point, *out[1:])
+            kept["point"] = ops.leaf(point(e)) if gradients else point(e)
+            return kept["point"] if not isinstance(out, (tuple, list)) else (kept["point"], *out[1:])
 
-        with self._hooks([(layer, hook, False)]), ops.enable_grad():
+        with self._hooks([(layer, hook, False)]), ops.enable_grad() if gradients else ops.no_grad():
             result = self._call(inputs)
             if "point" not in kept:
                 raise ValueError(f"layer {layer!r} was not called in the forward pass.")
             value, logits, targets = self._select_objective(result, targets, objective, output, positions)
-            columns = int(value.shape[1])
-            grads = [
-                ops.grad(value[:, t].sum(), [kept["point"]], retain_graph=t < columns - 1)[0] for t in range(columns)
-            ]
-        return EmbeddingResult(
-            self._out(kept["e"]), self._out(ops.stack(grads, 1)), self._out(value), self._out(logits), targets
-        )
+            grads = None
+            if gradients:
+                columns = int(value.shape[1])
+                grads = self._out(ops.stack([
+                    ops.grad(value[:, t].sum(), [kept["point"]], retain_graph=t < columns - 1)[0]
+                    for t in range(columns)
+                ], 1))  # fmt: skip
+        return EmbeddingResult(self._out(kept["e"]), grads, self._out(value), self._out(logits), targets)
 
     # -- LRP and the gradient family's modified backward passes (interpreters/lrp_*.py, gradient_rules.py) ------
     def lrp_kinds(self) -> dict[LayerName, str]:

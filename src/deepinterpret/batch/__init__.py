@@ -18,6 +18,7 @@ import os
 import time
 from typing import Any
 
+from ..core.types import DatasetSource, MethodNames, NormalizationSpec
 from .job import EVALUATORS, JobSettings, ShardWorker, environment_versions, parse_method, validate
 from .output import BatchResult, ShardFiles, finish_output, load, prepare_output, row_schema
 from .progress import JobProgress
@@ -35,9 +36,9 @@ def _evaluators(evaluate: Any) -> list[str]:
 
 
 def explain(
-    inputs: Any,
+    inputs: DatasetSource,
     model: str | os.PathLike,
-    methods: Any,
+    methods: MethodNames,
     out: str | os.PathLike,
     *,
     engine: str = "local",
@@ -50,7 +51,7 @@ def explain(
     device: str | None = None,
     resize_to: int | None = None,
     crop_to: int | None = None,
-    normalization: Any = None,
+    normalization: NormalizationSpec = None,
     random_seed: int = 0,
     rows_per_shard: int = 256,
     visuals: bool = False,

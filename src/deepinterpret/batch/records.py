@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.types import DatasetSource
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 PATH_COLUMNS = ("path", "image_path", "image", "img", "file", "filename", "filepath")
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
@@ -47,7 +49,9 @@ class RecordSource:
     read: Any  # () -> Iterator[dict]
 
 
-def open_records(inputs: Any, modality: str, columns: Columns = Columns(), split: str | None = None) -> RecordSource:
+def open_records(
+    inputs: DatasetSource, modality: str, columns: Columns = Columns(), split: str | None = None
+) -> RecordSource:
     """Check ``inputs`` and the columns (``ValueError`` before any work) and return how to read the records."""
     if modality not in ("image", "text"):
         raise ValueError(f"modality must be 'image' or 'text'; got {modality!r}.")

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.types import DatasetSource, MethodNames, NormalizationSpec
 from .scoring import DEFAULT_METRICS, METRICS, SUITE_METRICS, baseline_names
 
 SETTINGS_FILE = "benchmark.json"
@@ -65,12 +66,12 @@ class BenchmarkResult:
 
 
 def run(
-    inputs: Any,
+    inputs: DatasetSource,
     models: Any,
-    methods: Any,
+    methods: MethodNames,
     out: str | os.PathLike,
     *,
-    metrics: Any = None,
+    metrics: MethodNames | None = None,
     engine: str = "local",
     address: str | None = None,
     workers: int | None = None,
@@ -90,7 +91,7 @@ def run(
     rows_per_shard: int = 64,
     resize_to: int | None = None,
     crop_to: int | None = None,
-    normalization: Any = None,
+    normalization: NormalizationSpec = None,
     framework: str = "torch",
     device: str | None = None,
     column: str | None = None,

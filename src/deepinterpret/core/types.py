@@ -3,6 +3,7 @@ libraries accept (NumPy arrays, framework tensors, nested sequences)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
@@ -29,9 +30,55 @@ Model: TypeAlias = Any
 #: A framework tensor (``torch.Tensor`` / ``paddle.Tensor``) inside an adapter.
 Tensor: TypeAlias = Any
 
+#: What an image method takes as input: a file path, a PIL image, a NumPy array (HWC, NHWC or NCHW), a framework
+#: tensor, or a list of these.
+ImageInputs: TypeAlias = Any
+#: The classes to explain as a user passes them: an int, a sequence or array ``[N]`` (or ``[N, K]``: several per
+#: input), a class name where the model has names, a target object, or ``None`` (the predicted class).
+Labels: TypeAlias = Any
+#: Where pictures are written: a path, a list of paths (one per input), or ``None`` (nowhere).
+SavePath: TypeAlias = "str | os.PathLike | Sequence[str | os.PathLike] | None"
+#: Baselines of a path method: ``None`` (zeros), an array (one for all inputs or one per input), or ``"random"``.
+Baselines: TypeAlias = Any
+#: Raw text: one string or a list of strings.
+Texts: TypeAlias = "str | Sequence[str]"
+#: A tokenizer: a Hugging Face tokenizer (``__call__`` returning ``input_ids`` ...) or ``None``.
+Tokenizer: TypeAlias = Any
+#: InterpretDL's ``text_to_input_fn``: one text → its model input (token ids, or a tuple / dict of arrays).
+TextToInput: TypeAlias = "Callable[[str], Any] | None"
+#: How images become model input: ``None`` / ``"imagenet"``, ``"unit"``, ``(mean, std)`` or a ``Normalization``.
+NormalizationSpec: TypeAlias = Any
+#: An explanation of a batch as a method returns it (NumPy or ``xp`` array, ``[N, ...]``).
+Explanations: TypeAlias = Any
+#: The array namespace an algorithm computes with (``adapter.xp``: ``numpy``, or ``torch`` via array-api-compat).
+ArrayNamespace: TypeAlias = Any
+#: A dataset to process whole: a folder of images, a CSV / JSONL / Parquet file, a saved Hugging Face dataset, or a
+#: sequence of records.
+DatasetSource: TypeAlias = Any
+#: A window size or stride of Occlusion: one int for every axis, or one per axis of the input ``(C, H, W)``.
+WindowShape: TypeAlias = "int | Sequence[int]"
+#: Training data of the dataset-level methods: an iterable of ``(x, y)`` batches (a data loader) or ``(x, y)`` arrays.
+TrainingData: TypeAlias = Any
+#: Method names of a dataset job or benchmark: one name, a comma-separated string, or a sequence of names.
+MethodNames: TypeAlias = "str | Sequence[str]"
+
 __all__ = [
     "Array",
+    "ArrayNamespace",
+    "Baselines",
+    "DatasetSource",
+    "Explanations",
+    "ImageInputs",
     "Images",
+    "Labels",
+    "MethodNames",
+    "NormalizationSpec",
+    "SavePath",
+    "Texts",
+    "TextToInput",
+    "Tokenizer",
+    "TrainingData",
+    "WindowShape",
     "LayerName",
     "Model",
     "Objective",

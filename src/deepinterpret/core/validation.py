@@ -14,13 +14,14 @@ from .types import Objective
 OBJECTIVES = ("probability", "logit", "loss")
 
 
-def check_objective(gradient_of: Any) -> Objective:
-    """One of :data:`OBJECTIVES`, or a target object: ``target(output, rows, as_tensor) -> [B]`` (see
-    ``deepinterpret.data.targets``), which the adapters evaluate on the model's output instead of a class score."""
+def check_objective(gradient_of: Any, allowed: tuple[str, ...] = OBJECTIVES) -> Objective:
+    """One of ``allowed`` (:data:`OBJECTIVES` unless an adapter differentiates more, as an embedding space does), or
+    a target object: ``target(output, rows, as_tensor) -> [B]`` (see ``deepinterpret.data.targets``), which the
+    adapters evaluate on the model's output instead of a class score."""
     if callable(gradient_of):
         return gradient_of
-    if gradient_of not in OBJECTIVES:
-        raise ValueError(f"gradient_of must be one of {OBJECTIVES}; got {gradient_of!r}.")
+    if gradient_of not in allowed:
+        raise ValueError(f"gradient_of must be one of {allowed}; got {gradient_of!r}.")
     return gradient_of
 
 

@@ -9,13 +9,14 @@ import numpy as np
 
 from ..adapters import adapt, bilinear_matrix
 from ..core.locks import serialise_public
+from ..core.types import Explanations, Model, NormalizationSpec
 from ..core.validation import check_label
 from ..data import ImageBatch, as_normalization, load_images
 from ..data.preprocessing import UsesModelPreprocessing
 
 
 def explanation_map(
-    explanation: Any, height: int, width: int, label: int | None = None, absolute: bool = True
+    explanation: Explanations, height: int, width: int, label: int | None = None, absolute: bool = True
 ) -> np.ndarray:
     """One image's explanation as a float ``[height, width]`` map, larger = more important for the class.
 
@@ -59,7 +60,9 @@ class InterpreterEvaluator(UsesModelPreprocessing):
         super().__init_subclass__(**kwargs)
         serialise_public(cls)  # calls on one model run one at a time (thread safety)
 
-    def __init__(self, model: Any = None, device: str | None = None, normalization: Any = None, **kwargs: Any):
+    def __init__(
+        self, model: Model = None, device: str | None = None, normalization: NormalizationSpec = None, **kwargs: Any
+    ):
         model, normalization = self._take_model(model, normalization)
         self.model = model
         self.adapter = adapt(model, device) if model is not None else None

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..adapters import check_batch_size, check_positive_int, resolve_seed
 from ..core.batching import Chunk, batches, sliced
+from ..core.types import Explanations, ImageInputs, Model
 from ..core.validation import check_label, check_number, check_optional_positive_int
 from .base import InterpreterEvaluator, explanation_map
 from .perturbation import patch_units
@@ -107,7 +108,7 @@ def _attribution_volume(explanation: Any, x: np.ndarray) -> np.ndarray:
 class Infidelity(InterpreterEvaluator):
     """Infidelity. ``evaluate`` returns the score (lower is better); ``results`` keeps the details."""
 
-    def __init__(self, model: Any, device: str | None = None, **kwargs: Any):
+    def __init__(self, model: Model, device: str | None = None, **kwargs: Any):
         super().__init__(model, device, **kwargs)
         self.results: dict[str, Any] = {}
         self._cache: dict[bytes, tuple[np.ndarray, np.ndarray, int]] = {}
@@ -118,8 +119,8 @@ class Infidelity(InterpreterEvaluator):
 
     def evaluate(
         self,
-        img_path: Any,
-        explanation: Any,
+        img_path: ImageInputs,
+        explanation: Explanations,
         recompute: bool = False,
         batch_size: int = 50,
         resize_to: int | None = 224,
@@ -173,7 +174,7 @@ class SensitivityMax(InterpreterEvaluator):
 
     def evaluate(
         self,
-        img_path: Any,
+        img_path: ImageInputs,
         interpreter: Any,
         interpret_kwargs: dict | None = None,
         perturb_radius: float = 0.02,
@@ -260,8 +261,8 @@ class LocalFidelity(_UnitEvaluator):
 
     def evaluate(
         self,
-        img_path: Any,
-        explanation: Any,
+        img_path: ImageInputs,
+        explanation: Explanations,
         n_samples: int = 100,
         subset_fraction: float = 0.25,
         patch: int | None = None,
@@ -296,8 +297,8 @@ class Monotonicity(_UnitEvaluator):
 
     def evaluate(
         self,
-        img_path: Any,
-        explanation: Any,
+        img_path: ImageInputs,
+        explanation: Explanations,
         patch: int | None = None,
         batch_size: int = 50,
         resize_to: int | None = 224,

@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from ..core.types import Explanations
 from ..core.validation import check_number
 from .base import InterpreterEvaluator, explanation_map
 
 
-def alignment(mask: np.ndarray, explanation: Any, threshold: float = 0.25) -> dict[str, float]:
+def alignment(mask: np.ndarray, explanation: Explanations, threshold: float = 0.25) -> dict[str, float]:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     threshold = check_number(threshold, "threshold", 0.0, 1.0)
@@ -47,7 +48,7 @@ class PointGame(InterpreterEvaluator):
         super().__init__(None)
 
     def evaluate(
-        self, bbox: tuple, exp_array: Any, threshold: float = 0.25, shape: tuple[int, int] | None = None
+        self, bbox: tuple, exp_array: Explanations, threshold: float = 0.25, shape: tuple[int, int] | None = None
     ) -> dict[str, float]:
         """``shape`` (height, width) of the image the box refers to; default the explanation's own shape."""
         if shape is None:
@@ -69,5 +70,5 @@ class PointGameSegmentation(InterpreterEvaluator):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(None)
 
-    def evaluate(self, seg_gt: np.ndarray, exp_array: Any, threshold: float = 0.25) -> dict[str, float]:
+    def evaluate(self, seg_gt: np.ndarray, exp_array: Explanations, threshold: float = 0.25) -> dict[str, float]:
         return alignment(seg_gt, exp_array, threshold)

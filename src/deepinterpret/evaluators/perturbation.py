@@ -18,6 +18,7 @@ import numpy as np
 
 from ..adapters import check_batch_size
 from ..core.batching import Chunk, batches
+from ..core.types import Explanations, ImageInputs, Model
 from ..core.validation import check_label, check_optional_positive_int
 from .base import InterpreterEvaluator, explanation_map
 from .scores import abpc
@@ -30,7 +31,7 @@ def patch_units(height: int, width: int, patch: int) -> np.ndarray:
 
 
 def ranking(
-    explanation: Any,
+    explanation: Explanations,
     height: int,
     width: int,
     label: int | None = None,
@@ -104,7 +105,7 @@ def perturbation_curve(
 class _CurveEvaluator(InterpreterEvaluator):
     modes: tuple[tuple[str, str, str], ...] = ()  # (mode, score key, prefix of the probas/images keys)
 
-    def __init__(self, model: Any, device: str | None = None, flags: tuple[bool, ...] = (), **kwargs: Any):
+    def __init__(self, model: Model, device: str | None = None, flags: tuple[bool, ...] = (), **kwargs: Any):
         super().__init__(model, device, **kwargs)
         if not any(flags):
             raise ValueError(f"at least one of the {type(self).__name__} curves must be computed.")
@@ -112,8 +113,8 @@ class _CurveEvaluator(InterpreterEvaluator):
 
     def evaluate(
         self,
-        img_path: Any,
-        explanation: Any,
+        img_path: ImageInputs,
+        explanation: Explanations,
         batch_size: int | None = None,
         resize_to: int | None = 224,
         crop_to: int | None = None,
@@ -168,7 +169,7 @@ class DeletionInsertion(_CurveEvaluator):
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         device: str | None = None,
         compute_deletion: bool = True,
         compute_insertion: bool = True,
@@ -191,7 +192,12 @@ class Perturbation(_CurveEvaluator):
     modes = (("deletion", "MoRF_score", "MoRF"), ("lerf", "LeRF_score", "LeRF"))
 
     def __init__(
-        self, model: Any, device: str | None = None, compute_MoRF: bool = True, compute_LeRF: bool = True, **kwargs: Any
+        self,
+        model: Model,
+        device: str | None = None,
+        compute_MoRF: bool = True,
+        compute_LeRF: bool = True,
+        **kwargs: Any,
     ):
         super().__init__(model, device, (compute_MoRF, compute_LeRF), **kwargs)
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import adapt, resolve_seed
+from ..core.types import ImageInputs
 from .base import InterpreterEvaluator, explanation_map
 
 
@@ -36,7 +37,7 @@ class ModelRandomization(InterpreterEvaluator):
 
     def evaluate(
         self,
-        inputs: Any,
+        inputs: ImageInputs,
         interpreter_class: type,
         interpret_kwargs: dict | None = None,
         interpreter_kwargs: dict | None = None,

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import check_batch_size
+from ..core.types import Explanations, Model, Tokenizer
 from ..data.text import encode_within_limit
 from .base import InterpreterEvaluator
 from .fidelity import infidelity_score
@@ -64,7 +65,12 @@ class PerturbationNLP(_TextEvaluator):
     ``MoRF_probas``, ``MoRF_samples``, ``LeRF_score``, ``LeRF_probas``, ``LeRF_samples``, ``label``."""
 
     def __init__(
-        self, model: Any, device: str | None = None, compute_MoRF: bool = True, compute_LeRF: bool = True, **kwargs: Any
+        self,
+        model: Model,
+        device: str | None = None,
+        compute_MoRF: bool = True,
+        compute_LeRF: bool = True,
+        **kwargs: Any,
     ):
         super().__init__(model, device, **kwargs)
         if not (compute_MoRF or compute_LeRF):
@@ -74,8 +80,8 @@ class PerturbationNLP(_TextEvaluator):
     def evaluate(
         self,
         raw_text: str,
-        explanation: Any,
-        tokenizer: Any,
+        explanation: Explanations,
+        tokenizer: Tokenizer,
         batch_size: int = 64,
         max_seq_len: int = 128,
         mask_id: int | None = None,
@@ -105,8 +111,8 @@ class InfidelityNLP(_TextEvaluator):
     def evaluate(
         self,
         raw_text: str,
-        explanation: Any,
-        tokenizer: Any,
+        explanation: Explanations,
+        tokenizer: Tokenizer,
         batch_size: int = 64,
         max_span: int = 5,
         max_seq_len: int = 128,

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..adapters import adapt, check_positive_int
 from ..core.locks import serialise_public
+from ..core.types import Model, Tokenizer
 from ..interpreters.generation import METHODS, TeacherForced, explain_forced
 from ..interpreters.text_gradients import find_embedding
 from ..viz import generation_html, show_text
@@ -145,8 +146,8 @@ class GenerationExplainer:
 
     def __init__(
         self,
-        model: Any,
-        tokenizer: Any,
+        model: Model,
+        tokenizer: Tokenizer,
         device: str | None = None,
         batch_size: int = 16,
         baseline_token: int | None = None,

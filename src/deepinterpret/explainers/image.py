@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..core.locks import serialise_public
+from ..core.types import ImageInputs, Model, NormalizationSpec
 from ..data import Normalization
 from ..data.preprocessing import unwrap_model
 from ..interpreters import GradShapCVInterpreter, IntGradCVInterpreter, SmoothGradInterpreter
@@ -49,11 +50,11 @@ class ImageClassificationExplainer:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         feature_extractor: Any = None,
         attribution_type: str = "integrated_gradients",
         custom_labels: list[str] | None = None,
-        normalization: Any = None,
+        normalization: NormalizationSpec = None,
         image_size: int | None = None,
         device: str | None = None,
         gradient_of: str = "logit",
@@ -81,7 +82,7 @@ class ImageClassificationExplainer:
 
     def __call__(
         self,
-        image: Any,
+        image: ImageInputs,
         index: int | None = None,
         class_name: str | None = None,
         n_steps: int = 50,

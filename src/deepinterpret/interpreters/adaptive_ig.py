@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.types import ArrayNamespace
 from ..core.validation import check_positive_int
 
 # (path indices, alphas) -> f at those points, NumPy [len]; forward only
@@ -93,7 +94,7 @@ def _weights(alphas: np.ndarray) -> np.ndarray:
 
 
 def adaptive_integral(
-    xp: Any,
+    xp: ArrayNamespace,
     n_paths: int,
     probe: Probe,
     gradient: Gradient,

@@ -4,81 +4,26 @@ progress, and the visual/save step. Algorithm files hold the math as pure functi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ..adapters import ModelAdapter, adapt, check_objective, softmax
-from ..core.batching import PerInputSum, batches
+from ..adapters import adapt, check_objective, softmax
 from ..core.locks import serialise_public
-from ..core.validation import check_precision
+from ..core.types import Array, ImageInputs, Labels, Model, NormalizationSpec, Objective, SavePath
+from ..core.validation import check_batch_size, check_precision
 from ..data import ImageBatch, as_normalization, as_target, load_images, resolve_label_lists, resolve_labels
 from ..data.preprocessing import UsesModelPreprocessing
 from ..viz.explanation import ImageExplanation, map_for_display
-
-# (image indices, sample indices) of one chunk -> host (NumPy) randomness for it; runs on a helper thread
-Draw = Callable[[np.ndarray, np.ndarray], Any]
-# (image indices, sample indices, what draw gave) -> (model-ready points, factors that multiply their gradients)
-MakeBatch = Callable[[np.ndarray, np.ndarray, Any], tuple[Any, Any]]
-
-
-def accumulate_gradients(
-    adapter: ModelAdapter,
-    targets: np.ndarray,
-    n_images: int,
-    per_image: int,
-    make_batch: MakeBatch,
-    objective: str,
-    batch_size: int,
-    progress: bool | None = None,
-    desc: str = "gradients",
-    draw: Draw | None = None,
-) -> tuple[Any, np.ndarray]:
-    """The batched gradient loop shared by SmoothGrad, Integrated Gradients and GradientSHAP.
-
-    For every image ``i`` it returns ``Σ_s factor(i, s) · ∇ objective_i(point(i, s))`` over ``per_image`` samples
-    ``s``, walking the ``n_images · per_image`` pairs in chunks of ``batch_size``; each chunk is built by
-    ``make_batch`` just before its model pass, so peak memory depends on ``batch_size`` only. Also returns the
-    objective value at every point, shape ``(n_images, per_image)``. ``targets`` ``[n_images, K]`` (``K`` classes
-    per image): the sums are ``[n_images, K, ...]`` and the values ``(n_images, per_image, K)``; each chunk's points
-    go through the model once and are differentiated once per class.
-
-    ``draw`` gives a chunk's host randomness (NumPy only); chunk k+1's is drawn on a helper thread while the
-    model runs chunk k. Framework operations stay on the calling thread: a second thread running them would
-    start a second OpenMP team that competes with the model pass for the cores.
-    """
-    several = np.asarray(targets).ndim == 2  # K classes per image: one forward per chunk, one backward per class
-    values = np.empty((n_images, per_image, *np.shape(targets)[1:]), dtype=np.float32)
-    total = PerInputSum(adapter.xp, n_images)
-    prepare = None if draw is None else (lambda chunk: draw(chunk.owners, chunk.members))
-    with adapter.evaluation():
-        for chunk in batches(n_images, batch_size, per_image, prepare, progress, desc):
-            points, factors = make_batch(chunk.owners, chunk.members, chunk.prepared)
-            result = adapter.input_gradient(points, targets[chunk.owners], objective)
-            if several and getattr(factors, "ndim", 0):
-                factors = factors[:, None]  # the same factor for every class of a row
-            total.add(chunk, result.gradients * factors)
-            values[chunk.owners, chunk.members] = adapter.to_numpy(result.objective)
-    return total.total, values
-
-
-def check_noise_amount(noise_amount: Any) -> float:
-    try:
-        noise = float(noise_amount)
-    except (TypeError, ValueError):
-        noise = float("nan")
-    if not math.isfinite(noise) or noise < 0:
-        raise ValueError(f"noise_amount must be a finite number >= 0; got {noise_amount!r}.")
-    return noise
-
-
-def per_image_range(xp: Any, x: Any) -> Any:
-    """``max(x_i) - min(x_i)`` over all of C×H×W for each sample, shaped to broadcast against ``x``."""
-    flat = xp.reshape(x, (x.shape[0], -1))
-    spread = xp.max(flat, axis=1) - xp.min(flat, axis=1)
-    return xp.reshape(spread, (x.shape[0],) + (1,) * (x.ndim - 1))
+from .gradient_sampling import (  # noqa: F401  (the loop and the noise stay importable from here)
+    Draw,
+    InputNoise,
+    MakeBatch,
+    accumulate_gradients,
+    check_noise_amount,
+    per_image_range,
+)
 
 
 class Interpreter(UsesModelPreprocessing):
@@ -116,10 +61,10 @@ class Interpreter(UsesModelPreprocessing):
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         device: str | None = None,
         use_cuda: bool | None = None,
-        normalization: Any = None,
+        normalization: NormalizationSpec = None,
         progress: bool | None = None,
         precision: str | None = None,
         channels_last: bool = False,
@@ -156,7 +101,7 @@ class Interpreter(UsesModelPreprocessing):
         raise NotImplementedError
 
     def predict_proba(
-        self, inputs: Any, resize_to: int | None = 224, crop_to: int | None = None, batch_size: int = 64
+        self, inputs: ImageInputs, resize_to: int | None = 224, crop_to: int | None = None, batch_size: int = 64
     ) -> np.ndarray:
         """Class probabilities for ``inputs`` (loaded as ``interpret`` loads them), shape ``[N, classes]``."""
         data = self._load_images(inputs, resize_to, crop_to).data
@@ -292,8 +237,37 @@ class Interpreter(UsesModelPreprocessing):
         return titles
 
 
+# (model-ready images, classes, objective, batch_size) -> attributions like the images (an xp array)
+GradientMethod = Callable[[Array, np.ndarray, Objective, int], Array]
+
+
 class InputGradientInterpreter(Interpreter):
     """Sub-abstract interpreter for input-gradient methods."""
+
+    def _explain_gradients(
+        self,
+        inputs: ImageInputs,
+        labels: Labels,
+        gradient_of: Objective,
+        resize_to: int | None,
+        crop_to: int | None,
+        batch_size: int,
+        visual: bool,
+        save_path: SavePath,
+        method: GradientMethod,
+    ) -> np.ndarray:
+        """What SmoothGrad, Integrated Gradients and GradientSHAP do around their function: check the objective and
+        ``batch_size``, load the images, choose the classes, run ``method(x, targets, objective, batch_size)``,
+        draw the attributions over the images and return them as NumPy ``[N, C, H, W]``."""
+        check_objective(gradient_of)
+        batch_size = check_batch_size(batch_size)
+        batch = self._load_images(inputs, resize_to, crop_to)
+        targets = self._resolve_targets(labels, batch.data, batch_size)
+        explanation = self.adapter.to_numpy(
+            method(batch.data, targets, self._objective_of(labels, gradient_of), batch_size)
+        )
+        self._visualize_gradients(batch, explanation, visual, save_path)
+        return explanation
 
     def _build_predict_fn(self, rebuild: bool = False, gradient_of: str = "probability"):
         """A ``predict_fn(inputs, labels=None) -> (gradients, labels, probas)`` over one model batch.
@@ -303,7 +277,7 @@ class InputGradientInterpreter(Interpreter):
         check_objective(gradient_of)
         adapter = self.adapter
 
-        def predict_fn(inputs: Any, labels: Any = None):
+        def predict_fn(inputs: ImageInputs, labels: Labels = None):
             data = adapter.asarray(inputs)
             with adapter.evaluation():
                 if labels is None:
@@ -326,7 +300,7 @@ class InputOutputInterpreter(Interpreter):
             raise ValueError(f"output must be 'probability' or 'logit'; got {output!r}.")
         adapter = self.adapter
 
-        def predict_fn(inputs: Any, batch_size: int = 64) -> np.ndarray:
+        def predict_fn(inputs: ImageInputs, batch_size: int = 64) -> np.ndarray:
             with adapter.evaluation():
                 return adapter.to_numpy(adapter.predict(inputs, batch_size, output=output))
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, softmax
 from ..core.batching import Chunk, batches, joined, map_batches
+from ..core.types import ArrayNamespace, ImageInputs, Images, Labels, SavePath
 from .cam import (
     IntermediateLayerInterpreter,
     _CAMInterpreter,
@@ -47,18 +48,18 @@ from .feature_grid import channel_axis
 _EPS = 1e-7
 
 
-def hires_cam_weights(xp: Any, activations: Any, gradients: Any) -> Any:
+def hires_cam_weights(xp: ArrayNamespace, activations: Any, gradients: Any) -> Any:
     """HiResCAM: the gradients themselves, element-wise."""
     return gradients
 
 
-def xgrad_cam_weights(xp: Any, activations: Any, gradients: Any) -> Any:
+def xgrad_cam_weights(xp: ArrayNamespace, activations: Any, gradients: Any) -> Any:
     """XGrad-CAM: ``Σ_ij A_kij g_kij / (Σ_ab A_kab + ε)``, one weight per channel."""
     total = xp.sum(activations, axis=(2, 3), keepdims=True)
     return xp.sum(activations * gradients, axis=(2, 3), keepdims=True) / (total + _EPS)
 
 
-def principal_projection(xp: Any, activations: Any, center: bool = False) -> Any:
+def principal_projection(xp: ArrayNamespace, activations: Any, center: bool = False) -> Any:
     """Eigen-CAM of ``[N, C, h, w]`` activations: ``ReLU`` of the projection on the first right singular vector of
     each ``(h·w) × C`` matrix (channel means removed first with ``center``), signed to agree with ``Σ_k A_k``."""
     n, c, h, w = (int(d) for d in activations.shape)
@@ -73,7 +74,7 @@ def principal_projection(xp: Any, activations: Any, center: bool = False) -> Any
 
 
 def eigen_cam(
-    adapter: ModelAdapter, x: Any, layer: str, batch_size: int = 16, center: bool = False
+    adapter: ModelAdapter, x: Images, layer: str, batch_size: int = 16, center: bool = False
 ) -> tuple[Any, np.ndarray, np.ndarray]:
     """Eigen-CAM of ``layer`` for each input: ``(maps [N, h, w], predicted classes, probabilities [N, K])``. One
     forward per chunk of ``batch_size`` inputs, no graph."""
@@ -92,7 +93,7 @@ def eigen_cam(
 
 def ablation_cam(
     adapter: ModelAdapter,
-    x: Any,
+    x: Images,
     targets: np.ndarray | None,
     layer: str,
     output: Any = "logit",
@@ -149,12 +150,12 @@ class EigenCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
+        inputs: ImageInputs,
         target_layer_name: str,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 16,
         center: bool = False,
     ) -> np.ndarray:
@@ -170,16 +171,16 @@ class AblationCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
+        inputs: ImageInputs,
         target_layer_name: str,
-        labels: Any = None,
+        labels: Labels = None,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 32,
         output: str = "logit",
-        label: Any = None,
+        label: Labels = None,
     ) -> np.ndarray:
         """Returns the maps at the layer's resolution, ``np.ndarray`` of shape ``[N, h, w]``. ``output``: the score
         whose drop weighs a channel, ``"logit"`` (the paper's class score) or ``"probability"``."""

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.types import ImageInputs
+
 
 class ConsensusInterpreter:
     """Averages the explanations of ``InterpreterClass`` over ``list_of_models``."""
@@ -23,7 +25,7 @@ class ConsensusInterpreter:
         self.interpreters = [InterpreterClass(model, device=device, **kwargs) for model in self.models]
         self.consensus: np.ndarray | None = None
 
-    def interpret(self, inputs: Any, **kwargs: Any) -> np.ndarray:
+    def interpret(self, inputs: ImageInputs, **kwargs: Any) -> np.ndarray:
         """Returns the concatenated explanations ``[M·N, ...]``; ``consensus`` gets the averaged ``[N, H, W]`` map."""
         kwargs = {**kwargs, "visual": False, "save_path": None}
         explanations = [np.asarray(interp.interpret(inputs, **kwargs)) for interp in self.interpreters]

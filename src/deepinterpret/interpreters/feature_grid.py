@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..core.types import ArrayNamespace
+
 MAX_EXTRA_TOKENS = 8  # class, distillation and register tokens that may precede the patch tokens
 
 
@@ -37,7 +39,7 @@ def token_grid(tokens: int, height: int, width: int) -> tuple[int, int, int]:
     )
 
 
-def as_feature_map(xp: Any, array: Any, layer: str, height: int, width: int) -> Any:
+def as_feature_map(xp: ArrayNamespace, array: Any, layer: str, height: int, width: int) -> Any:
     """``array`` (a layer's output or its gradient) as ``[N, C, h, w]``: ``[N, C, h, w]`` is kept, ``[N, h, w, C]``
     moved channels-first, tokens ``[N, L, C]`` laid out on the patch grid (leading class tokens dropped)."""
     shape = tuple(int(d) for d in array.shape)

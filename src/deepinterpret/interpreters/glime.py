@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..core.batching import batches
+from ..core.types import ImageInputs, Labels, Model, SavePath, TextToInput, Tokenizer
 from ..data.lime_io import LimeCache, read_global_weights, write_json
 from .lime import LIMECVInterpreter, LIMENLPInterpreter
 from .lime_math import _assign_clusters, _global_weights_from, fit_surrogate
@@ -19,7 +20,7 @@ from .lime_math import _assign_clusters, _global_weights_from, fit_surrogate
 class GLIMECVInterpreter(LIMECVInterpreter):
     """G-LIME for images: LIME pulled toward global weights from NormLIME or averaged LIME."""
 
-    def __init__(self, model: Any, device: str | None = None, random_seed: int | None = None, **kwargs: Any):
+    def __init__(self, model: Model, device: str | None = None, random_seed: int | None = None, **kwargs: Any):
         super().__init__(model, device, random_seed, **kwargs)
         self.global_weights: dict[str, Any] | None = None
 
@@ -53,8 +54,8 @@ class GLIMECVInterpreter(LIMECVInterpreter):
 
     def interpret(
         self,
-        data: Any,
-        interpret_class: Any = None,
+        data: ImageInputs,
+        interpret_class: Labels = None,
         top_k: int = 1,
         prior_method: str = "none",
         prior_reg_force: float = 1.0,
@@ -63,7 +64,7 @@ class GLIMECVInterpreter(LIMECVInterpreter):
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         segments: np.ndarray | None = None,
         segmentation: str = "quickshift",
         random_seed: int | None = None,
@@ -91,21 +92,10 @@ class GLIMECVInterpreter(LIMECVInterpreter):
             coef, _, r2 = fit_surrogate(masks, scores, weights, prior=prior, prior_reg_force=float(prior_reg_force))
             return coef, r2
 
-        results = self._explain(
-            data,
-            interpret_class,
-            top_k,
-            surrogate,
-            num_samples=num_samples,
-            batch_size=batch_size,
-            resize_to=resize_to,
-            crop_to=crop_to,
-            segments=segments,
-            segmentation=segmentation,
-            random_seed=random_seed,
-        )
-        self._visualize_superpixels(results, visual, save_path)
-        return results
+        return super().interpret(
+            data, interpret_class, top_k, num_samples, batch_size, resize_to, crop_to, visual, save_path, segments,
+            segmentation, random_seed=random_seed, surrogate=surrogate,
+        )  # fmt: skip
 
 
 class NormLIMECVInterpreter(LIMECVInterpreter):
@@ -172,7 +162,7 @@ class NormLIMENLPInterpreter(LIMENLPInterpreter):
     def interpret(
         self,
         list_of_raw_text: list[str],
-        preprocess_fn: Any = None,
+        preprocess_fn: TextToInput = None,
         num_samples: int = 1000,
         batch_size: int = 50,
         unk_id: int | None = None,
@@ -180,7 +170,7 @@ class NormLIMENLPInterpreter(LIMENLPInterpreter):
         lod_levels: Any = None,
         save_path: str | None = "normlime_weights.json",
         temp_data_file: str | None = None,
-        tokenizer: Any = None,
+        tokenizer: Tokenizer = None,
         random_seed: int | None = 0,
     ) -> dict[int, dict[str, tuple[float, int]]]:
         """Returns ``{class: {token: (mean weight, count)}}`` and writes it as JSON to ``save_path``."""

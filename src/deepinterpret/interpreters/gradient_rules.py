@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters.results import logits_of
+from ..core.types import Images
 
 # the layer kinds (adapter.lrp_kinds()) whose backward each rule changes
 RULE_KINDS: dict[str | None, tuple[str, ...]] = {
@@ -116,7 +117,7 @@ def _reference_values(adapter, reference, layers: list[str]) -> tuple[dict[str, 
 
 def modified_gradient(
     adapter,
-    x: Any,
+    x: Images,
     targets: np.ndarray | None,
     rule: str | None = None,
     objective: str = "logit",

@@ -10,65 +10,56 @@ draws its noise and its ``r`` from its own seeded stream; samples go through the
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, draw_noise, resolve_seed
-from ..core.noise import content_digests
-from .base import InputGradientInterpreter, accumulate_gradients, check_noise_amount, per_image_range
+from ..adapters import ModelAdapter, check_objective, check_positive_int, resolve_seed
+from ..core.types import Array, Baselines, ImageInputs, Images, Labels, Objective, SavePath, Seed, Targets
+from .base import InputGradientInterpreter
+from .gradient_sampling import InputNoise, accumulate_gradients, check_noise_amount
 from .integrated_gradients import _baseline_source
 
 
 def gradient_shap(
     adapter: ModelAdapter,
-    x: Any,
-    targets: np.ndarray,
-    baselines: Any = None,
+    x: Images,
+    targets: Targets,
+    baselines: Baselines = None,
     n_samples: int = 5,
     noise_amount: float = 0.1,
-    objective: str = "probability",
+    objective: Objective = "probability",
     batch_size: int = 16,
-    random_seed: int | None = None,
+    random_seed: Seed = None,
     progress: bool | None = None,
-) -> Any:
-    """GradientSHAP of ``objective`` for class ``targets[i]`` of each ``x[i]``; an ``xp`` array like ``x``."""
+    mask: np.ndarray | None = None,
+    keys: np.ndarray | None = None,
+) -> Array:
+    """GradientSHAP of ``objective`` for class ``targets[i]`` of each ``x[i]``; an ``xp`` array like ``x``.
+
+    ``mask`` / ``keys``: which entries take noise and what keys each input's noise (see :class:`InputNoise`), as
+    for :func:`~deepinterpret.interpreters.smoothgrad.smooth_grad`."""
     n_samples = check_positive_int(n_samples, "n_samples")
     noise_amount = check_noise_amount(noise_amount)
-    check_objective(objective)
+    check_objective(objective, adapter.objectives)
     if isinstance(baselines, str):
         raise ValueError("GradientSHAP takes baselines as None (zeros) or an array.")
     seed = resolve_seed(random_seed)
     x = adapter.asarray(x)
-    sigma = per_image_range(adapter.xp, x) * noise_amount
+    noise = InputNoise(adapter, x, noise_amount, seed, mask, keys)
     _, _, baseline_of = _baseline_source(adapter, x, baselines, 1, seed)
-    shape = tuple(x.shape[1:])
-    ones = (1,) * len(shape)
-    digests = content_digests(adapter.to_numpy(x))  # noise keyed by (seed, input content, sample)
 
     def draw(images: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        keys = list(zip(digests[images].tolist(), samples.tolist(), strict=True))
-        return draw_noise(seed, keys, shape), draw_noise(seed, [(*key, 1) for key in keys], ones, kind="uniform")
+        return noise.draw(images, samples), noise.uniform(images, samples)
 
     def make_batch(images: np.ndarray, samples: np.ndarray, drawn: tuple[np.ndarray, np.ndarray]):
-        noise, ratio = drawn
-        noisy = x[images] + sigma[images] * adapter.asarray(noise)
+        epsilon, ratio = drawn
         base = baseline_of(images, samples, None)
-        diff = noisy - base
+        diff = noise.noisy(images, epsilon) - base
         return base + adapter.asarray(ratio) * diff, diff / n_samples
 
     total, _ = accumulate_gradients(
-        adapter,
-        targets,
-        int(x.shape[0]),
-        n_samples,
-        make_batch,
-        objective,
-        batch_size,
-        progress,
-        "GradientSHAP",
+        adapter, targets, int(x.shape[0]), n_samples, make_batch, objective, batch_size, progress, "GradientSHAP",
         draw,
-    )
+    )  # fmt: skip
     return total
 
 
@@ -79,38 +70,29 @@ class GradShapCVInterpreter(InputGradientInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        labels: Any = None,
-        baselines: Any = None,
+        inputs: ImageInputs,
+        labels: Labels = None,
+        baselines: Baselines = None,
         n_samples: int = 5,
         noise_amount: float = 0.1,
         gradient_of: str = "probability",
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 16,
         random_seed: int | None = None,
     ) -> np.ndarray:
         """Returns the GradientSHAP attributions, ``np.ndarray`` of shape ``[N, C, H, W]``; ``labels`` as ``K`` classes
         per image (``[N, K]``) gives ``[N, K, C, H, W]``: each chunk of samples goes through the model once and is
         differentiated once per class."""
-        check_objective(gradient_of)
-        batch_size = check_batch_size(batch_size)
-        batch = self._load_images(inputs, resize_to, crop_to)
-        targets = self._resolve_targets(labels, batch.data, batch_size)
-        result = gradient_shap(
-            self.adapter,
-            batch.data,
-            targets,
-            baselines,
-            n_samples,
-            noise_amount,
-            self._objective_of(labels, gradient_of),
-            batch_size,
-            random_seed,
-            self.progress,
+
+        def run(x: Array, targets: np.ndarray, objective: Objective, size: int) -> Array:
+            return gradient_shap(
+                self.adapter, x, targets, baselines, n_samples, noise_amount, objective, size, random_seed,
+                self.progress,
+            )  # fmt: skip
+
+        return self._explain_gradients(
+            inputs, labels, gradient_of, resize_to, crop_to, batch_size, visual, save_path, run
         )
-        explanation = self.adapter.to_numpy(result)
-        self._visualize_gradients(batch, explanation, visual, save_path)
-        return explanation

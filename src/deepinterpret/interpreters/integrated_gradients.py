@@ -20,11 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, draw_noise, resolve_seed
+from ..adapters import ModelAdapter, check_objective, check_positive_int, draw_noise, resolve_seed
 from ..core.batching import map_batches
 from ..core.noise import content_digests
+from ..core.types import Array, Baselines, ImageInputs, Images, Labels, Objective, SavePath, Seed, Targets
 from .adaptive_ig import adaptive_integral, check_adaptive
-from .base import InputGradientInterpreter, accumulate_gradients
+from .base import InputGradientInterpreter
+from .gradient_sampling import accumulate_gradients
 
 QUADRATURES = ("riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle", "gausslegendre")
 AUTO_STEPS = 128  # the budget of gradient points per path of steps="auto"
@@ -53,7 +55,7 @@ def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     return alphas.astype(np.float64), weights.astype(np.float64)
 
 
-def baseline_array(adapter: ModelAdapter, x: Any, baselines: Any) -> Any:
+def baseline_array(adapter: ModelAdapter, x: Images, baselines: Baselines) -> Any:
     """Given baselines checked against the inputs ``x`` ``[N, C, H, W]``: ``[1 or N, C, H, W]`` (one for all, or
     one per input), finite; otherwise a ``ValueError`` saying what was expected."""
     xp, shape = adapter.xp, tuple(x.shape[1:])
@@ -95,20 +97,20 @@ def _baseline_source(adapter: ModelAdapter, x: Any, baselines: Any, num_random_t
 
 def integrated_gradients(
     adapter: ModelAdapter,
-    x: Any,
-    targets: np.ndarray,
-    baselines: Any = None,
+    x: Images,
+    targets: Targets,
+    baselines: Baselines = None,
     steps: int | str = 50,
     num_random_trials: int = 10,
-    objective: str = "probability",
+    objective: Objective = "probability",
     method: str = "riemann_trapezoid",
     batch_size: int = 16,
-    random_seed: int | None = None,
+    random_seed: Seed = None,
     progress: bool | None = None,
     tolerance: float = 0.01,
     probe_steps: int = 16,
     stats: dict | None = None,
-) -> tuple[Any, np.ndarray | None]:
+) -> tuple[Array, np.ndarray | None]:
     """Integrated gradients of ``objective`` for class ``targets[i]`` of each ``x[i]``, averaged over baselines.
 
     Returns ``(attributions, delta)``: ``attributions`` an ``xp`` array like ``x``; ``delta[i]`` the completeness
@@ -120,7 +122,7 @@ def integrated_gradients(
     ``|delta| / |f(x) − f(b)|`` is at most ``tolerance``; ``delta`` is always given. ``stats`` (a dict), if given,
     receives the passes made: ``gradient_passes`` (forward + backward rows), ``probe_passes`` (forward-only rows).
     """
-    check_objective(objective)
+    check_objective(objective, adapter.objectives)
     seed = resolve_seed(random_seed)
     x = adapter.asarray(x)
     trials, draw_baselines, baseline_of = _baseline_source(adapter, x, baselines, num_random_trials, seed)
@@ -159,10 +161,10 @@ def integrated_gradients(
         draw,
     )
     delta = None
-    if alphas[0] == 0.0 and alphas[-1] == 1.0:  # [N], or [N, K] for K classes per input
-        per_trial = values.reshape(len(values), trials, steps, *values.shape[2:])
+    if alphas[0] == 0.0 and alphas[-1] == 1.0:
+        per_trial = values.reshape(len(values), trials, steps, *values.shape[2:])  # (N, trials, steps[, T])
         gap = (per_trial[:, :, -1] - per_trial[:, :, 0]).mean(axis=1)
-        sums = adapter.to_numpy(xp.sum(xp.reshape(total, (*values.shape[:1], *values.shape[2:], -1)), axis=-1))
+        sums = adapter.to_numpy(xp.sum(xp.reshape(total, (*gap.shape, -1)), axis=-1))
         delta = sums - gap
     if stats is not None:
         stats.update(gradient_passes=int(x.shape[0]) * trials * steps, probe_passes=0)
@@ -243,16 +245,16 @@ class IntGradCVInterpreter(InputGradientInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        labels: Any = None,
-        baselines: Any = None,
+        inputs: ImageInputs,
+        labels: Labels = None,
+        baselines: Baselines = None,
         steps: int | str = 50,
         num_random_trials: int = 10,
         gradient_of: str = "probability",
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         method: str = "riemann_trapezoid",
         batch_size: int = 16,
         random_seed: int | None = None,
@@ -263,28 +265,16 @@ class IntGradCVInterpreter(InputGradientInterpreter):
         per image (``[N, K]``, a list of lists, or one list for all) gives ``[N, K, C, H, W]`` (and
         ``convergence_delta`` ``[N, K]``): each chunk of path points goes through the model once and is
         differentiated once per class (the adaptive method runs once per class)."""
-        check_objective(gradient_of)
-        batch_size = check_batch_size(batch_size)
-        batch = self._load_images(inputs, resize_to, crop_to)
-        targets = self._resolve_targets(labels, batch.data, batch_size)
-        stats: dict = {}
-        result, self.convergence_delta = integrated_gradients(
-            self.adapter,
-            batch.data,
-            targets,
-            baselines,
-            steps,
-            num_random_trials,
-            self._objective_of(labels, gradient_of),
-            method,
-            batch_size,
-            random_seed,
-            self.progress,
-            tolerance,
-            probe_steps,
-            stats,
+
+        def run(x: Array, targets: np.ndarray, objective: Objective, size: int) -> Array:
+            stats: dict = {}
+            result, self.convergence_delta = integrated_gradients(
+                self.adapter, x, targets, baselines, steps, num_random_trials, objective, method, size,
+                random_seed, self.progress, tolerance, probe_steps, stats,
+            )  # fmt: skip
+            self.gradient_passes, self.probe_passes = stats["gradient_passes"], stats["probe_passes"]
+            return result
+
+        return self._explain_gradients(
+            inputs, labels, gradient_of, resize_to, crop_to, batch_size, visual, save_path, run
         )
-        self.gradient_passes, self.probe_passes = stats["gradient_passes"], stats["probe_passes"]
-        explanation = self.adapter.to_numpy(result)
-        self._visualize_gradients(batch, explanation, visual, save_path)
-        return explanation

@@ -29,11 +29,13 @@ Shapley values of the superpixels (or tokens) with the hidden ones set to ``hide
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..adapters import check_batch_size, check_positive_int
+from ..core.types import ImageInputs, Labels, Model, SavePath, TextToInput, Tokenizer
 from ..data import ImageBatch, as_target
 from .base import Interpreter
 from .lime_math import (  # noqa: F401  (the math's names stay importable from here)
@@ -52,13 +54,16 @@ from .lime_math import (  # noqa: F401  (the math's names stay importable from h
     superpixel_features,
 )
 
+# (masks, scores, sample weights, class, image, segments) -> (coefficients, r2): the fit of one class's linear model
+Surrogate = Callable[[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray], tuple[np.ndarray, float]]
+
 
 class _LIMEBase(Interpreter):
     """What LIME for images and for text share: the random seed, the last results, choosing and fitting the classes."""
 
     kernel = "lime"  # how coalitions are sampled and weighted: LIME's kernel, or the Shapley kernel (KernelSHAP)
 
-    def __init__(self, model: Any, device: str | None = None, random_seed: int | None = None, **kwargs: Any):
+    def __init__(self, model: Model, device: str | None = None, random_seed: int | None = None, **kwargs: Any):
         super().__init__(model, device, **kwargs)
         self.random_seed = random_seed
         self.lime_results: dict[str, Any] = {}
@@ -157,25 +162,29 @@ class LIMECVInterpreter(_LIMEBase):
 
     def interpret(
         self,
-        data: Any,
-        interpret_class: Any = None,
+        data: ImageInputs,
+        interpret_class: Labels = None,
         top_k: int = 1,
         num_samples: int = 1000,
         batch_size: int = 50,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         segments: np.ndarray | None = None,
         segmentation: str = "quickshift",
         segmentation_kwargs: dict | None = None,
         hide_color: float | None = None,
         ridge_alpha: float = 0.0,
         random_seed: int | None = None,
+        surrogate: Surrogate | None = None,
     ) -> dict[int, list[tuple[int, float]]]:
-        """Returns ``{class: [(superpixel, weight), ...]}``, superpixels ordered by ``|weight|``."""
+        """Returns ``{class: [(superpixel, weight), ...]}``, superpixels ordered by ``|weight|``. ``surrogate``
+        (beyond InterpretDL): the fit of each class's linear model, ``(masks, scores, weights, label, image,
+        segments) -> (coefficients, r2)`` (G-LIME passes its fit pulled toward global weights); ``None``: weighted
+        ridge regression with ``ridge_alpha``."""
 
-        def surrogate(masks, scores, weights, label, image, segments):
+        def ridge(masks, scores, weights, label, image, segments):
             coef, _, r2 = fit_surrogate(masks, scores, weights, ridge_alpha)
             return coef, r2
 
@@ -183,7 +192,7 @@ class LIMECVInterpreter(_LIMEBase):
             data,
             interpret_class,
             top_k,
-            surrogate,
+            surrogate or ridge,
             num_samples=num_samples,
             batch_size=batch_size,
             resize_to=resize_to,
@@ -221,12 +230,12 @@ class LIMENLPInterpreter(_LIMEBase):
     def interpret(
         self,
         raw_text: str,
-        tokenizer: Any = None,
-        text_to_input_fn: Any = None,
-        preprocess_fn: Any = None,
+        tokenizer: Tokenizer = None,
+        text_to_input_fn: TextToInput = None,
+        preprocess_fn: TextToInput = None,
         unk_id: int | None = None,
         pad_id: int | None = None,
-        classes_to_interpret: Any = None,
+        classes_to_interpret: Labels = None,
         num_samples: int = 1000,
         batch_size: int = 50,
         max_seq_len: int = 128,

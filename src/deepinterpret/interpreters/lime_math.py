@@ -10,6 +10,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_positive_int, resolve_seed
 from ..core.batching import Chunk, batches
+from ..core.types import Images
 from ..data.text import encode_within_limit
 
 KERNEL_WIDTH = 0.25
@@ -111,7 +112,7 @@ def fit_surrogate(
 
 def lime_image(
     adapter: ModelAdapter,
-    x: Any,
+    x: Images,
     segments: np.ndarray,
     num_samples: int = 1000,
     batch_size: int = 50,

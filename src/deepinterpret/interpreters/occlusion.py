@@ -19,6 +19,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size
 from ..core.batching import batches
+from ..core.types import Baselines, ImageInputs, Images, Labels, SavePath, WindowShape
 from .base import InputOutputInterpreter
 
 
@@ -65,11 +66,11 @@ class Windows:
 
 def occlusion(
     adapter: ModelAdapter,
-    x: Any,
+    x: Images,
     targets: np.ndarray,
-    sliding_window_shapes: Any,
-    strides: Any = 1,
-    baselines: Any = None,
+    sliding_window_shapes: WindowShape,
+    strides: WindowShape = 1,
+    baselines: Baselines = None,
     batch_size: int = 64,
     output: str = "probability",
     progress: bool | None = False,
@@ -116,16 +117,16 @@ class OcclusionInterpreter(InputOutputInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        sliding_window_shapes: Any,
-        labels: Any = None,
-        strides: Any = 1,
-        baselines: Any = None,
+        inputs: ImageInputs,
+        sliding_window_shapes: WindowShape,
+        labels: Labels = None,
+        strides: WindowShape = 1,
+        baselines: Baselines = None,
         perturbations_per_eval: int = 1,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int | None = None,
         output: str = "probability",
     ) -> np.ndarray:

@@ -34,6 +34,7 @@ from ..adapters import (
     sample_rng,
 )
 from ..core.batching import Chunk, batches
+from ..core.types import ImageInputs, Images, Labels, Model, SavePath
 from .base import InputOutputInterpreter
 
 
@@ -95,7 +96,7 @@ def rise_masks(
 
 def rise(
     adapter: ModelAdapter,
-    x: Any,
+    x: Images,
     targets: np.ndarray,
     n_masks: int = 4000,
     grid_size: int = 7,
@@ -159,21 +160,21 @@ class RISEInterpreter(InputOutputInterpreter):
     (a region of a segmentation output, a regression output, any function of the output).
     """
 
-    def __init__(self, model: Any, device: str | None = None, random_seed: int | None = None, **kwargs: Any):
+    def __init__(self, model: Model, device: str | None = None, random_seed: int | None = None, **kwargs: Any):
         super().__init__(model, device, **kwargs)
         self.random_seed = random_seed
 
     def interpret(
         self,
-        inputs: Any,
-        labels: Any = None,
+        inputs: ImageInputs,
+        labels: Labels = None,
         n_masks: int = 4000,
         grid_size: int = 7,
         keep_probability: float = 0.5,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 64,
         output: str = "probability",
         random_seed: int | None = None,

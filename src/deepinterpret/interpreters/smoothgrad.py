@@ -11,45 +11,46 @@ does not depend on ``batch_size`` (or on the framework) for a given ``random_see
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, draw_noise, resolve_seed
-from ..core.noise import content_digests
-from .base import InputGradientInterpreter, accumulate_gradients, check_noise_amount, per_image_range
+from ..adapters import ModelAdapter, check_objective, check_positive_int, resolve_seed
+from ..core.types import Array, ImageInputs, Images, Labels, Objective, SavePath, Seed, Targets
+from .base import InputGradientInterpreter
+from .gradient_sampling import InputNoise, accumulate_gradients, check_noise_amount
 
 
 def smooth_grad(
     adapter: ModelAdapter,
-    x: Any,
-    targets: np.ndarray,
+    x: Images,
+    targets: Targets,
     noise_amount: float = 0.1,
     n_samples: int = 50,
-    objective: str = "probability",
+    objective: Objective = "probability",
     batch_size: int = 16,
-    random_seed: int | None = None,
+    random_seed: Seed = None,
     progress: bool | None = None,
-) -> Any:
-    """SmoothGrad of ``objective`` for class ``targets[i]`` of each input ``x[i]``; an ``xp`` array like ``x``."""
+    mask: np.ndarray | None = None,
+    keys: np.ndarray | None = None,
+) -> Array:
+    """SmoothGrad of ``objective`` for class ``targets[i]`` of each input ``x[i]``; an ``xp`` array like ``x``.
+
+    ``mask`` / ``keys``: which entries take noise and what keys each input's noise (see :class:`InputNoise`; by
+    default every entry, and the input's content). The text methods run this function on an embedding batch
+    (:class:`~deepinterpret.adapters.embedding_space.EmbeddingSpace`) with its real tokens and token ids."""
     n_samples = check_positive_int(n_samples, "n_samples")
     noise_amount = check_noise_amount(noise_amount)
-    check_objective(objective)
-    seed = resolve_seed(random_seed)
+    check_objective(objective, adapter.objectives)
     x = adapter.asarray(x)
-    sigma = per_image_range(adapter.xp, x) * noise_amount
-    shape = tuple(x.shape[1:])
-    digests = content_digests(adapter.to_numpy(x))  # noise keyed by (seed, input content, sample)
+    noise = InputNoise(adapter, x, noise_amount, resolve_seed(random_seed), mask, keys)
 
-    def draw(images: np.ndarray, samples: np.ndarray) -> np.ndarray:
-        return draw_noise(seed, list(zip(digests[images].tolist(), samples.tolist(), strict=True)), shape)
-
-    def make_batch(images: np.ndarray, samples: np.ndarray, noise: np.ndarray):
-        return x[images] + sigma[images] * adapter.asarray(noise), 1.0 / n_samples
+    def make_batch(images: np.ndarray, samples: np.ndarray, drawn: np.ndarray):
+        return noise.noisy(images, drawn), 1.0 / n_samples
 
     total, _ = accumulate_gradients(
-        adapter, targets, int(x.shape[0]), n_samples, make_batch, objective, batch_size, progress, "SmoothGrad", draw
-    )
+        adapter, targets, int(x.shape[0]), n_samples, make_batch, objective, batch_size, progress, "SmoothGrad",
+        noise.draw,
+    )  # fmt: skip
     return total
 
 
@@ -61,39 +62,30 @@ class SmoothGradInterpreter(InputGradientInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        labels: Any = None,
+        inputs: ImageInputs,
+        labels: Labels = None,
         noise_amount: float = 0.1,
         n_samples: int = 50,
         gradient_of: str = "probability",
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 16,
         random_seed: int | None = None,
     ) -> np.ndarray:
         """Returns the averaged gradients, ``np.ndarray`` of shape ``[N, C, H, W]``; ``labels`` as ``K`` classes
         per image (``[N, K]``) gives ``[N, K, C, H, W]``: each chunk of samples goes through the model once and is
         differentiated once per class."""
-        check_objective(gradient_of)
-        batch_size = check_batch_size(batch_size)
-        batch = self._load_images(inputs, resize_to, crop_to)
-        targets = self._resolve_targets(labels, batch.data, batch_size)
-        result = smooth_grad(
-            self.adapter,
-            batch.data,
-            targets,
-            noise_amount,
-            n_samples,
-            self._objective_of(labels, gradient_of),
-            batch_size,
-            random_seed,
-            self.progress,
+
+        def run(x: Array, targets: np.ndarray, objective: Objective, size: int) -> Array:
+            return smooth_grad(
+                self.adapter, x, targets, noise_amount, n_samples, objective, size, random_seed, self.progress
+            )
+
+        return self._explain_gradients(
+            inputs, labels, gradient_of, resize_to, crop_to, batch_size, visual, save_path, run
         )
-        explanation = self.adapter.to_numpy(result)
-        self._visualize_gradients(batch, explanation, visual, save_path)
-        return explanation
 
 
 class SmoothGradInterpreterV2(SmoothGradInterpreter):
@@ -102,8 +94,8 @@ class SmoothGradInterpreterV2(SmoothGradInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        labels: Any = None,
+        inputs: ImageInputs,
+        labels: Labels = None,
         noise_amount: float = 0.1,
         n_samples: int = 50,
         split: int = 2,
@@ -111,10 +103,12 @@ class SmoothGradInterpreterV2(SmoothGradInterpreter):
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         random_seed: int | None = None,
     ) -> np.ndarray:
-        """Returns the averaged gradients, ``np.ndarray`` of shape ``[N, C, H, W]``."""
+        """Returns the averaged gradients, ``np.ndarray`` of shape ``[N, C, H, W]``; ``labels`` as ``K`` classes
+        per image (``[N, K]``) gives ``[N, K, C, H, W]``: each chunk of samples goes through the model once and is
+        differentiated once per class."""
         split = check_positive_int(split, "split")
         batch_size = math.ceil(check_positive_int(n_samples, "n_samples") / split)
         return super().interpret(

@@ -15,6 +15,11 @@ embedding in place of the pixels, and a token's attribution is the sum over the 
 All (text, step or sample) pairs go through the model in chunks of ``batch_size``; several targets of one text
 (labels of a multi-label model, tokens of a tagger) share each forward. Noise is keyed by ``(seed, the text's
 token ids, sample)``, so results do not depend on ``batch_size``.
+
+These are the image functions themselves, run on an embedding batch: :class:`EmbeddingSpace` is the adapter whose
+inputs are the embedding layer's outputs (each pass puts the given points in place of that output), so the
+quadrature, the baselines, the noise and the batching are written once, in ``integrated_gradients.py``,
+``smoothgrad.py``, ``gradient_shap.py`` and ``base.py``.
 """
 
 from __future__ import annotations
@@ -24,25 +29,19 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import (
-    ModelAdapter,
-    check_batch_size,
-    check_positive_int,
-    draw_noise,
-    resolve_seed,
-    softmax,
-)
-from ..core.batching import PerInputSum, batches
+from ..adapters import ModelAdapter, check_batch_size, check_positive_int, softmax
+from ..adapters.embedding_space import EmbeddingSpace
 from ..core.noise import content_digest
+from ..core.types import Labels, LayerName, Seed, Targets, Texts, TextToInput, TokenInputs, Tokenizer
 from ..data import TextBatch, encode_texts, merge_words, resolve_labels
 from ..viz import show_text, text_html
-from .base import Interpreter, check_noise_amount
-from .integrated_gradients import quadrature
+from .base import Interpreter
+from .gradient_sampling import check_noise_amount
+from .gradient_shap import gradient_shap
+from .integrated_gradients import integrated_gradients, quadrature
+from .smoothgrad import smooth_grad
 
 METHODS = ("intgrad", "smoothgrad", "gradshap")
-# What the embedding pass can differentiate: the image objectives, plus the sigmoid of a label's logit (multi-label
-# heads) and the largest score over positions (transformers-interpret's question-answering objective).
-EMBEDDING_OBJECTIVES = ("probability", "logit", "loss", "sigmoid", "max_logit")
 
 
 def find_embedding(adapter: ModelAdapter, name: str | None) -> str:
@@ -80,23 +79,25 @@ def reference_inputs(batch: TextBatch, pad_id: int) -> dict[str, np.ndarray]:
 
 def embedding_attributions(
     adapter: ModelAdapter,
-    inputs: dict[str, np.ndarray],
-    layer: str,
-    targets: np.ndarray | None,
+    inputs: TokenInputs,
+    layer: LayerName,
+    targets: Targets,
     method: str = "intgrad",
     objective: str = "logit",
     steps: int = 50,
     n_samples: int = 20,
     noise_amount: float = 0.1,
-    baseline_inputs: dict[str, np.ndarray] | None = None,
+    baseline_inputs: TokenInputs | None = None,
     quadrature_rule: str = "riemann_trapezoid",
-    random_seed: int | None = None,
+    random_seed: Seed = None,
     batch_size: int = 16,
     output: str | None = None,
     positions: np.ndarray | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Attributions of the embedding of every token, for each target of each text.
+    """Attributions of the embedding of every token, for each target of each text: the image functions
+    (:func:`integrated_gradients`, :func:`smooth_grad`, :func:`gradient_shap`) on the embedding batch of an
+    :class:`EmbeddingSpace`.
 
     ``targets``: ``[N]`` or ``[N, T]`` classes (``None``: the predicted class); ``positions`` ``[N, T]`` the token
     whose scores each target reads (token classification). Returns a dict with ``attributions`` ``[N, T, L, D]``
@@ -106,136 +107,44 @@ def embedding_attributions(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
-    if objective not in EMBEDDING_OBJECTIVES:
-        raise ValueError(f"gradient_of must be one of {EMBEDDING_OBJECTIVES}; got {objective!r}.")
     batch_size = check_batch_size(batch_size)
-    xp = adapter.xp
-    n = int(inputs["input_ids"].shape[0])
-    seed = resolve_seed(random_seed)
     if method == "intgrad":
-        alphas, weights = quadrature(quadrature_rule, steps)
-        per = len(alphas)
+        quadrature(quadrature_rule, steps)  # a bad rule or step count fails before any model pass
     else:
-        per = check_positive_int(n_samples, "n_samples")
-        noise_amount = check_noise_amount(noise_amount)
-    rows_of = {k: np.asarray(v) for k, v in inputs.items()}
-    # The embeddings, the baselines and the targets come from one pass at the real text (alpha = 1, no noise),
-    # which is also the IG point alpha = 1 when the rule has it.
-    first, embeddings, baselines, logits = [], [], [], []
+        check_positive_int(n_samples, "n_samples")
+        check_noise_amount(noise_amount)
     with adapter.evaluation():
-        for chunk in batches(n, batch_size, progress=False):
-            part = chunk.part
-            rows = {k: v[part] for k, v in rows_of.items()}
-            result = adapter.embedding_pass(
-                rows, layer, None if targets is None else targets[part], objective, output=output,
-                positions=None if positions is None else positions[part],
-            )  # fmt: skip
-            first.append(result)
-            embeddings.append(result.embeddings)
-            logits.append(adapter.to_numpy(result.logits))
-            if baseline_inputs is not None:
-                baselines.append(adapter.layer_output({k: v[part] for k, v in baseline_inputs.items()}, layer))
-        used = np.concatenate([r.targets for r in first])
-        e = xp.concat(embeddings, axis=0)
-        b = xp.concat(baselines, axis=0) if baselines else xp.zeros_like(e)
-        columns = used.shape[1]
-        total = xp.zeros((n, columns, *e.shape[1:]), dtype=e.dtype, device=getattr(e, "device", None))
-        values = np.zeros((n, columns, per), dtype=np.float64)
-        if method == "intgrad":
-            done = np.isclose(alphas, 1.0)  # the first pass already gave the alpha = 1 point
-            kept = np.flatnonzero(~done)
-            if done.any():
-                k1 = int(np.flatnonzero(done)[0])
-                total += float(weights[k1]) * xp.concat([r.gradients for r in first], axis=0)
-                values[:, :, k1] = np.concatenate([adapter.to_numpy(r.objective) for r in first])
-        else:
-            kept = np.arange(per)
-        # Noise only on the real tokens, scaled by each text's own spread: padding changes nothing.
-        real = rows_of.get("attention_mask", np.ones(rows_of["input_ids"].shape, np.int64)) > 0
-        # Noise keyed by (seed, the text's real token ids, sample): the same text gets the same noise in any batch.
-        keys = np.array([content_digest(rows_of["input_ids"][i][real[i]]) for i in range(n)], dtype=np.int64)
-        sigma = None
-        if method != "intgrad":
-            mask = adapter.asarray(real[:, :, None].astype(np.float32))
-            big = float(np.finfo(np.float32).max)
-            flat_max = xp.max(xp.reshape(xp.where(mask > 0, e, -big), (n, -1)), axis=1)
-            flat_min = xp.min(xp.reshape(xp.where(mask > 0, e, big), (n, -1)), axis=1)
-            sigma = adapter.to_numpy(noise_amount * (flat_max - flat_min))
-        shape = tuple(int(d) for d in e.shape[1:])
-        accumulated = PerInputSum(xp, n)
-        accumulated.total = total
-        for chunk in batches(n, batch_size, len(kept), progress=progress, desc=method):
-            index, sample = chunk.owners, kept[chunk.members]
-            rows = {k: v[index] for k, v in rows_of.items()}
-            extra: dict[str, Any] = {}
-            if method == "intgrad":
-                extra = {"alphas": alphas[sample], "baseline": b[index]}
-            else:
-                extra = {"noise": _noise(adapter, seed, index, sample, real, sigma, shape, keys)}
-                if method == "gradshap":
-                    extra["alphas"] = np.array(
-                        [sample_alpha(seed, keys[i], s) for i, s in zip(index, sample, strict=True)]
-                    )
-                    extra["baseline"] = b[index]
-            result = adapter.embedding_pass(
-                rows, layer, used[index], objective, output=output,
-                positions=None if positions is None else positions[index], **extra,
-            )  # fmt: skip
-            grads = result.gradients
-            if method == "intgrad":
-                factor = adapter.asarray(weights[sample].astype(np.float32))
-                grads = grads * xp.reshape(factor, (-1, 1, 1, 1))
-            elif method == "gradshap":
-                noisy = e[index] + extra["noise"]
-                grads = grads * (noisy - b[index])[:, None]
-            accumulated.add(chunk, grads)
-            values[index, :, sample] = adapter.to_numpy(result.objective)
+        space = EmbeddingSpace(adapter, inputs, layer, targets, objective, output, positions, batch_size)
+        e, xp = space.embeddings, space.xp
+        baselines = None if baseline_inputs is None else space.layer_output(baseline_inputs, batch_size)
+    # Noise only on the real tokens, scaled by each text's own spread and keyed by (seed, the text's real token
+    # ids, sample): padding changes nothing, and a text gets the same noise in any batch.
+    ids = space.inputs["input_ids"]
+    real = space.inputs.get("attention_mask", np.ones(ids.shape, np.int64)) > 0
+    keys = np.array([content_digest(ids[i][real[i]]) for i in range(len(ids))], dtype=np.int64)
+    noisy = {"mask": real[:, :, None], "keys": keys}
     delta = None
     if method == "intgrad":
-        attributions = total * (e - b)[:, None]
-        if np.isclose(alphas[0], 0.0) and np.isclose(alphas[-1], 1.0):
-            sums = adapter.to_numpy(xp.sum(attributions, axis=(2, 3)))
-            delta = sums - (values[:, :, -1] - values[:, :, 0])
+        attributions, delta = integrated_gradients(
+            space, e, space.rows, baselines, steps, 1, objective, quadrature_rule, batch_size, random_seed, progress
+        )
+    elif method == "smoothgrad":
+        attributions = smooth_grad(
+            space, e, space.rows, noise_amount, n_samples, objective, batch_size, random_seed, progress, **noisy
+        )
     else:
-        attributions = total / per
-    if method == "smoothgrad":
-        per_token = xp.sum(attributions * e[:, None], axis=-1)
-    else:
-        per_token = xp.sum(attributions, axis=-1)
+        attributions = gradient_shap(
+            space, e, space.rows, baselines, n_samples, noise_amount, objective, batch_size, random_seed, progress,
+            **noisy,
+        )  # fmt: skip
+    per_token = xp.sum(attributions * e[:, None] if method == "smoothgrad" else attributions, axis=-1)
     return {
         "attributions": attributions,
         "tokens": adapter.to_numpy(per_token),
-        "targets": used,
-        "logits": np.concatenate(logits),
+        "targets": space.targets,
+        "logits": space.logits,
         "delta": delta,
-        "objective": values,
     }
-
-
-def sample_alpha(seed: int, text: int, sample: int) -> float:
-    """GradientSHAP's ``r ~ U(0, 1)`` of one (text, sample), ``text`` the digest of its token ids: keyed, so
-    independent of the batching."""
-    return float(np.random.default_rng([seed, int(text), sample, 1]).random())
-
-
-def _noise(
-    adapter: ModelAdapter,
-    seed: int,
-    index: np.ndarray,
-    sample: np.ndarray,
-    real: np.ndarray,
-    sigma: np.ndarray,
-    shape: tuple[int, ...],
-    keys: np.ndarray,
-) -> Any:
-    """``σ_i ε`` on text ``i``'s real tokens (0 on padding), ``ε`` keyed by ``(seed, keys[i], sample)`` (``keys``: the
-    digests of the texts' real token ids) and drawn for
-    the real tokens only, so that neither padding nor ``batch_size`` changes it."""
-    out = np.zeros((len(index), *shape), dtype=np.float32)
-    for row, (i, s) in enumerate(zip(index.tolist(), sample.tolist(), strict=True)):
-        where = np.flatnonzero(real[i])
-        out[row, where] = sigma[i] * draw_noise(seed, [(int(keys[i]), s)], (len(where), *shape[1:]))[0]
-    return adapter.asarray(out)
 
 
 # -- InterpretDL's classes ---------------------------------------------------------------------------------------
@@ -299,10 +208,10 @@ class IntGradNLPInterpreter(_TextGradientInterpreter):
 
     def interpret(
         self,
-        raw_text: Any,
-        tokenizer: Any = None,
-        text_to_input_fn: Any = None,
-        label: Any = None,
+        raw_text: Texts,
+        tokenizer: Tokenizer = None,
+        text_to_input_fn: TextToInput = None,
+        label: Labels = None,
         steps: int = 50,
         gradient_of: str = "logit",
         embedding_name: str | None = "word_embeddings",
@@ -332,10 +241,10 @@ class SmoothGradNLPInterpreter(_TextGradientInterpreter):
 
     def interpret(
         self,
-        raw_text: Any,
-        tokenizer: Any = None,
-        text_to_input_fn: Any = None,
-        label: Any = None,
+        raw_text: Texts,
+        tokenizer: Tokenizer = None,
+        text_to_input_fn: TextToInput = None,
+        label: Labels = None,
         noise_amount: float = 0.1,
         n_samples: int = 20,
         gradient_of: str = "logit",
@@ -362,21 +271,21 @@ class GradShapNLPInterpreter(_TextGradientInterpreter):
 
     def interpret(
         self,
-        data: Any = None,
-        labels: Any = None,
+        data: Texts = None,
+        labels: Labels = None,
         n_samples: int = 5,
         noise_amount: float = 0.1,
         embedding_name: str | None = "word_embeddings",
         return_pred: bool = True,
-        tokenizer: Any = None,
-        text_to_input_fn: Any = None,
+        tokenizer: Tokenizer = None,
+        text_to_input_fn: TextToInput = None,
         gradient_of: str = "logit",
         max_seq_len: int = 128,
         visual: bool = False,
         random_seed: int | None = None,
         batch_size: int = 16,
         merge: str = "sum",
-        raw_text: Any = None,
+        raw_text: Texts = None,
     ):
         """``data``: the text(s) (with ``tokenizer`` or ``text_to_input_fn``) — the original took model-ready
         arrays; those work through ``text_to_input_fn=lambda ids: ids``. Returns ``(labels, probabilities,

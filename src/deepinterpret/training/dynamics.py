@@ -20,6 +20,7 @@ import numpy as np
 
 from ..adapters import adapt, check_positive_int
 from ..core.batching import Progress
+from ..core.types import Images, Labels, Model, TrainingData
 from ..data.files import atomic_file
 from ..data.targets import resolve_labels
 
@@ -28,7 +29,7 @@ class IndexedLoader:
     """``(indices, x, y)`` batches over arrays, reshuffled every epoch with a seeded generator (the same order for
     every framework), so that two runs see the samples in the same order."""
 
-    def __init__(self, x: Any, y: Any, batch_size: int = 64, shuffle: bool = True, seed: int = 0):
+    def __init__(self, x: Images, y: Labels, batch_size: int = 64, shuffle: bool = True, seed: int = 0):
         self.x, y = np.asarray(x), np.asarray(y).reshape(-1)
         if len(self.x) != len(y):
             raise ValueError(f"got {len(self.x)} samples and {len(y)} labels.")
@@ -81,7 +82,7 @@ class Dynamics:
 
 
 def record_training(
-    model: Any,
+    model: Model,
     loader: Any,
     optimizer: Any,
     epochs: int,
@@ -187,12 +188,12 @@ def noise_scores(correct: np.ndarray) -> np.ndarray:
 class ForgettingEventsInterpreter:
     """Forgetting events: counts per sample while a normal training run goes on."""
 
-    def __init__(self, model: Any, device: str | None = None, progress: bool | None = None):
+    def __init__(self, model: Model, device: str | None = None, progress: bool | None = None):
         self.model, self.device, self.progress = model, device, progress
 
     def interpret(
         self,
-        train_reader: Any,
+        train_reader: TrainingData,
         optimizer: Any,
         batch_size: int | None = None,
         epochs: int = 10,
@@ -236,7 +237,7 @@ class ForgettingEventsInterpreter:
 class TrainingDynamics:
     """Training dynamics: each sample's probabilities at every epoch of a normal training run."""
 
-    def __init__(self, paddle_model: Any, device: str | None = None, progress: bool | None = None):
+    def __init__(self, paddle_model: Model, device: str | None = None, progress: bool | None = None):
         self.model, self.device, self.progress = paddle_model, device, progress
 
     def generator(
@@ -353,7 +354,7 @@ class TidyReport:
     recall_at_k: float | None = None
 
 
-def tidy(dynamics: Dynamics | np.ndarray, labels: Any = None, label_flip: Any = None) -> TidyReport:
+def tidy(dynamics: Dynamics | np.ndarray, labels: Labels = None, label_flip: Any = None) -> TidyReport:
     """TIDY, the training-data analyser: statistics of each sample's training dynamics and a ranking of the
     probably mislabelled ones. ``dynamics``: a :class:`Dynamics`, or probabilities ``[E, N, C]`` with ``labels``."""
     from sklearn.metrics import roc_auc_score

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import check_positive_int, resolve_seed, sample_rng
+from ..core.types import Model, TrainingData
 from .influence_base import (  # noqa: F401  (importable from here, as before)
     InfluenceResult,
     _GradientInfluence,
@@ -62,7 +63,7 @@ class TracInInterpreter(_GradientInfluence):
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         checkpoints: Sequence[Any] | None = None,
         learning_rates: float | Sequence[float] = 1.0,
         layers: Sequence[str] | None = None,
@@ -123,7 +124,7 @@ class GradientSimilarityInterpreter(_GradientInfluence):
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         similarity: str = "cosine",
         layers: Sequence[str] | None = None,
         device: str | None = None,
@@ -198,8 +199,8 @@ class InfluenceFunctionInterpreter(_GradientInfluence):
 
     def __init__(
         self,
-        model: Any,
-        hessian_data: Any,
+        model: Model,
+        hessian_data: TrainingData,
         weight_decay: float = 0.0,
         damping: float = 0.0,
         hessian_rank: int = 50,

@@ -13,6 +13,7 @@ import numpy as np
 from ..adapters import adapt, check_positive_int, resolve_seed
 from ..core.batching import Progress, batches, map_batches
 from ..core.locks import serialise_public
+from ..core.types import Images, Labels, Model, TrainingData
 from ..data.targets import resolve_labels
 from .dynamics import IndexedLoader
 
@@ -33,7 +34,7 @@ class InfluenceResult:
         return len(self.labels)
 
 
-def train_batches(train_data: Any, batch_size: int) -> Iterator[tuple[np.ndarray, Any, np.ndarray]]:
+def train_batches(train_data: TrainingData, batch_size: int) -> Iterator[tuple[np.ndarray, Any, np.ndarray]]:
     """``(indices, x, y)`` chunks of the training data: ``(x, y)`` arrays are cut into ``batch_size`` slices (no
     copy of the whole set is made); a loader's batches are used as they come (an ``IndexedLoader`` in order)."""
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -84,7 +85,7 @@ class _GradientInfluence:
         super().__init_subclass__(**kwargs)
         serialise_public(cls)  # calls on one model run one at a time (thread safety)
 
-    def __init__(self, model: Any, device: str | None = None, batch_size: int = 64, progress: bool | None = None):
+    def __init__(self, model: Model, device: str | None = None, batch_size: int = 64, progress: bool | None = None):
         self.model = model
         self.adapter = adapt(model, device)
         if not self.adapter.differentiable:
@@ -151,9 +152,9 @@ class _GradientInfluence:
 
     def interpret(
         self,
-        test_inputs: Any,
-        test_labels: Any = None,
-        train_data: Any = None,
+        test_inputs: Images,
+        test_labels: Labels = None,
+        train_data: TrainingData = None,
         top_k: int = 5,
         visual: bool = False,
         save_path: str | os.PathLike | Sequence[str] | None = None,
@@ -179,7 +180,7 @@ class _GradientInfluence:
             self._pictures(test_inputs, result, train_data, visual, save_path)
         return result
 
-    def influence(self, test_inputs: Any, test_labels: Any = None, train_data: Any = None) -> np.ndarray:
+    def influence(self, test_inputs: Images, test_labels: Labels = None, train_data: TrainingData = None) -> np.ndarray:
         """Every score, ``[n_test, n_train]`` (memory ``n_test × n_train``: for small sets; ``interpret`` streams)."""
         if train_data is None:
             raise ValueError("give train_data: (x, y) arrays or an iterable of (indices, x, y) batches.")
@@ -193,7 +194,7 @@ class _GradientInfluence:
             table[:, index] = scores
         return table
 
-    def self_influence(self, train_data: Any) -> np.ndarray:
+    def self_influence(self, train_data: TrainingData) -> np.ndarray:
         """``[n_train]``: each training sample's influence on its own loss (high: atypical or mislabelled)."""
         scores = {}
         with self.adapter.evaluation():

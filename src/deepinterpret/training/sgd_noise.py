@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 
 from ..adapters import adapt
+from ..core.types import Model
 from .dynamics import IndexedLoader, record_training
 
 
 def sgd_noise(
-    model: Any,
+    model: Model,
     optimizer_fn: Callable[[Any], Any],
     train: tuple[Any, Any],
     test: tuple[Any, Any],

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...core.types import ArrayNamespace
+
 # -- the math (pure functions over xp arrays) -------------------------------------------------------------------
 
 
@@ -13,7 +15,7 @@ def _identity(xp: Any, like: Any) -> Any:
     return xp.eye(size, dtype=like.dtype, device=getattr(like, "device", None))
 
 
-def rollout(xp: Any, maps: list[Any], start_layer: int = 0) -> Any:
+def rollout(xp: ArrayNamespace, maps: list[Any], start_layer: int = 0) -> Any:
     """Attention rollout ``Â_{L-1} ⋯ Â_start`` with ``Â = rownorm(mean_h A + I)``: ``[B, S, S]``."""
     joint = None
     eye = _identity(xp, maps[0])
@@ -24,7 +26,7 @@ def rollout(xp: Any, maps: list[Any], start_layer: int = 0) -> Any:
     return joint
 
 
-def transition_state(xp: Any, maps: list[Any], start_layer: int) -> Any:
+def transition_state(xp: ArrayNamespace, maps: list[Any], start_layer: int) -> Any:
     """TAM's Markov state: the class token's row of the last head-mean map, carried back ``s ← s Ā_l + s`` for
     ``l = L-2 … start_layer``: ``[B, S]``."""
     state = xp.mean(maps[-1], axis=1)[:, :1, :]
@@ -33,7 +35,7 @@ def transition_state(xp: Any, maps: list[Any], start_layer: int) -> Any:
     return state[:, 0, :]
 
 
-def generic_attention(xp: Any, maps: list[Any], grads: list[Any], start_layer: int) -> Any:
+def generic_attention(xp: ArrayNamespace, maps: list[Any], grads: list[Any], start_layer: int) -> Any:
     """Chefer et al.'s relevance ``R ← R + mean_h ReLU(∇A ⊙ A) · R`` from ``R = I``: ``[B, S, S]``."""
     relevance = _identity(xp, maps[0]) + 0 * maps[0][:, 0]
     for attention, grad in zip(maps[start_layer:], grads[start_layer:], strict=True):
@@ -42,7 +44,9 @@ def generic_attention(xp: Any, maps: list[Any], grads: list[Any], start_layer: i
     return relevance
 
 
-def head_perception(xp: Any, maps: list[Any], grads: list[Any], start_layer: int, key_mask: Any = None) -> Any:
+def head_perception(
+    xp: ArrayNamespace, maps: list[Any], grads: list[Any], start_layer: int, key_mask: Any = None
+) -> Any:
     """BT's head-wise attentional perception: ``R ← R + (Σ_h Ĩ_h A_h) R`` with ``I_h = mean |A_hᵀ G_h|`` normalised
     over each sample's heads. ``key_mask`` ``[B, S]`` (1 for real tokens) drops the gradients at padded keys, whose
     attention is exactly zero, so that padding does not change a text's head weights."""
@@ -59,7 +63,7 @@ def head_perception(xp: Any, maps: list[Any], grads: list[Any], start_layer: int
 
 
 def token_perception(
-    xp: Any, maps: list[Any], inputs: list[Any], values: list[Any], weights: list[Any], start_layer: int
+    xp: ArrayNamespace, maps: list[Any], inputs: list[Any], values: list[Any], weights: list[Any], start_layer: int
 ) -> Any:
     """BT's token-wise attentional perception: ``R ← R + mean_h(A) · diag(o) · R`` with
     ``o_t = ‖(v W_proj)_t‖₂ / ‖z_t‖₂`` (``v``: the values of all heads, the last third of a fused ``qkv`` output;
@@ -75,12 +79,12 @@ def token_perception(
     return relevance
 
 
-def feedback_weights(xp: Any, gradient_sum: Any, steps: int) -> Any:
+def feedback_weights(xp: ArrayNamespace, gradient_sum: Any, steps: int) -> Any:
     """Reasoning feedback / TAM's weights: ``mean_h ReLU(Σ_α ∇A_{L-1} / steps)``: ``[B, S, S]``."""
     return xp.mean(xp.maximum(gradient_sum / steps, 0.0), axis=1)
 
 
-def class_readout(xp: Any, relevance: Any, prefix: int, pooling: str = "token") -> Any:
+def class_readout(xp: ArrayNamespace, relevance: Any, prefix: int, pooling: str = "token") -> Any:
     """The relevance of the patch tokens for the prediction: the class token's row (``pooling="token"``), or the
     mean over the patch rows for a mean-pooled model; columns after the ``prefix`` tokens. ``[B, S - prefix]``."""
     if pooling == "token" and prefix > 0:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ...adapters import ModelAdapter, check_objective, softmax
+from ...core.types import ImageInputs, Labels
 from ...data import TextBatch, encode_texts, resolve_labels
 from ...viz import show_text, text_html
 from ..base import Interpreter
@@ -54,7 +55,7 @@ class TransformerInterpreter(Interpreter):
         projections = adapter.find_layers(target_layer_pattern=attn_proj_name) if attn_proj_name else []
         embedding = _one_layer(adapter, embedding_name) if embedding_name else None
 
-        def predict_fn(inputs: Any, label: Any = None, scale: Any = None):
+        def predict_fn(inputs: ImageInputs, label: Labels = None, scale: Any = None):
             n = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
             targets = resolve_labels(label, n)
             extra = {}

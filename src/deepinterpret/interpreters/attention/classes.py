@@ -9,6 +9,7 @@ import numpy as np
 
 from ...adapters import check_batch_size, check_objective, check_positive_int
 from ...core.batching import batches
+from ...core.types import Baselines, ImageInputs, Labels, SavePath, Texts, TextToInput, Tokenizer
 from ...data import resolve_labels
 from ...viz import show_text, text_html
 from ..cam import IntermediateLayerInterpreter
@@ -23,13 +24,13 @@ class RolloutInterpreter(IntermediateLayerInterpreter, TransformerInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
+        inputs: ImageInputs,
         start_layer: int = 0,
         attention_layer_pattern: str = "^blocks.*.attn.attn_drop$",
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 16,
     ) -> np.ndarray:
         """Returns the rollout of the class token over the patch grid, ``np.ndarray [N, rows, cols]``."""
@@ -48,19 +49,19 @@ class TAMInterpreter(TransformerInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
+        inputs: ImageInputs,
         start_layer: int = 4,
         steps: int = 20,
-        label: Any = None,
+        label: Labels = None,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         attention_layer_pattern: str = _CV_ATTENTION,
         gradient_of: str = "probability",
         batch_size: int = 16,
-        labels: Any = None,
-        baselines: Any = None,
+        labels: Labels = None,
+        baselines: Baselines = None,
     ) -> np.ndarray:
         """Returns the class token's transition state times the integrated attention gradient over the patch grid,
         ``np.ndarray [N, rows, cols]``. Beyond InterpretDL: ``attention_layer_pattern`` (the original hard-coded it),
@@ -83,17 +84,17 @@ class GACVInterpreter(TransformerInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
+        inputs: ImageInputs,
         start_layer: int = 3,
         attn_map_name: str = _CV_ATTENTION,
-        label: Any = None,
+        label: Labels = None,
         gradient_of: str = "probability",
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 16,
-        labels: Any = None,
+        labels: Labels = None,
     ) -> np.ndarray:
         """Returns the class token's relevance over the patch grid, ``np.ndarray [N, rows, cols]`` (for a model whose
         ``global_pool`` is not ``"token"``, the mean over the patch rows, as the original)."""
@@ -115,8 +116,8 @@ class GAInterpreter(TransformerInterpreter):
 
     def interpret(
         self,
-        image_input: Any,
-        text: Any,
+        image_input: ImageInputs,
+        text: Texts,
         text_tokenized: Any,
         vis_attn_layer_pattern: str = "^visual.transformer.resblocks.[0-9]*.attn.attn_map$",
         txt_attn_layer_pattern: str = "^transformer.resblocks.[0-9]*.attn.attn_map$",
@@ -125,7 +126,7 @@ class GAInterpreter(TransformerInterpreter):
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 16,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Explains ``logits_per_image[i, i]`` for each (image ``i``, text ``i``) pair.
@@ -203,17 +204,17 @@ class GANLPInterpreter(TransformerInterpreter):
 
     def interpret(
         self,
-        raw_text: Any,
-        tokenizer: Any = None,
-        text_to_input_fn: Any = None,
-        label: Any = None,
+        raw_text: Texts,
+        tokenizer: Tokenizer = None,
+        text_to_input_fn: TextToInput = None,
+        label: Labels = None,
         start_layer: int = 11,
         attn_map_name: str = _NLP_ATTENTION,
         gradient_of: str = "logit",
         max_seq_len: int = 128,
         visual: bool = False,
         batch_size: int = 16,
-        labels: Any = None,
+        labels: Labels = None,
     ) -> np.ndarray:
         """Returns the class token's row of the relevance (for a mean-pooled model, ``global_pool != "token"``, the
         mean of the real tokens' rows), ``np.ndarray [N, L]`` over the tokens (special tokens included, padding 0).
@@ -234,7 +235,7 @@ class BTCVInterpreter(TransformerInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
+        inputs: ImageInputs,
         ap_mode: str = "head",
         start_layer: int = 3,
         steps: int = 20,
@@ -242,15 +243,15 @@ class BTCVInterpreter(TransformerInterpreter):
         attn_v_name: str = "^blocks.[0-9]*.attn.qkv$",
         attn_proj_name: str = "^blocks.[0-9]*.attn.proj$",
         gradient_of: str = "probability",
-        label: Any = None,
+        label: Labels = None,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         input_name: str = "^blocks.[0-9]*.norm1$",
         batch_size: int = 16,
-        labels: Any = None,
-        baselines: Any = None,
+        labels: Labels = None,
+        baselines: Baselines = None,
     ) -> np.ndarray:
         """Returns ``(R ⊙ G)`` at the class token over the patch grid, ``np.ndarray [N, rows, cols]``; the
         attentional perception ``R`` and the reasoning feedback ``G`` are kept in ``self.ap`` / ``self.rf``.
@@ -279,10 +280,10 @@ class BTNLPInterpreter(TransformerInterpreter):
 
     def interpret(
         self,
-        raw_text: Any,
-        tokenizer: Any = None,
-        text_to_input_fn: Any = None,
-        label: Any = None,
+        raw_text: Texts,
+        tokenizer: Tokenizer = None,
+        text_to_input_fn: TextToInput = None,
+        label: Labels = None,
         ap_mode: str = "head",
         start_layer: int = 11,
         steps: int = 20,
@@ -295,7 +296,7 @@ class BTNLPInterpreter(TransformerInterpreter):
         visual: bool = False,
         input_name: str = "^[a-z]*.encoder.layers.[0-9]*.norm1$",
         batch_size: int = 16,
-        labels: Any = None,
+        labels: Labels = None,
     ) -> np.ndarray:
         """Returns ``(R ⊙ G)[:, 0, :]`` (a mean-pooled model: the mean of the real tokens' rows), ``np.ndarray
         [N, L]`` over the tokens (padding 0); ``R`` and ``G`` are kept in ``self.ap`` / ``self.rf``. Token-wise,
