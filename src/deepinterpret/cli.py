@@ -98,7 +98,9 @@ PHOTO_DEMO: dict[str, dict[str, Any]] = {
     "lrp": dict(composite="epsilon_plus"),
     "rise": dict(n_masks=128, batch_size=32, random_seed=0),
     "lime": dict(num_samples=120, segmentation="slic", segmentation_kwargs={"n_segments": 40}, random_seed=0),
+    "kernelshap": dict(num_samples=120, segmentation="slic", segmentation_kwargs={"n_segments": 40}, random_seed=0),
 }
+SUPERPIXEL_METHODS = ("lime", "kernelshap")  # one image per call, weights of superpixels
 DEMO_PHOTOS = ("chelsea", "coffee", "rocket", "motorcycle", "camera", "astronaut")
 
 
@@ -187,7 +189,6 @@ def run_photo_demo(
     applies (LIME too), each for the predicted class; write ``demo.png`` and ``demo.html``. ``image_size``:
     the side the photographs are resized and cropped to (default the model's, 224)."""
     from .evaluators.base import explanation_map
-    from .interpreters.lime import LIMECVInterpreter
 
     if not 1 <= count <= len(DEMO_PHOTOS):
         raise UsageError(f"--count must be between 1 and {len(DEMO_PHOTOS)} for the photographs; got {count}.")
@@ -199,18 +200,20 @@ def run_photo_demo(
     probabilities = interpreter.predict_proba(images, None)
     settings = lambda spec: PHOTO_DEMO.get(spec.name, spec.demo)  # noqa: E731
     maps, timings = _demo_maps(entry, images, None, None, settings, quiet, methods)
-    if "lime" not in maps and (
-        methods is None or "lime" in methods
-    ):  # LIME explains one image at a time and returns superpixel weights
-        lime = LIMECVInterpreter(entry.model, normalization=entry.normalization, progress=False if quiet else None)
-        options = _accepted(lime.interpret, PHOTO_DEMO["lime"])
+    for name in SUPERPIXEL_METHODS:  # LIME, KernelSHAP: one image at a time, superpixel weights
+        if name in maps or (methods is not None and name not in methods):
+            continue
+        surrogate = _cli_methods()[name].cls(
+            entry.model, normalization=entry.normalization, progress=False if quiet else None
+        )
+        options = _accepted(surrogate.interpret, PHOTO_DEMO[name])
         start = time.perf_counter()
-        maps["lime"] = []
+        maps[name] = []
         for image in images:
-            lime.interpret(image, resize_to=None, visual=False, **options)
-            weights = explanation_map(lime.lime_results, size, size)
-            maps["lime"].append(np.maximum(weights, 0.0))  # the superpixels that speak for the class
-        timings.append(f"lime {time.perf_counter() - start:.1f} s")
+            surrogate.interpret(image, resize_to=None, visual=False, **options)
+            weights = explanation_map(surrogate.lime_results, size, size)
+            maps[name].append(np.maximum(weights, 0.0))  # the superpixels that speak for the class
+        timings.append(f"{name} {time.perf_counter() - start:.1f} s")
     rows, lines = [], []
     for row, (name, top) in enumerate(zip(photos, zoo.imagenet.top_k(probabilities, 5), strict=True)):
         rows.append(ReportRow(images[row], f"{name}: {top[0][0]} ({top[0][1]:.2f})", {m: maps[m][row] for m in maps}))
@@ -223,9 +226,9 @@ def run_photo_demo(
         "Top-5 predictions: " + "; ".join(lines) + ".",
         "Gradient and LRP maps show the magnitude of each attribution (sum over channels of absolute values); "
         f"Grad-CAM, Grad-CAM++ and LayerCAM are computed at '{entry.cam_layer}' (1280 channels), Score-CAM at "
-        "'_blocks.10' (112 channels of 14x14), and upsampled; LIME shows the positive weights of about 40 SLIC "
-        "superpixels; LRP uses the epsilon_plus composite (z+ on convolutions, epsilon on the "
-        "classifier).",
+        "'_blocks.10' (112 channels of 14x14), and upsampled; LIME and KernelSHAP show the positive weights (Shapley "
+        "values for KernelSHAP) of about 40 SLIC superpixels; LRP uses the epsilon_plus composite (z+ on "
+        "convolutions, epsilon on the classifier).",
         "Settings: " + "; ".join(f"{m} {v}" for m, v in PHOTO_DEMO.items() if m in maps) + ".",
         "Time per method: " + ", ".join(timings) + ".",
     ]
@@ -267,8 +270,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cli_methods() -> dict[str, MethodSpec]:
-    """The registry's image methods and image LIME (one image per call, superpixel weights)."""
-    from .interpreters.lime import LIMECVInterpreter
+    """The registry's image methods, image LIME and KernelSHAP (one image per call, superpixel weights)."""
+    from .interpreters.lime import KernelSHAPCVInterpreter, LIMECVInterpreter
 
     lime = MethodSpec(
         "lime",
@@ -276,7 +279,13 @@ def _cli_methods() -> dict[str, MethodSpec]:
         "LIME: a linear model of the score over SLIC superpixels",
         ("n_samples", "batch_size", "random_seed", "n_segments"),
     )
-    return {**IMAGE_METHODS, "lime": lime}
+    kernelshap = MethodSpec(
+        "kernelshap",
+        KernelSHAPCVInterpreter,
+        "KernelSHAP: Shapley values of SLIC superpixels (LIME with the Shapley kernel)",
+        ("n_samples", "batch_size", "random_seed", "n_segments"),
+    )
+    return {**IMAGE_METHODS, "lime": lime, "kernelshap": kernelshap}
 
 
 def _get_method(name: str) -> MethodSpec:
@@ -390,7 +399,7 @@ def estimate_passes(spec: MethodSpec, options: dict[str, Any], n_images: int, si
         per_image, kind = ((side - window) // stride + 1) ** 2 + 1, "forward"
     elif spec.name == "rise":
         per_image, kind = options.get("n_masks") or default("n_masks"), "forward"
-    elif spec.name == "lime":
+    elif spec.name in SUPERPIXEL_METHODS:
         per_image, kind = options.get("num_samples") or default("num_samples"), "forward"
     elif spec.name in ("scorecam", "ablationcam"):
         return f"estimate: {n_images} image(s) x one forward per channel of the layer (no gradients)"
@@ -431,7 +440,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         window = max(2, (side or 32) // 8)  # an eighth of the image, half-overlapping windows
         options["sliding_window_shapes"] = window
         options.setdefault("strides", max(1, window // 2))
-    if spec.name == "lime":
+    if spec.name in SUPERPIXEL_METHODS:
         options["num_samples"] = options.pop("n_samples", 1000)
         options["segmentation"] = "slic"
         options["segmentation_kwargs"] = {"n_segments": options.pop("n_segments", 50)}
@@ -456,14 +465,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     stems = output_stems(list(args.inputs))
     pictures = [str(out / f"{stem}_{spec.name}.png") for stem in stems]
     if spec.takes_labels:
-        options["labels" if spec.name != "lime" else "interpret_class"] = args.label
+        options["labels" if spec.name not in SUPERPIXEL_METHODS else "interpret_class"] = args.label
     elif args.label is not None:
         raise UsageError(f"method {spec.name!r} is class-agnostic and takes no --label.")
     estimate = estimate_passes(spec, options, len(args.inputs), side)
     if estimate:
         _say(args, f"{spec.name}: {estimate}")
     common = dict(resize_to=resize_to, crop_to=args.crop_to, visual=False)
-    if spec.name == "lime":  # one image per call
+    if spec.name in SUPERPIXEL_METHODS:  # one image per call
         explanations = []
         for path, picture in zip(args.inputs, pictures, strict=True):
             interpreter.interpret(path, save_path=picture, **common, **options)
@@ -477,7 +486,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     for i, (stem, picture) in enumerate(zip(stems, pictures, strict=True)):
         array_path = out / f"{stem}_{spec.name}.npy"
         np.save(array_path, maps[i])  # the map the picture shows: float [H, W] at the image's resolution
-        if spec.name == "lime" or interpreter.labels is None:
+        if spec.name in SUPERPIXEL_METHODS or interpreter.labels is None:
             detail = f"explained {titles[i]}" if titles[i] else "explained"
         else:
             target = int(interpreter.labels[i])
@@ -625,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument("--stride", type=int, help="occlusion stride in pixels")
     options.add_argument("--quadrature", help="integration rule (intgrad): riemann_trapezoid, gausslegendre, ...")
     options.add_argument(
-        "--n-samples", type=int, help="noisy samples (smoothgrad, gradshap) or perturbed images (lime)"
+        "--n-samples", type=int, help="noisy samples (smoothgrad, gradshap) or perturbed images (lime, kernelshap)"
     )
     options.add_argument("--noise-amount", type=float, help="noise std as a fraction of the input range")
     options.add_argument("--gradient-of", choices=["probability", "logit", "loss"])
@@ -641,7 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument("--composite", help="LRP rules by layer type: alpha1_beta0 (default), epsilon, epsilon_plus…")
     options.add_argument("--n-masks", type=int, help="random masks (rise; default 4000)")
     options.add_argument("--grid-size", type=int, help="mask grid cells per side (rise; default 7)")
-    options.add_argument("--segments", type=int, help="SLIC superpixels (lime; default 50)")
+    options.add_argument("--segments", type=int, help="SLIC superpixels (lime, kernelshap; default 50)")
     options.add_argument(
         "--rule",
         action="append",
