@@ -114,3 +114,43 @@ def test_guided_grad_cam_on_a_segmentation_region(twins):
     assert np.abs(expected).max() > 0
     np.testing.assert_allclose(results[0], expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
     np.testing.assert_allclose(results[1], results[0], rtol=1e-4, atol=1e-5 * np.abs(results[0]).max())
+
+
+def test_kernel_shap_for_text_paddle_equals_torch():
+    """KernelSHAPNLPInterpreter on a bag-of-words model and its Paddle twin (same weights, same coalitions)."""
+    import paddle
+
+    torch.manual_seed(0)
+    embedding, head = torch.nn.Embedding(30, 8), torch.nn.Linear(8, 3)
+
+    class BagOfWords(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding, self.head = embedding, head
+
+        def forward(self, ids):
+            return self.head(torch.tanh(self.embedding(ids)).mean(dim=1))
+
+    class PaddleBagOfWords(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.embedding, self.head = paddle.nn.Embedding(30, 8), paddle.nn.Linear(8, 3)
+            self.embedding.weight.set_value(embedding.weight.detach().numpy())
+            self.head.weight.set_value(head.weight.detach().numpy().T)
+            self.head.bias.set_value(head.bias.detach().numpy())
+
+        def forward(self, ids):
+            return self.head(paddle.tanh(self.embedding(ids)).mean(axis=1))
+
+    vocabulary = {w: i + 1 for i, w in enumerate("the movie was not good at all but actors were fine".split())}
+    text = "the movie was not good but the actors were fine"
+    runs = [
+        it.KernelSHAPNLPInterpreter(m).interpret(
+            text, text_to_input_fn=lambda raw: np.array([[vocabulary[w] for w in raw.split()]]), unk_id=0,
+            classes_to_interpret=[2], num_samples=120, random_seed=3, batch_size=32,
+        )
+        for m in (BagOfWords().eval(), PaddleBagOfWords())
+    ]  # fmt: skip
+    values = [np.array([w for _, w in sorted(run[2])]) for run in runs]
+    assert np.abs(values[0]).max() > 1e-3
+    np.testing.assert_allclose(values[1], values[0], rtol=1e-3, atol=1e-4 * np.abs(values[0]).max())
