@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 import deepinterpret as it
-from deepinterpret.cli import PHOTO_DEMO, SUPERPIXEL_METHODS, _cli_methods, main
+from deepinterpret.cli import PHOTO_DEMO, main
+from deepinterpret.cli.explain import SUPERPIXEL_METHODS, _cli_methods
 
 
 @pytest.fixture(scope="module")
