@@ -44,8 +44,9 @@ def _baselines(adapter: ModelAdapter, x: Any, baselines: Any) -> Any:
 
 
 def _objective_value(logits: np.ndarray, targets: np.ndarray, objective: Any) -> np.ndarray:
-    """The objective of class ``targets[i]`` from logits ``[1 or N, K]`` (NumPy); for a target object (``objective``
-    callable, ``targets`` the input of each row) its value on the outputs ``[1 or N, ...]``."""
+    """The objective of class ``targets[i]`` (``[N]``, or ``[N, K]`` classes per input) from logits
+    ``[1 or N, classes]`` (NumPy); for a target object (``objective`` callable, ``targets`` the input of each row)
+    its value on the outputs ``[1 or N, ...]``."""
     logits = np.broadcast_to(logits.astype(np.float64), (len(targets), *logits.shape[1:]))
     if callable(objective):
         return np.asarray(objective(logits, np.asarray(targets), np.asarray), dtype=np.float64)
@@ -55,7 +56,8 @@ def _objective_value(logits: np.ndarray, targets: np.ndarray, objective: Any) ->
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         chosen = np.exp(log_probabilities) if objective == "probability" else -log_probabilities
-    return chosen[np.arange(len(targets)), targets]
+    rows = np.arange(len(targets))
+    return chosen[rows[:, None] if np.ndim(targets) == 2 else rows, targets]
 
 
 def deeplift(
@@ -79,10 +81,12 @@ def deeplift(
         gradient, value, logits, used, reference_logits = modified_gradient(
             adapter, x[part], None if targets is None else targets[part], "rescale", objective, reference, eps
         )
-        attribution = (x[part] - reference) * adapter.asarray(gradient)
-        rows = int(attribution.shape[0])
+        difference = x[part] - reference
+        several = np.ndim(used) == 2  # K classes per input: gradient [B, K, ...], one forward and K backwards
+        attribution = (difference[:, None] if several else difference) * adapter.asarray(gradient)
         reference_value = _objective_value(adapter.to_numpy(reference_logits), used, objective)
-        total = adapter.to_numpy(adapter.xp.sum(adapter.xp.reshape(attribution, (rows, -1)), axis=1))
+        flat = adapter.xp.reshape(attribution, (*np.shape(used), -1))
+        total = adapter.to_numpy(adapter.xp.sum(flat, axis=-1))
         return attribution, used, adapter.to_numpy(logits), total - (adapter.to_numpy(value) - reference_value)
 
     with adapter.evaluation():
@@ -110,14 +114,13 @@ class DeepLIFTInterpreter(_GradientFamilyInterpreter):
         label: Any = None,
         eps: float = 1e-10,
     ) -> np.ndarray:
-        """Returns ``(x − r) ⊙ m``, ``np.ndarray [N, C, H, W]``. ``baselines``: ``None`` (zeros of the model
+        """Returns ``(x − r) ⊙ m``, ``np.ndarray [N, C, H, W]`` (``[N, K, C, H, W]`` for ``K`` classes per image:
+        one forward and ``K`` backwards per chunk). ``baselines``: ``None`` (zeros of the model
         input), ``"black"`` (pixels 0, normalised as the inputs are), or a model-ready array, one for all inputs
         or one per input. After a call, ``convergence_delta`` holds ``Σ attributions − (f(x) − f(r))`` per input."""
         batch_size = check_batch_size(batch_size)
         batch = self._load_images(inputs, resize_to, crop_to)
         targets, objective, by_target = self._what_to_explain(self._labels(label, labels), len(batch), gradient_of)
-        if targets is not None and targets.ndim != 1:
-            raise ValueError("DeepLIFT explains one class per image; give one label per image.")
         if isinstance(baselines, str):
             if baselines != "black":
                 raise ValueError(f"baselines must be None, 'black' or an array; got {baselines!r}.")

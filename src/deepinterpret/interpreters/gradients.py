@@ -95,7 +95,8 @@ def guided_grad_cam(
         upsampled = adapter.resize(cams, height, width)
     else:
         upsampled = nearest_resize(adapter, cams, height, width)
-    return guided * upsampled[:, None], cams, targets, probabilities
+    axis = upsampled[:, :, None] if np.ndim(targets) == 2 else upsampled[:, None]  # [N, K, H, W]: K classes
+    return guided * axis, cams, targets, probabilities
 
 
 class _GradientFamilyInterpreter(InputGradientInterpreter):
@@ -128,8 +129,6 @@ class _GradientFamilyInterpreter(InputGradientInterpreter):
 
     def _show(self, batch, explanation, visual: bool, save_path: Any) -> np.ndarray:
         explanation = self.adapter.to_numpy(explanation)
-        if explanation.ndim > batch.data.ndim:  # several classes per image: no picture
-            return explanation
         self._visualize_gradients(batch, explanation, visual, save_path)
         return explanation
 
@@ -227,13 +226,12 @@ class GuidedGradCAMInterpreter(_GradientFamilyInterpreter):
         batch_size: int = 16,
         interpolation: str = "bilinear",
     ) -> np.ndarray:
-        """Returns ``np.ndarray [N, C, H, W]``; the Grad-CAM maps at the layer's resolution are kept in
-        ``self.cam_maps``. ``interpolation``: ``"bilinear"`` (the paper) or ``"nearest"`` (Captum's default)."""
+        """Returns ``np.ndarray [N, C, H, W]`` (``[N, K, C, H, W]`` for ``K`` classes per image: two forwards and
+        ``2K`` backwards per chunk); the Grad-CAM maps at the layer's resolution are kept in ``self.cam_maps``.
+        ``interpolation``: ``"bilinear"`` (the paper) or ``"nearest"`` (Captum's default)."""
         batch_size = check_batch_size(batch_size)
         batch = self._load_images(inputs, resize_to, crop_to)
         targets, objective, by_target = self._what_to_explain(self._labels(label, labels), len(batch), gradient_of)
-        if targets is not None and targets.ndim != 1:
-            raise ValueError("Guided Grad-CAM explains one class per image; give one label per image.")
         result, cams, used, probabilities = guided_grad_cam(
             self.adapter, batch.data, targets, target_layer_name, objective, interpolation, batch_size
         )
