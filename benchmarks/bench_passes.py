@@ -5,7 +5,7 @@ photographs, measured side by side in one run:
     masked input (zero channels skipped, constant ones sharing the all-zero input, identical ones grouped) against
     one forward per channel at the same batch size; the forwards, the time and the largest map difference;
     Faster Score-CAM (``top_k`` channels of largest variance) with its deviation from Score-CAM;
-  * top-5 classes at once against one class for Occlusion, RISE and LIME: forwards and time;
+  * top-5 classes at once against one class for Occlusion, RISE, LIME and KernelSHAP: forwards and time;
   * top-5 classes at once against one class for Integrated Gradients (one forward per chunk of path points, one
     backward per class): the time against the bound ``1 + 5 · (backward share of one run)``, the share measured in
     the same run (the time spent in the backward passes / the run's time);
@@ -117,6 +117,11 @@ def top5_rows(model, counter, photos, args):
         ),
         "LIME (300 samples)": (
             it.LIMECVInterpreter(model, random_seed=0, progress=False),
+            dict(num_samples=300, batch_size=args.batch_size),
+            "interpret_class",
+        ),
+        "KernelSHAP (300 samples)": (
+            it.KernelSHAPCVInterpreter(model, random_seed=0, progress=False),
             dict(num_samples=300, batch_size=args.batch_size),
             "interpret_class",
         ),

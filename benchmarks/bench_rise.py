@@ -1,4 +1,5 @@
-"""RISE on a ResNet-18-sized model at 224x224: its cost against the raw forwards of its masked inputs.
+"""RISE at 224x224: its cost against the raw forwards of its masked inputs, on a ResNet-18-sized model (passes
+that cost what real ones do) or on a tiny conv net (``--model tiny``: passes so cheap that any host work shows).
 
 Prints, measured side by side in one run (interleaved, best of --repeats):
   * RISE with N masks / the N forwards of the very masked inputs it feeds the model, built up front and run at the
@@ -7,11 +8,16 @@ Prints, measured side by side in one run (interleaved, best of --repeats):
   * peak memory does not grow with N (the masks are made per batch): the GPU peak at N and 2N with --device gpu.
 
     python benchmarks/bench_rise.py [--masks 1000] [--batch-size 50] [--device cpu|gpu] [--repeats 2] [--threads N]
+        [--model resnet18|tiny] [--profile]
+
+``--profile`` prints a cProfile of one RISE call (sorted by own time) instead of the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import time
 
 import numpy as np
@@ -19,6 +25,7 @@ import torch
 from skimage import data
 
 import deepinterpret as it
+from bench_overhead import tiny_net
 from common import best_of, resnet18_sized
 from deepinterpret.data import load_images
 from deepinterpret.interpreters.rise import rise_masks
@@ -32,13 +39,16 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--model", choices=("resnet18", "tiny"), default="resnet18")
+    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     device = torch.device("cuda" if args.device.startswith("gpu") and torch.cuda.is_available() else "cpu")
-    model = resnet18_sized().to(device)
+    model = (resnet18_sized() if args.model == "resnet18" else tiny_net()).to(device)
+    logits = (lambda out: out.logits) if args.model == "resnet18" else (lambda out: out)  # noqa: E731
     x_np = load_images(data.astronaut(), resize_to=args.size, crop_to=args.size).data
     x = torch.from_numpy(x_np).to(device)
     label = 0
@@ -59,9 +69,17 @@ def main() -> None:
 
     def raw() -> None:
         for start in range(0, args.masks, args.batch_size):
-            torch.softmax(model(samples[start : start + args.batch_size]).logits, -1)[:, label].cpu()
+            torch.softmax(logits(model(samples[start : start + args.batch_size])), -1)[:, label].cpu()
         sync()
 
+    if args.profile:
+        rise()
+        profiler = cProfile.Profile()
+        profiler.enable()
+        rise()
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+        return
     cpu: dict[str, list[float]] = {"rise": [], "raw": []}
 
     def cpu_timed(key, fn):
@@ -73,7 +91,8 @@ def main() -> None:
         return run
 
     times = best_of({"rise": cpu_timed("rise", rise), "raw": cpu_timed("raw", raw)}, args.repeats)
-    print(f"model: ResNet-18-sized, {args.size}x{args.size}, device {device}, torch threads {torch.get_num_threads()}")
+    name = "ResNet-18-sized" if args.model == "resnet18" else "tiny conv net"
+    print(f"model: {name}, {args.size}x{args.size}, device {device}, torch threads {torch.get_num_threads()}")
     print(f"RISE, {args.masks} masks, batch {args.batch_size}: {times['rise']:.2f} s")
     print(f"raw forwards of its {args.masks} masked inputs (built up front), same batch: {times['raw']:.2f} s")
     print(f"ratio RISE / raw passes, wall clock: {times['rise'] / times['raw']:.3f} (target <= 1.10)")

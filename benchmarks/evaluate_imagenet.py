@@ -1,6 +1,6 @@
 """The zoo's EfficientNet-Lite0 on scikit-image's photographs: the model card's top-5 table, PyTorch / Paddle
-agreement, how the padding and normalisation were established, and deletion / insertion of IG, Grad-CAM, LIME and
-a random map (with one-sided Wilcoxon signed-rank tests against the random map, paired by image).
+agreement, how the padding and normalisation were established, and deletion / insertion of IG, Grad-CAM, LIME,
+KernelSHAP and a random map (with one-sided Wilcoxon signed-rank tests against the random map, paired by image).
 
     python benchmarks/evaluate_imagenet.py [--skip-evaluation] [--readme-figure docs/images/efficientnet_photos.png]
 
@@ -112,13 +112,15 @@ def evaluation(entry, lime_samples: int) -> None:
     cam = it.GradCAMInterpreter(entry.model, normalization=norm).interpret(
         images, imagenet.CAM_LAYER, resize_to=None, visual=False
     )
-    lime = it.LIMECVInterpreter(entry.model, normalization=norm, random_seed=0)
-    limes = []
-    for image in images:
-        lime.interpret(image, num_samples=lime_samples, resize_to=None, visual=False, segmentation="slic",
-                       segmentation_kwargs={"n_segments": 40})  # fmt: skip
-        limes.append(lime.lime_results)
-    maps = {"IG": list(ig), "Grad-CAM": list(cam), "LIME": limes,
+    surrogates = {}
+    for name, cls in (("LIME", it.LIMECVInterpreter), ("KernelSHAP", it.KernelSHAPCVInterpreter)):
+        surrogate = cls(entry.model, normalization=norm, random_seed=0)
+        surrogates[name] = []
+        for image in images:
+            surrogate.interpret(image, num_samples=lime_samples, resize_to=None, visual=False, segmentation="slic",
+                                segmentation_kwargs={"n_segments": 40})  # fmt: skip
+            surrogates[name].append(surrogate.lime_results)
+    maps = {"IG": list(ig), "Grad-CAM": list(cam), **surrogates,
             "random": list(np.random.default_rng(0).random((n, 224, 224)))}  # fmt: skip
     print(f"\n{n} photographs; explanations took {time.perf_counter() - start:.0f} s")
     evaluator = it.DeletionInsertion(entry.model, normalization=norm)

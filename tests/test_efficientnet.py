@@ -237,15 +237,15 @@ def test_lrp_and_gradcam_agree_between_pytorch_and_paddle(model, small):
 
 def test_photo_demo_writes_every_method(tmp_path, monkeypatch):
     """The demo's path on one photograph, with tiny settings (the real demo: ``make demo``)."""
-    tiny = {**PHOTO_DEMO, **TEST_SETTINGS, "lime": dict(num_samples=8, segmentation="slic", random_seed=0,
-                                                       segmentation_kwargs={"n_segments": 6})}  # fmt: skip
+    superpixels = dict(num_samples=8, segmentation="slic", random_seed=0, segmentation_kwargs={"n_segments": 6})
+    tiny = {**PHOTO_DEMO, **TEST_SETTINGS, "lime": superpixels, "kernelshap": superpixels}
     monkeypatch.setattr("deepinterpret.cli.PHOTO_DEMO", tiny)
     if not PRETRAINED:
         build = imagenet.build
         monkeypatch.setattr(imagenet, "build", lambda framework="torch", pretrained=True: build(framework, False))
     figure, report = run_photo_demo(tmp_path, count=1, quiet=True, image_size=48)
     text = open(report, encoding="utf-8").read()
-    for name in CNN_METHODS + ["lime"]:
+    for name in CNN_METHODS + ["lime", "kernelshap"]:
         assert f"<th>{name}</th>" in text
     assert "chelsea" in text and "Top-5 predictions" in text
     if PRETRAINED:

@@ -96,6 +96,16 @@ class ModelAdapter(HookInterface, TransformerInterface, TrainingInterface):
     def to_numpy(self, array: Any) -> np.ndarray:
         raise NotImplementedError
 
+    def matmul_into(self, a: Any, b: Any, out: Any) -> Any:
+        """``a @ b`` (``xp`` arrays, batched) written into ``out``, an ``xp`` array made once and reused for every
+        chunk of a loop: a fresh large buffer per chunk costs its allocation each time (on a CPU, the page faults
+        of memory the allocator hands back to the system between chunks)."""
+        return np.matmul(a, b, out=out)
+
+    def multiply_into(self, a: Any, b: Any, out: Any) -> Any:
+        """``a * b`` (broadcast) written into ``out``, as :meth:`matmul_into`."""
+        return np.multiply(a, b, out=out)
+
     # -- model passes -------------------------------------------------------------------------
     def evaluation(self):
         """Context manager: the model in inference mode for the call, restored exactly afterwards."""

@@ -41,6 +41,12 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
     def to_numpy(self, array: Any) -> np.ndarray:
         return self.ops.to_numpy(array)
 
+    def matmul_into(self, a: Any, b: Any, out: Any) -> Any:
+        return self.ops.matmul_into(a, b, out)
+
+    def multiply_into(self, a: Any, b: Any, out: Any) -> Any:
+        return self.ops.multiply_into(a, b, out)
+
     def _framework_tensor(self, array: Any) -> Any:
         return self.ops.tensor(array)
 

@@ -151,6 +151,14 @@ class PaddleOps:
     def stack(tensors: list[paddle.Tensor], axis: int) -> paddle.Tensor:
         return paddle.stack(tensors, axis=axis)
 
+    @staticmethod
+    def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+        return np.matmul(a, b, out=out)  # NumPy is the xp of Paddle models
+
+    @staticmethod
+    def multiply_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+        return np.multiply(a, b, out=out)
+
     def take_rows(self, t: paddle.Tensor, positions: np.ndarray) -> paddle.Tensor:
         """``t[i, positions[i, j]]`` for ``t`` ``[B, L, K]``: ``[B, T, K]``."""
         rows = np.repeat(np.arange(t.shape[0])[:, None], positions.shape[1], 1)

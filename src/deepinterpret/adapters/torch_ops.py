@@ -153,6 +153,14 @@ class TorchOps:
     def stack(tensors: list[torch.Tensor], axis: int) -> torch.Tensor:
         return torch.stack(tensors, dim=axis)
 
+    @staticmethod
+    def matmul_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(a, b, out=out)
+
+    @staticmethod
+    def multiply_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return torch.mul(a, b, out=out)
+
     def take_rows(self, t: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
         """``t[i, positions[i, j]]`` for ``t`` ``[B, L, K]``: ``[B, T, K]``."""
         rows = torch.arange(t.shape[0], device=t.device)[:, None]

@@ -14,7 +14,7 @@ from ..interpreters.base import Interpreter
 from ..interpreters.registry import IMAGE_METHODS
 from ..viz import ReportRow, comparison_figure, html_report, magnitude_map
 from .common import UsageError, _say
-from .explain import _cli_methods
+from .explain import SUPERPIXEL_METHODS, _cli_methods
 
 DEMO_MODEL = "efficientnet-lite0"  # `deepinterpret demo` explains photographs with it (the `imagenet` extra)
 
@@ -34,6 +34,7 @@ PHOTO_DEMO: dict[str, dict[str, Any]] = {
     "lrp": dict(composite="epsilon_plus"),
     "rise": dict(n_masks=128, batch_size=32, random_seed=0),
     "lime": dict(num_samples=120, segmentation="slic", segmentation_kwargs={"n_segments": 40}, random_seed=0),
+    "kernelshap": dict(num_samples=120, segmentation="slic", segmentation_kwargs={"n_segments": 40}, random_seed=0),
 }
 DEMO_PHOTOS = ("chelsea", "coffee", "rocket", "motorcycle", "camera", "astronaut")
 
@@ -130,7 +131,6 @@ def run_photo_demo(
     applies (LIME too), each for the predicted class; write ``demo.png`` and ``demo.html``. ``image_size``:
     the side the photographs are resized and cropped to (default the model's, 224)."""
     from ..evaluators.base import explanation_map
-    from ..interpreters.lime import LIMECVInterpreter
 
     if not 1 <= count <= len(DEMO_PHOTOS):
         raise UsageError(f"--count must be between 1 and {len(DEMO_PHOTOS)} for the photographs; got {count}.")
@@ -143,18 +143,20 @@ def run_photo_demo(
     table = _photo_settings()
     settings = lambda spec: table.get(spec.name, spec.demo)  # noqa: E731
     maps, timings = _demo_maps(entry, images, None, None, settings, quiet, methods)
-    if "lime" not in maps and (
-        methods is None or "lime" in methods
-    ):  # LIME explains one image at a time and returns superpixel weights
-        lime = LIMECVInterpreter(entry.model, normalization=entry.normalization, progress=False if quiet else None)
-        options = _accepted(lime.interpret, table["lime"])
+    for name in SUPERPIXEL_METHODS:  # LIME, KernelSHAP: one image at a time, superpixel weights
+        if name in maps or name not in table or (methods is not None and name not in methods):
+            continue
+        surrogate = _cli_methods()[name].cls(
+            entry.model, normalization=entry.normalization, progress=False if quiet else None
+        )
+        options = _accepted(surrogate.interpret, table[name])
         start = time.perf_counter()
-        maps["lime"] = []
+        maps[name] = []
         for image in images:
-            lime.interpret(image, resize_to=None, visual=False, **options)
-            weights = explanation_map(lime.lime_results, size, size)
-            maps["lime"].append(np.maximum(weights, 0.0))  # the superpixels that speak for the class
-        timings.append(f"lime {time.perf_counter() - start:.1f} s")
+            surrogate.interpret(image, resize_to=None, visual=False, **options)
+            weights = explanation_map(surrogate.lime_results, size, size)
+            maps[name].append(np.maximum(weights, 0.0))  # the superpixels that speak for the class
+        timings.append(f"{name} {time.perf_counter() - start:.1f} s")
     rows, lines = [], []
     for row, (name, top) in enumerate(zip(photos, zoo.imagenet.top_k(probabilities, 5), strict=True)):
         rows.append(ReportRow(images[row], f"{name}: {top[0][0]} ({top[0][1]:.2f})", {m: maps[m][row] for m in maps}))
@@ -167,9 +169,9 @@ def run_photo_demo(
         "Top-5 predictions: " + "; ".join(lines) + ".",
         "Gradient and LRP maps show the magnitude of each attribution (sum over channels of absolute values); "
         f"Grad-CAM, Grad-CAM++ and LayerCAM are computed at '{entry.cam_layer}' (1280 channels), Score-CAM at "
-        "'_blocks.10' (112 channels of 14x14), and upsampled; LIME shows the positive weights of about 40 SLIC "
-        "superpixels; LRP uses the epsilon_plus composite (z+ on convolutions, epsilon on the "
-        "classifier).",
+        "'_blocks.10' (112 channels of 14x14), and upsampled; LIME and KernelSHAP show the positive weights (Shapley "
+        "values for KernelSHAP) of about 40 SLIC superpixels; LRP uses the epsilon_plus composite (z+ on "
+        "convolutions, epsilon on the classifier).",
         "Settings: " + "; ".join(f"{m} {v}" for m, v in table.items() if m in maps) + ".",
         "Time per method: " + ", ".join(timings) + ".",
     ]

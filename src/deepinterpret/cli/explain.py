@@ -13,10 +13,12 @@ from ..data import as_normalization
 from ..interpreters.registry import IMAGE_METHODS, MethodSpec
 from .common import UsageError, _parse_normalization, _say, resolve_model
 
+SUPERPIXEL_METHODS = ("lime", "kernelshap")  # one image per call, weights of superpixels
+
 
 def _cli_methods() -> dict[str, MethodSpec]:
-    """The registry's image methods and image LIME (one image per call, superpixel weights)."""
-    from ..interpreters.lime import LIMECVInterpreter
+    """The registry's image methods, image LIME and KernelSHAP (one image per call, superpixel weights)."""
+    from ..interpreters.lime import KernelSHAPCVInterpreter, LIMECVInterpreter
 
     lime = MethodSpec(
         "lime",
@@ -24,7 +26,13 @@ def _cli_methods() -> dict[str, MethodSpec]:
         "LIME: a linear model of the score over SLIC superpixels",
         ("n_samples", "batch_size", "random_seed", "n_segments"),
     )
-    return {**IMAGE_METHODS, "lime": lime}
+    kernelshap = MethodSpec(
+        "kernelshap",
+        KernelSHAPCVInterpreter,
+        "KernelSHAP: Shapley values of SLIC superpixels (LIME with the Shapley kernel)",
+        ("n_samples", "batch_size", "random_seed", "n_segments"),
+    )
+    return {**IMAGE_METHODS, "lime": lime, "kernelshap": kernelshap}
 
 
 def _get_method(name: str) -> MethodSpec:
@@ -138,7 +146,7 @@ def estimate_passes(spec: MethodSpec, options: dict[str, Any], n_images: int, si
         per_image, kind = ((side - window) // stride + 1) ** 2 + 1, "forward"
     elif spec.name == "rise":
         per_image, kind = options.get("n_masks") or default("n_masks"), "forward"
-    elif spec.name == "lime":
+    elif spec.name in SUPERPIXEL_METHODS:
         per_image, kind = options.get("num_samples") or default("num_samples"), "forward"
     elif spec.name in ("scorecam", "ablationcam"):
         return f"estimate: {n_images} image(s) x one forward per channel of the layer (no gradients)"
@@ -179,7 +187,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         window = max(2, (side or 32) // 8)  # an eighth of the image, half-overlapping windows
         options["sliding_window_shapes"] = window
         options.setdefault("strides", max(1, window // 2))
-    if spec.name == "lime":
+    if spec.name in SUPERPIXEL_METHODS:
         options["num_samples"] = options.pop("n_samples", 1000)
         options["segmentation"] = "slic"
         options["segmentation_kwargs"] = {"n_segments": options.pop("n_segments", 50)}
@@ -204,14 +212,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     stems = output_stems(list(args.inputs))
     pictures = [str(out / f"{stem}_{spec.name}.png") for stem in stems]
     if spec.takes_labels:
-        options["labels" if spec.name != "lime" else "interpret_class"] = args.label
+        options["labels" if spec.name not in SUPERPIXEL_METHODS else "interpret_class"] = args.label
     elif args.label is not None:
         raise UsageError(f"method {spec.name!r} is class-agnostic and takes no --label.")
     estimate = estimate_passes(spec, options, len(args.inputs), side)
     if estimate:
         _say(args, f"{spec.name}: {estimate}")
     common = dict(resize_to=resize_to, crop_to=args.crop_to, visual=False)
-    if spec.name == "lime":  # one image per call
+    if spec.name in SUPERPIXEL_METHODS:  # one image per call
         explanations = []
         for path, picture in zip(args.inputs, pictures, strict=True):
             interpreter.interpret(path, save_path=picture, **common, **options)
@@ -225,7 +233,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     for i, (stem, picture) in enumerate(zip(stems, pictures, strict=True)):
         array_path = out / f"{stem}_{spec.name}.npy"
         np.save(array_path, maps[i])  # the map the picture shows: float [H, W] at the image's resolution
-        if spec.name == "lime" or interpreter.labels is None:
+        if spec.name in SUPERPIXEL_METHODS or interpreter.labels is None:
             detail = f"explained {titles[i]}" if titles[i] else "explained"
         else:
             target = int(interpreter.labels[i])
@@ -284,7 +292,7 @@ def add_explain_command(commands: Any, common: argparse.ArgumentParser) -> None:
     options.add_argument("--stride", type=int, help="occlusion stride in pixels")
     options.add_argument("--quadrature", help="integration rule (intgrad): riemann_trapezoid, gausslegendre, ...")
     options.add_argument(
-        "--n-samples", type=int, help="noisy samples (smoothgrad, gradshap) or perturbed images (lime)"
+        "--n-samples", type=int, help="noisy samples (smoothgrad, gradshap) or perturbed images (lime, kernelshap)"
     )
     options.add_argument("--noise-amount", type=float, help="noise std as a fraction of the input range")
     options.add_argument("--gradient-of", choices=["probability", "logit", "loss"])
@@ -300,7 +308,7 @@ def add_explain_command(commands: Any, common: argparse.ArgumentParser) -> None:
     options.add_argument("--composite", help="LRP rules by layer type: alpha1_beta0 (default), epsilon, epsilon_plus…")
     options.add_argument("--n-masks", type=int, help="random masks (rise; default 4000)")
     options.add_argument("--grid-size", type=int, help="mask grid cells per side (rise; default 7)")
-    options.add_argument("--segments", type=int, help="SLIC superpixels (lime; default 50)")
+    options.add_argument("--segments", type=int, help="SLIC superpixels (lime, kernelshap; default 50)")
     options.add_argument(
         "--rule",
         action="append",

@@ -32,7 +32,6 @@ import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
 from ..core.batching import joined, map_batches
-from ..data import resolve_label_lists
 from .gradient_rules import modified_gradient
 from .gradients import _GradientFamilyInterpreter
 from .integrated_gradients import baseline_array
@@ -44,10 +43,13 @@ def _baselines(adapter: ModelAdapter, x: Any, baselines: Any) -> Any:
     return adapter.xp.zeros_like(x[:1]) if baselines is None else baseline_array(adapter, x, baselines)
 
 
-def _objective_value(logits: np.ndarray, targets: np.ndarray, objective: str) -> np.ndarray:
+def _objective_value(logits: np.ndarray, targets: np.ndarray, objective: Any) -> np.ndarray:
     """The objective of class ``targets[i]`` (``[N]``, or ``[N, K]`` classes per input) from logits
-    ``[1 or N, classes]`` (NumPy)."""
-    logits = np.broadcast_to(logits.astype(np.float64), (len(targets), logits.shape[-1]))
+    ``[1 or N, classes]`` (NumPy); for a target object (``objective`` callable, ``targets`` the input of each row)
+    its value on the outputs ``[1 or N, ...]``."""
+    logits = np.broadcast_to(logits.astype(np.float64), (len(targets), *logits.shape[1:]))
+    if callable(objective):
+        return np.asarray(objective(logits, np.asarray(targets), np.asarray), dtype=np.float64)
     if objective == "logit":
         chosen = logits
     else:
@@ -116,10 +118,9 @@ class DeepLIFTInterpreter(_GradientFamilyInterpreter):
         one forward and ``K`` backwards per chunk). ``baselines``: ``None`` (zeros of the model
         input), ``"black"`` (pixels 0, normalised as the inputs are), or a model-ready array, one for all inputs
         or one per input. After a call, ``convergence_delta`` holds ``Σ attributions − (f(x) − f(r))`` per input."""
-        objective = check_objective(gradient_of)
         batch_size = check_batch_size(batch_size)
         batch = self._load_images(inputs, resize_to, crop_to)
-        targets = resolve_label_lists(self._labels(label, labels), len(batch))  # [N], or [N, K]
+        targets, objective, by_target = self._what_to_explain(self._labels(label, labels), len(batch), gradient_of)
         if isinstance(baselines, str):
             if baselines != "black":
                 raise ValueError(f"baselines must be None, 'black' or an array; got {baselines!r}.")
@@ -128,6 +129,5 @@ class DeepLIFTInterpreter(_GradientFamilyInterpreter):
         result, used, probabilities, self.convergence_delta = deeplift(
             self.adapter, batch.data, targets, baselines, objective, batch_size, eps
         )
-        self._record_predictions(used if used.ndim == 1 else used[:, 0], probabilities, targets is not None)
-        self.labels = used
+        self._record(used, probabilities, targets, by_target)
         return self._show(batch, result, visual, save_path)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
 from ..core.batching import joined, map_batches
-from ..data import resolve_label_lists
+from ..data import as_target, resolve_label_lists
 from .base import InputGradientInterpreter
 from .cam import grad_cam_weights, gradient_cam
 from .gradient_rules import check_rule, modified_gradient
@@ -102,14 +102,29 @@ def guided_grad_cam(
 class _GradientFamilyInterpreter(InputGradientInterpreter):
     """What every gradient-family interpreter does around its math: inputs, classes, predictions, the picture."""
 
-    def _explain(self, inputs, labels, label, resize_to, crop_to, gradient_of, batch_size, rule):
+    def _what_to_explain(self, labels: Any, n: int, gradient_of: Any) -> tuple[np.ndarray | None, Any, bool]:
+        """``(targets, objective, target object given)``: for a target object passed as ``labels`` (a region of
+        a segmentation output, a regression output, any function of the output) the input indices and the
+        object; else the classes (``[N]``, ``[N, K]`` or ``None`` for the predicted ones) and ``gradient_of``."""
         objective = check_objective(gradient_of)
-        batch_size = check_batch_size(batch_size)
-        batch = self._load_images(inputs, resize_to, crop_to)
-        targets = resolve_label_lists(self._labels(label, labels), len(batch))  # [N] or [N, K]
-        gradients, used, probabilities = rule_gradients(self.adapter, batch.data, targets, rule, objective, batch_size)
+        target = as_target(labels)
+        if target is not None:
+            return np.arange(n), target, True
+        return resolve_label_lists(labels, n), objective, False
+
+    def _record(self, used: np.ndarray, probabilities: np.ndarray, targets: Any, by_target: bool) -> None:
+        if by_target:  # a target object was explained: no class, no prediction recorded
+            self._record_predictions(used, None, True)
+            return
         self._record_predictions(used if used.ndim == 1 else used[:, 0], probabilities, targets is not None)
         self.labels = used  # [N, K] classes per image give [N, K, C, H, W]: one forward and K backwards per chunk
+
+    def _explain(self, inputs, labels, label, resize_to, crop_to, gradient_of, batch_size, rule):
+        batch_size = check_batch_size(batch_size)
+        batch = self._load_images(inputs, resize_to, crop_to)
+        targets, objective, by_target = self._what_to_explain(self._labels(label, labels), len(batch), gradient_of)
+        gradients, used, probabilities = rule_gradients(self.adapter, batch.data, targets, rule, objective, batch_size)
+        self._record(used, probabilities, targets, by_target)
         return batch, gradients
 
     def _show(self, batch, explanation, visual: bool, save_path: Any) -> np.ndarray:
@@ -214,14 +229,12 @@ class GuidedGradCAMInterpreter(_GradientFamilyInterpreter):
         """Returns ``np.ndarray [N, C, H, W]`` (``[N, K, C, H, W]`` for ``K`` classes per image: two forwards and
         ``2K`` backwards per chunk); the Grad-CAM maps at the layer's resolution are kept in ``self.cam_maps``.
         ``interpolation``: ``"bilinear"`` (the paper) or ``"nearest"`` (Captum's default)."""
-        objective = check_objective(gradient_of)
         batch_size = check_batch_size(batch_size)
         batch = self._load_images(inputs, resize_to, crop_to)
-        targets = resolve_label_lists(self._labels(label, labels), len(batch))  # [N], or [N, K] classes per image
+        targets, objective, by_target = self._what_to_explain(self._labels(label, labels), len(batch), gradient_of)
         result, cams, used, probabilities = guided_grad_cam(
             self.adapter, batch.data, targets, target_layer_name, objective, interpolation, batch_size
         )
         self.cam_maps = self.adapter.to_numpy(cams)
-        self._record_predictions(used if used.ndim == 1 else used[:, 0], probabilities, targets is not None)
-        self.labels = used
+        self._record(used, probabilities, targets, by_target)
         return self._show(batch, result, visual, save_path)

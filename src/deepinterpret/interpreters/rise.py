@@ -15,11 +15,13 @@ graph, so the method costs ``N`` forwards per input and its memory depends on ``
 made per batch (never all ``N`` at once): each mask's grid and shift come from its own random stream keyed by
 ``(random_seed, mask index)``, drawn on a helper thread while the model runs the previous batch, so a seed gives the
 same masks whatever ``batch_size``, framework or device. Every input is explained with the same ``N`` masks, as in
-the reference code.
+the reference code. The masks, their upsampling and the masked inputs are written into buffers made once per call,
+and each chunk's ``Σ_i f_i M_i`` is one matrix product, so that the forwards are nearly all of the cost.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -74,16 +76,26 @@ def mask_parts(
     ``mask = rows @ grid @ columnsᵀ`` (the upsampled grid, cropped at the mask's shift)."""
     s = grid_size
     cell_h, cell_w = math.ceil(height / s), math.ceil(width / s)
-    up_h, up_w = mirrored_bilinear((s + 1) * cell_h, s), mirrored_bilinear((s + 1) * cell_w, s)
     grids = np.empty((len(indices), s, s), dtype=np.float32)
     shifts = np.empty((len(indices), 2), dtype=np.int64)
     for row, index in enumerate(np.asarray(indices).tolist()):
         rng = sample_rng(seed, index)
         grids[row] = rng.random((s, s)) < keep_probability
         shifts[row] = rng.integers(0, cell_h), rng.integers(0, cell_w)
-    rows = up_h[shifts[:, :1] + np.arange(height)[None]]  # [b, H, s]
-    columns = up_w[shifts[:, 1:] + np.arange(width)[None]]  # [b, W, s]
+    rows = shifted_upsampling(height, s)[shifts[:, 0]]  # [b, H, s]: whole [H, s] blocks copied
+    columns = shifted_upsampling(width, s)[shifts[:, 1]]  # [b, W, s]
     return grids, rows, columns
+
+
+@functools.lru_cache(maxsize=8)
+def shifted_upsampling(size: int, grid_size: int) -> np.ndarray:
+    """``[c, size, s]``: for each shift ``d`` in ``[0, c)`` (``c = ceil(size / s)``), the rows ``d … d + size`` of
+    the bilinear upsampling of ``s`` cells to ``(s + 1)·c`` (read-only: shared by every call)."""
+    cell = math.ceil(size / grid_size)
+    up = mirrored_bilinear((grid_size + 1) * cell, grid_size)
+    windows = np.stack([up[shift : shift + size] for shift in range(cell)])
+    windows.flags.writeable = False
+    return windows
 
 
 def rise_masks(
@@ -130,18 +142,27 @@ def rise(
         return mask_parts(seed, chunk.members, grid_size, keep_probability, height, width)
 
     classes = () if np.asarray(targets).ndim == 1 else (int(np.asarray(targets).shape[1]),)  # K per input
-    total = xp.zeros((n, *classes, height, width), dtype=x.dtype, device=array_device(x))
+    device = array_device(x)
+    total = xp.zeros((n, *classes, height, width), dtype=x.dtype, device=device)
+    # Made once, reused by every chunk (a fresh buffer per chunk costs its allocation each time): the masks, their
+    # rows upsampled, the masked inputs.
+    rows_per_chunk = min(batch_size, n * n_masks)
+    masks_buffer = xp.empty((rows_per_chunk, height, width), dtype=x.dtype, device=device)
+    half_buffer = xp.empty((rows_per_chunk, height, grid_size), dtype=x.dtype, device=device) if masks is None else None
+    inputs_buffer = xp.empty((rows_per_chunk, *x.shape[1:]), dtype=x.dtype, device=device)
     with adapter.evaluation():
         for chunk in batches(n, batch_size, n_masks, None if masks is not None else draw, progress, "RISE"):
-            images = chunk.owners
+            images, size = chunk.owners, len(chunk)
             if chunk.prepared is None:
                 chunk_masks = given[chunk.members]
             else:
                 grids, rows, columns = (adapter.asarray(a) for a in chunk.prepared)
-                chunk_masks = xp.matmul(xp.matmul(rows, grids), xp.permute_dims(columns, (0, 2, 1)))
+                half = adapter.matmul_into(rows, grids, half_buffer[:size])  # [b, H, s]
+                chunk_masks = adapter.matmul_into(half, xp.permute_dims(columns, (0, 2, 1)), masks_buffer[:size])
             one_input = images[0] == images[-1]  # the usual chunk: one input, broadcast instead of gathered
             inputs = x[int(images[0])][None] if one_input else x[images]
-            scores = adapter.asarray(adapter.scores(inputs * chunk_masks[:, None], targets[images], output, batch_size))
+            masked = adapter.multiply_into(inputs, chunk_masks[:, None], inputs_buffer[:size])
+            scores = adapter.asarray(adapter.scores(masked, targets[images], output, batch_size))
             for owner, run in chunk.runs():  # Σ_i f_i M_i of each input as one matrix product
                 flat = xp.reshape(chunk_masks[run], (run.stop - run.start, height * width))
                 if classes:  # every class from the same forwards: [K, b] · [b, HW]
