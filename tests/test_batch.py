@@ -391,3 +391,25 @@ def test_progress_of_the_whole_job_shows_in_the_logs(caplog, monkeypatch):
     assert meter.line() == "rows 360/600 (60.0%), 24.0 rows/s, ETA 0:00:10"
     meter.close()
     assert caplog.messages[0].startswith("rows 360/600 (60.0%)") and "finished in" in caplog.messages[-1]
+
+
+def test_texts_lime_and_kernelshap_rows_equal_the_explainer(text_model, tmp_path):
+    """The surrogate text methods in a dataset job (no label column: the predicted class) give the explainer's
+    words, for every record (they failed on every record once: the predicted class was not handed back)."""
+    texts = ["the film was wonderful and the score was awful", "the film was boring", "a dull and stupid plot"]
+    records = [{"id": f"t{i}", "text": t} for i, t in enumerate(texts)]
+    methods = ["lime:num_samples=40", "kernelshap:num_samples=40"]
+    batch.explain(records, text_model, methods, tmp_path / "out", batch_size=8, random_seed=3, progress=False)
+    result = batch.load(tmp_path / "out")
+    assert len(result) == 6 and not result.errors
+    model, tokenizer = it.adapters.loading.load_text_classifier(text_model)
+    for method in ("lime", "kernelshap"):
+        rows = result.arrays(method)
+        explainer = it.SequenceClassificationExplainer(
+            model, tokenizer, method=method, num_samples=40, random_seed=3, merge_subwords="sum"
+        )
+        for k, text in enumerate(texts):
+            words = explainer(text)
+            assert rows["tokens"][k] == [w for w, _ in words]
+            np.testing.assert_allclose(rows["attribution"][k], [s for _, s in words], rtol=1e-4, atol=1e-6)
+            assert np.abs(rows["attribution"][k]).max() > 0

@@ -157,6 +157,8 @@ class ShardScorer:
         methods = [name for name, _ in self.job_methods]
         data = table.to_pydict()
         by_key = {(int(i), m): k for k, (i, m) in enumerate(zip(data["index"], data["method"], strict=True))}
+        # a method that failed on every record of the shard is left out (as for images), not every record with it
+        methods = [m for m in methods if any(key[1] == m for key in by_key)]
         ids = {int(r["index"]): str(r["id"]) for r in records}
         chunk, words, targets, maps, rationales = [], [], [], {m: [] for m in methods}, []
         masks = {int(r["index"]): r.get("mask") for r in records}

@@ -172,7 +172,7 @@ class BaseExplainer:
             self.convergence_delta = result["delta"]
             scores, logits, targets = result["tokens"], result["logits"], result["targets"]
         elif self.method in ("lime", "kernelshap"):
-            scores, logits = self._lime(batch, targets, batch_size, output, positions)
+            scores, logits, targets = self._lime(batch, targets, batch_size, output, positions)
         else:
             scores, logits = self._generic_attention(batch, targets, objective, batch_size)
         mask = batch.inputs.get("attention_mask", np.ones(batch.inputs["input_ids"].shape, np.int64))
@@ -202,7 +202,7 @@ class BaseExplainer:
                 coefficients, _, _ = fit_surrogate(masks, probabilities[:, target], weights)
                 scores[i, t, maskable] = coefficients
             logits.append(np.log(np.clip(probabilities[:1], 1e-12, None)))  # the first sample is the full text
-        return scores, np.concatenate(logits)
+        return scores, np.concatenate(logits), targets
 
     def _generic_attention(self, batch, targets, objective, batch_size):
         if not self.adapter.is_huggingface:
