@@ -100,6 +100,7 @@ def finetune_minilm_head_on(
                 test_texts=len(test[0]), seed=seed)  # fmt: skip
     save_checkpoint(model.classifier, path, "minilm-sentiment", list(classes), **meta)
 
+
 def finetune_efficientnet_on(
     train: tuple[np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray],
