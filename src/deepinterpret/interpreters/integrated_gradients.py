@@ -23,11 +23,10 @@ import numpy as np
 from ..adapters import ModelAdapter, check_batch_size, check_objective, check_positive_int, draw_noise, resolve_seed
 from ..core.batching import map_batches
 from ..core.noise import content_digests
-from .adaptive_ig import adaptive_integral, check_adaptive
+from .adaptive_ig import AUTO_STEPS, adaptive_integral, check_adaptive
 from .base import InputGradientInterpreter, accumulate_gradients
 
 QUADRATURES = ("riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle", "gausslegendre")
-AUTO_STEPS = 128  # the budget of gradient points per path of steps="auto"
 
 
 def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -198,9 +197,9 @@ def _adaptive(adapter, x, targets, trials, draw_baselines, baseline_of, objectiv
 
     with adapter.evaluation():
         result = adaptive_integral(xp, n * trials, probe, gradient, budget, tol, probe_steps, batch_size)
-    shape = (n, trials, *tuple(x.shape[1:]))
+    shape = (n, trials, *tuple(result.attributions.shape[1:]))  # [N, trials, (K,) ...]
     total = xp.mean(xp.reshape(result.attributions, shape), axis=1)
-    delta = result.delta.reshape(n, trials).mean(axis=1)
+    delta = result.delta.reshape(n, trials, *result.delta.shape[1:]).mean(axis=1)
     if stats is not None:
         stats.update(gradient_passes=result.gradient_passes, probe_passes=result.probe_passes, alphas=result.alphas)
     return total, delta
