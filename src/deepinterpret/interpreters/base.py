@@ -239,11 +239,13 @@ class Interpreter(UsesModelPreprocessing):
     ) -> None:
         """Keep the pictures of this call in ``self.explanation`` (an :class:`ImageExplanation`: one style for every
         method, see :mod:`deepinterpret.viz.explanation`); show them when ``visual``, write them to ``save_path``."""
-        images = batch.images
-        height, width = images.shape[1:3]
-        maps = np.stack([map_for_display(e, height, width, signed) for e in explanation])
+
+        def maps() -> np.ndarray:  # drawn only when a picture is asked for (see ImageExplanation)
+            height, width = batch.images.shape[1:3]
+            return np.stack([map_for_display(e, height, width, signed) for e in explanation])
+
         self.explanation = ImageExplanation(
-            images, maps, signed, list(titles or self._titles(len(images))), type(self).__name__
+            lambda: batch.images, maps, signed, list(titles or self._titles(len(explanation))), type(self).__name__
         )
         if visual:
             self.explanation.show()

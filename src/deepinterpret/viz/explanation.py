@@ -16,17 +16,17 @@ import html
 import io
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
 from PIL import Image
 
 from .images import in_notebook, resize_map, save_paths
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with the package
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger("deepinterpret")
 
@@ -59,6 +59,8 @@ def _grey(image: np.ndarray) -> np.ndarray:
 
 
 def _scale(map2d: np.ndarray, signed: bool) -> Normalize:
+    from matplotlib.colors import Normalize
+
     finite = map2d[np.isfinite(map2d)]
     if signed:
         top = float(np.percentile(np.abs(finite), PERCENTILE)) if finite.size else 0.0
@@ -77,6 +79,10 @@ def explanation_figure(
     height, width = np.asarray(image).shape[:2]
     zoom = max(1.0, MIN_SIDE / max(height, width))
     panel_w, panel_h = width * zoom / dpi, height * zoom / dpi
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(panel_w + 1.3, panel_h + 0.75), dpi=dpi)
     FigureCanvasAgg(figure)
     axis = figure.add_axes(
@@ -113,20 +119,42 @@ def figure_array(figure: Figure) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-@dataclass(repr=False)
 class ImageExplanation:
     """The pictures of one ``interpret()`` call: ``images`` (uint8 NHWC), ``maps`` (float ``[N, H, W]`` at the
     images' resolution), whether the maps are ``signed``, one ``titles`` entry per image (class and probability).
 
     ``show()`` displays the pictures in a notebook, ``save(path)`` writes PNG files, and in a notebook the object
     itself renders (``_repr_html_``). Interpreters keep the last one in ``interpreter.explanation``.
+
+    ``images`` and ``maps`` may be given as functions of no argument: they are then computed when first read (an
+    ``interpret(..., visual=False)`` call that nobody draws pays nothing for its pictures), from the arrays of the
+    call as they are at that moment.
     """
 
-    images: np.ndarray
-    maps: np.ndarray
-    signed: bool
-    titles: list[str] = field(default_factory=list)
-    method: str = ""
+    def __init__(
+        self,
+        images: np.ndarray | Callable[[], np.ndarray],
+        maps: np.ndarray | Callable[[], np.ndarray],
+        signed: bool,
+        titles: Sequence[str] | None = None,
+        method: str = "",
+    ):
+        self._images, self._maps = images, maps
+        self.signed = bool(signed)
+        self.titles = list(titles or [])
+        self.method = method
+
+    @property
+    def images(self) -> np.ndarray:
+        if callable(self._images):
+            self._images = self._images()
+        return self._images
+
+    @property
+    def maps(self) -> np.ndarray:
+        if callable(self._maps):
+            self._maps = self._maps()
+        return self._maps
 
     def __len__(self) -> int:
         return len(self.maps)

@@ -6,8 +6,6 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 
 def as_picture(sample: np.ndarray) -> np.ndarray:
@@ -41,6 +39,9 @@ def influence_figure(
     label and score. ``proponents``/``opponents``: ``(image, label, score)``. Returns the picture as uint8 RGB and
     writes it to ``save_path`` when given."""
     columns = 1 + max(len(proponents), len(opponents), 1)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(1.6 * columns, 3.6), dpi=dpi)
     canvas = FigureCanvasAgg(figure)
     axes = figure.subplots(2, columns, squeeze=False)

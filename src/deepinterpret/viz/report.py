@@ -8,15 +8,16 @@ import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from PIL import Image
 
 from .explanation import MAGNITUDE_CMAP
 from .images import resize_map, to_unit
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with the package
+    from matplotlib.figure import Figure
 
 
 def heatmap_overlay(image: np.ndarray, map2d: np.ndarray, cmap: str = MAGNITUDE_CMAP, alpha: float = 0.5) -> np.ndarray:
@@ -28,6 +29,8 @@ def heatmap_overlay(image: np.ndarray, map2d: np.ndarray, cmap: str = MAGNITUDE_
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=-1)
     unit = resize_map(to_unit(map2d), image.shape[0], image.shape[1])
+    from matplotlib import colormaps
+
     colours = colormaps[cmap](unit)[..., :3] * 255.0
     return np.clip(np.rint(alpha * colours + (1 - alpha) * image), 0, 255).astype(np.uint8)
 
@@ -56,6 +59,9 @@ def comparison_figure(
     """One PNG: a row per input, the input then every method's map over it."""
     methods = list(rows[0].maps)
     cols = 1 + len(methods)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(1.8 * cols, 1.9 * len(rows)), dpi=dpi)
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(rows), cols, squeeze=False)
@@ -125,6 +131,9 @@ def perturbation_curves(
     found = [(key, name) for key, name in _CURVES if key in results]
     if not found:
         raise ValueError("no curve in these results: expected del_probas, ins_probas, MoRF_probas or LeRF_probas.")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(4.5, 3.2), dpi=dpi)
     FigureCanvasAgg(figure)
     axis = figure.subplots()
