@@ -119,8 +119,9 @@ def test_without_a_probe_it_starts_at_both_ends_and_the_middle(digits):
     gaps = _gaps(adapter, attributions, difference)
     assert gaps.max() <= 0.01
     np.testing.assert_allclose(np.abs(delta) / np.abs(difference), gaps, atol=1e-3)
-    # one point at a time: each path stops at the first point that brings its gap under the tolerance
-    assert stats["gradient_passes"] < len(x) * 16
+    # one point at a time: each path stops at the first point that brings its gap under the tolerance, with fewer
+    # passes than Gauss-Legendre at 32 points, which misses 1 % (test above)
+    assert stats["gradient_passes"] < len(x) * 32
 
 
 def _hinges(n_paths: int, outputs: int, dims: int):

@@ -5,20 +5,26 @@ kinks the output ``f(α) = f(b + α(x − b))`` changes in a few stretches of th
 fixed rule is not even monotone in the number of steps. Following non-uniform interpolation (Kamalov et al. /
 "Non-uniform interpolation in integrated gradients", arXiv 2302.11107) and RiemannOpt (arXiv 2410.04118):
 
-1. **Probe** (forward only, no graph): ``f`` at ``probe_steps + 1`` evenly spaced ``α``.
-2. **Place** the first ``initial`` gradient points among the probe points at equal quantiles of the output's
-   variation ``Σ |Δf|`` (mixed with an even share, so no stretch of the path goes unvisited).
-3. **Certify and refine.** Between two consecutive points ``a < c`` the trapezoid rule integrates the directional
-   derivative ``f'(α) = ∇f · (x − b)``; its integral over ``[a, c]`` must equal ``f(c) − f(a)``, which the gradient
-   passes give for free. So every interval carries its exact completeness gap
-   ``e = (c − a)/2 · (f'(a) + f'(c)) − (f(c) − f(a))``. While ``|Σ e| / |f(1) − f(0)|`` exceeds ``tolerance``
-   and the budget of gradient points lasts, the intervals with the largest ``|e|`` are bisected (one new
-   gradient point each; every point already computed is kept).
+1. **Start** with the two ends and the middle of the path (``probe_steps=0``, the default), or, with a
+   forward-only **probe** of ``f`` at ``probe_steps + 1`` evenly spaced ``α`` (no graph), with both ends and three
+   points at equal quantiles of the output's variation ``Σ |Δf|`` (mixed with an even share).
+2. **Certify and refine, one point at a time.** Between two consecutive points ``a < c`` the trapezoid rule
+   integrates the directional derivative ``f'(α) = ∇f · (x − b)``; its integral over ``[a, c]`` must equal
+   ``f(c) − f(a)``, which the gradient passes give for free. So every interval carries its exact completeness gap
+   ``e = (c − a)/2 · (f'(a) + f'(c)) − (f(c) − f(a))``. While ``|Σ e| / |f(1) − f(0)|`` exceeds ``tolerance`` and
+   the budget of gradient points lasts, the interval with the largest ``|e|`` is bisected (one new gradient point;
+   every point already computed is kept). A path stops at the first point that brings its gap under the
+   tolerance; the paths in flight (up to ``group``) share each round's model pass.
+
+Measured on EfficientNet-Lite0 (ReLU6: a piecewise-linear ``f`` with many kinks): a probe does not pay for itself
+there — every gradient pass also gives ``f``, and bisecting the interval whose exact error is largest places the
+points better than the probe's output change — so the default makes none.
 
 The attribution is ``Σ_k w_k ∇f(b + α_k(x − b)) ⊙ (x − b)`` with the trapezoid weights of the final, non-uniform
 points ``w_k = (α_{k+1} − α_{k−1}) / 2``; its completeness gap is ``Σ e`` exactly.
 
-This file is modality-neutral: the caller supplies ``probe(paths, alphas)`` and ``gradient(paths, alphas)``.
+This file is modality-neutral: the caller supplies ``probe(paths, alphas)`` and ``gradient(paths, alphas)``
+(images: ``interpreters/integrated_gradients.py``; text embeddings: ``interpreters/text_gradients.py``).
 Memory: the per-point contributions of the paths in one group (``group`` paths × at most ``budget`` points) are
 kept until their weights are final.
 """

@@ -105,7 +105,7 @@ def integrated_gradients(
     random_seed: int | None = None,
     progress: bool | None = None,
     tolerance: float = 0.01,
-    probe_steps: int = 16,
+    probe_steps: int = 0,
     stats: dict | None = None,
 ) -> tuple[Any, np.ndarray | None]:
     """Integrated gradients of ``objective`` for class ``targets[i]`` of each ``x[i]``, averaged over baselines.
@@ -115,7 +115,8 @@ def integrated_gradients(
     off the passes already made, at no extra cost.
 
     ``method="adaptive"`` (or ``steps="auto"``, a budget of ``AUTO_STEPS``): ``steps`` is the budget of gradient
-    points per path; a forward-only probe at ``probe_steps + 1`` points places them and the refinement stops once
+    points per path; they start at 0, 1/2 and 1 (or, with ``probe_steps`` > 0, where a forward-only probe at
+    ``probe_steps + 1`` points sees the output change) and are added one at a time; the refinement stops once
     ``|delta| / |f(x) − f(b)|`` is at most ``tolerance``; ``delta`` is always given. ``stats`` (a dict), if given,
     receives the passes made: ``gradient_passes`` (forward + backward rows), ``probe_passes`` (forward-only rows).
     """
@@ -235,7 +236,7 @@ class IntGradCVInterpreter(InputGradientInterpreter):
         batch_size: int = 16,
         random_seed: int | None = None,
         tolerance: float = 0.01,
-        probe_steps: int = 16,
+        probe_steps: int = 0,
     ) -> np.ndarray:
         """Returns the integrated gradients, ``np.ndarray`` of shape ``[N, C, H, W]``."""
         check_objective(gradient_of)

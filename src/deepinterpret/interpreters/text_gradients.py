@@ -32,10 +32,11 @@ from ..adapters import (
     resolve_seed,
     softmax,
 )
-from ..core.batching import PerInputSum, batches
+from ..core.batching import PerInputSum, batches, map_batches
 from ..core.noise import content_digest
 from ..data import TextBatch, encode_texts, merge_words, resolve_labels
 from ..viz import show_text, text_html
+from .adaptive_ig import AUTO_STEPS, adaptive_integral, check_adaptive
 from .base import Interpreter, check_noise_amount
 from .integrated_gradients import quadrature
 
@@ -95,6 +96,7 @@ def embedding_attributions(
     output: str | None = None,
     positions: np.ndarray | None = None,
     progress: bool | None = None,
+    tolerance: float = 0.01,
 ) -> dict[str, Any]:
     """Attributions of the embedding of every token, for each target of each text.
 
@@ -103,6 +105,10 @@ def embedding_attributions(
     (IG, GradientSHAP: gradient × input difference; SmoothGrad: the mean gradient), ``tokens`` ``[N, T, L]``
     (IG/GradientSHAP: summed over ``D``; SmoothGrad: gradient × embedding, summed), ``targets`` ``[N, T]``,
     ``logits`` of the unperturbed texts, and ``delta`` (IG with both endpoints: the completeness gap ``[N, T]``).
+
+    IG with ``quadrature_rule="adaptive"`` or ``steps="auto"``: the adaptive rule of
+    :func:`~deepinterpret.interpreters.adaptive_ig.adaptive_integral` (``steps`` its budget of points per text; the
+    targets of a text share its points, which are added until every target's gap is at most ``tolerance``).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
@@ -112,7 +118,10 @@ def embedding_attributions(
     xp = adapter.xp
     n = int(inputs["input_ids"].shape[0])
     seed = resolve_seed(random_seed)
-    if method == "intgrad":
+    adaptive = method == "intgrad" and (steps == "auto" or quadrature_rule == "adaptive")
+    if adaptive:
+        budget, tolerance, _ = check_adaptive(AUTO_STEPS if steps == "auto" else steps, tolerance, 0)
+    elif method == "intgrad":
         alphas, weights = quadrature(quadrature_rule, steps)
         per = len(alphas)
     else:
@@ -139,6 +148,9 @@ def embedding_attributions(
         e = xp.concat(embeddings, axis=0)
         b = xp.concat(baselines, axis=0) if baselines else xp.zeros_like(e)
         columns = used.shape[1]
+        if adaptive:
+            return _adaptive_text(adapter, rows_of, layer, used, objective, output, positions, e, b, budget,
+                                  tolerance, batch_size, np.concatenate(logits))  # fmt: skip
         total = xp.zeros((n, columns, *e.shape[1:]), dtype=e.dtype, device=getattr(e, "device", None))
         values = np.zeros((n, columns, per), dtype=np.float64)
         if method == "intgrad":
@@ -209,6 +221,37 @@ def embedding_attributions(
         "logits": np.concatenate(logits),
         "delta": delta,
         "objective": values,
+    }
+
+
+def _adaptive_text(adapter, rows_of, layer, used, objective, output, positions, e, b, budget, tolerance, batch_size,
+                   logits):  # fmt: skip
+    """Adaptive IG on the embeddings: one path per text, its targets ``[N, T]`` read from the same passes."""
+    xp, n = adapter.xp, int(e.shape[0])
+
+    def gradient(paths: np.ndarray, alphas: np.ndarray):
+        def run(part: slice):
+            index = paths[part]
+            result = adapter.embedding_pass(
+                {k: v[index] for k, v in rows_of.items()}, layer, used[index], objective, output=output,
+                positions=None if positions is None else positions[index], alphas=alphas[part], baseline=b[index],
+            )  # fmt: skip
+            return result.gradients * (e[index] - b[index])[:, None], adapter.to_numpy(result.objective)
+
+        parts = map_batches(len(paths), batch_size, run)
+        return xp.concat([p[0] for p in parts], axis=0), np.concatenate([p[1] for p in parts])
+
+    found = adaptive_integral(xp, n, None, gradient, budget, tolerance, 0, batch_size)
+    attributions = found.attributions  # [N, T, L, D]
+    return {
+        "attributions": attributions,
+        "tokens": adapter.to_numpy(xp.sum(attributions, axis=-1)),
+        "targets": used,
+        "logits": logits,
+        "delta": found.delta.reshape(n, -1),
+        "objective": None,
+        "alphas": found.alphas,
+        "gradient_passes": found.gradient_passes,
     }
 
 
@@ -313,15 +356,19 @@ class IntGradNLPInterpreter(_TextGradientInterpreter):
         method: str = "riemann_trapezoid",
         batch_size: int = 16,
         merge: str = "sum",
+        tolerance: float = 0.01,
     ):
         """Returns the token attributions ``[N, L]`` (the embedding dimensions summed; padding 0), or
         ``(attributions, labels, probabilities)`` with ``return_pred``. ``baseline``: ``"zeros"`` (the original) or
-        ``"pad"`` (``[PAD]`` tokens, special tokens kept). Also sets ``attributions`` ``[N, L, D]``,
+        ``"pad"`` (``[PAD]`` tokens, special tokens kept). ``method="adaptive"`` or ``steps="auto"``: points added
+        where the completeness error is largest until ``|delta| / |f(e) − f(b)|`` is at most ``tolerance``
+        (``steps``: the budget of points per text; ``"auto"``: 128). Also sets ``attributions`` ``[N, L, D]``,
         ``convergence_delta``, ``tokens`` and ``word_attributions`` (``[(word, weight)]``, sub-words merged by
         ``merge``)."""
         return self._explain(
             raw_text, tokenizer, text_to_input_fn, label, gradient_of, embedding_name, max_seq_len, visual,
             return_pred, merge, baseline, steps=steps, quadrature_rule=method, batch_size=batch_size,
+            tolerance=tolerance,
         )  # fmt: skip
 
 
