@@ -29,7 +29,11 @@ def lime_samples(x: np.ndarray, segments: np.ndarray, n: int) -> torch.Tensor:
     flat = x[0].reshape(x.shape[1], -1)
     hidden = ((flat @ onehot.T) / onehot.sum(1)) @ onehot
     keep = (sample_masks(len(onehot), n, 0) @ onehot)[:, None, :]
-    return torch.from_numpy((flat[None] * keep + hidden[None] * (1 - keep)).reshape(n, *x.shape[1:]))
+    # C-contiguous NCHW, as LIME feeds them (NumPy would keep the photograph's NHWC order, which PyTorch's CPU
+    # convolutions run faster: that is the channels_last=True option, not the default)
+    return torch.from_numpy(
+        np.ascontiguousarray((flat[None] * keep + hidden[None] * (1 - keep)).reshape(n, *x.shape[1:]))
+    )
 
 
 def forwards_of(model, samples: torch.Tensor, batch_size: int) -> None:

@@ -23,18 +23,20 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-#: (label, method, options): the settings the tests use (``FAST``), and the L2 aggregation inseq uses.
+#: (label, method, options): the settings the tests use (``FAST``); the defaults aggregate Input×Gradient by the L2
+#: norm (inseq's) and Integrated Gradients by the signed sum (Captum's): the other choice is listed beside each.
 METHODS = (
     ("ablation", "ablation", {}),
     ("lime", "lime", {"n_samples": 64}),
     ("kernelshap", "kernelshap", {"n_samples": 64}),
-    ("input_x_gradient", "input_x_gradient", {}),
-    ("input_x_gradient l2", "input_x_gradient", {"aggregate": "l2"}),
+    ("input_x_gradient", "input_x_gradient", {}),  # the default aggregate: the L2 norm
+    ("input_x_gradient sum", "input_x_gradient", {"aggregate": "sum"}),  # signed (Captum's): saturates
     ("intgrad", "intgrad", {"steps": 16}),
     ("intgrad l2", "intgrad", {"steps": 16, "aggregate": "l2"}),
     ("gilot", "gilot", {}),
     ("rollout", "rollout", {}),
     ("generic_attention", "generic_attention", {}),
+    ("bt", "bt", {"steps": 16}),
 )
 MODELS = ("trained", "random", "shuffled")
 

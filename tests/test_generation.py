@@ -12,7 +12,9 @@ import deepinterpret as it
 from deepinterpret.interpreters.generation import gilot_distance, nucleus
 from deepinterpret.zoo import kv_recall
 
-METHODS = ("ablation", "lime", "kernelshap", "input_x_gradient", "intgrad", "gilot", "rollout")
+METHODS = ("ablation", "lime", "kernelshap", "input_x_gradient", "intgrad", "gilot", "rollout", "generic_attention",
+           "bt")  # fmt: skip
+CAUSAL_ONLY = ("generic_attention", "bt")
 FAST = dict(steps=16, n_samples=64)
 
 
@@ -63,11 +65,12 @@ THRESHOLDS = {
     "ablation": ("ablation", {}),
     "lime": ("lime", {}),
     "kernelshap": ("kernelshap", {}),
-    "input_x_gradient l2": ("input_x_gradient", {"aggregate": "l2"}),
+    "input_x_gradient": ("input_x_gradient", {}),  # default aggregate: the L2 norm (signed sums saturate)
     "intgrad": ("intgrad", {}),
     "gilot": ("gilot", {}),
     "rollout": ("rollout", {}),
     "generic_attention": ("generic_attention", {}),
+    "bt": ("bt", {}),
 }
 
 
@@ -79,7 +82,7 @@ def test_each_method_ranks_the_deciding_token_first(recall, label):
     assert rate >= 0.9, f"{label}: deciding pair first on {rate:.0%} of held-out prompts"
 
 
-@pytest.mark.parametrize("label", ["ablation", "intgrad", "gilot", "rollout", "generic_attention"])
+@pytest.mark.parametrize("label", ["ablation", "intgrad", "gilot", "rollout", "generic_attention", "bt"])
 def test_random_and_shuffled_models_do_not_find_the_deciding_token(recall, label):
     import torch
 
@@ -151,7 +154,9 @@ def test_input_x_gradient_equals_captum(recall):
     from captum.attr import LayerGradientXActivation, LLMGradientAttribution
 
     prompt, target = "e=0 b=7 c=1 ; c?", "1 ; e?"
-    ours = it.GenerationExplainer(recall.model, recall.tokenizer)(prompt, target=target, method="input_x_gradient")
+    ours = it.GenerationExplainer(recall.model, recall.tokenizer)(
+        prompt, target=target, method="input_x_gradient", aggregate="sum"
+    )
     lxa = LayerGradientXActivation(recall.model, recall.model.transformer.wte)
     ref = LLMGradientAttribution(lxa, recall.tokenizer).attribute(
         _captum_input(prompt, recall.tokenizer), target=target
@@ -258,7 +263,7 @@ def test_every_method_runs_on_models_from_configs_and_leaves_them_untouched(kind
         reference = model.generate(**encoded, max_new_tokens=3, do_sample=False, pad_token_id=0)
     expected = reference[0, (1 if model.config.is_encoder_decoder else encoded["input_ids"].shape[1]) :].tolist()
     assert first.generated_ids == expected
-    methods = METHODS if not model.config.is_encoder_decoder else [m for m in METHODS if m != "rollout"]
+    methods = METHODS if not model.config.is_encoder_decoder else [m for m in METHODS if m not in CAUSAL_ONLY]
     for method in methods:
         result = explainer(prompt, target=first.generated_ids, method=method, **FAST)
         assert result.attributions.shape == (len(expected), 6) and np.all(np.isfinite(result.attributions))
@@ -373,6 +378,8 @@ def test_cli_explain_generation(tmp_path, capsys):
 
 
 def _causal_twins(vocab):
+    """A one-head causal self-attention LM in PyTorch and Paddle with the same weights; ``attention_probs`` returns the
+    attention probabilities ``[B, 1, L, L]`` (what ``attention_layers`` names)."""
     import paddle
     import torch
 
@@ -382,27 +389,41 @@ def _causal_twins(vocab):
         def __init__(self):
             super().__init__()
             self.word_embeddings = torch.nn.Embedding(vocab, 16)
+            self.query = torch.nn.Linear(16, 16)
+            self.key = torch.nn.Linear(16, 16)
+            self.value = torch.nn.Linear(16, 16)
+            self.attention_probs = torch.nn.Softmax(dim=-1)
             self.hidden = torch.nn.Linear(16, 16)
             self.head = torch.nn.Linear(16, vocab)
 
         def forward(self, input_ids, attention_mask=None):
-            h = torch.tanh(self.hidden(self.word_embeddings(input_ids)))
-            length = h.shape[1]
-            mixing = torch.tril(torch.ones(length, length)) / torch.arange(1, length + 1)[:, None]
-            return self.head(mixing @ h)
+            e = self.word_embeddings(input_ids)
+            length = e.shape[1]
+            scores = self.query(e) @ self.key(e).transpose(1, 2) / 4.0
+            scores = scores.masked_fill(torch.triu(torch.ones(length, length, dtype=torch.bool), 1), -1e9)
+            a = self.attention_probs(scores[:, None])
+            h = e + a[:, 0] @ self.value(e)
+            return self.head(torch.tanh(self.hidden(h)))
 
     class PaddleLM(paddle.nn.Layer):
         def __init__(self):
             super().__init__()
             self.word_embeddings = paddle.nn.Embedding(vocab, 16)
+            self.query = paddle.nn.Linear(16, 16)
+            self.key = paddle.nn.Linear(16, 16)
+            self.value = paddle.nn.Linear(16, 16)
+            self.attention_probs = paddle.nn.Softmax(axis=-1)
             self.hidden = paddle.nn.Linear(16, 16)
             self.head = paddle.nn.Linear(16, vocab)
 
         def forward(self, input_ids, attention_mask=None):
-            h = paddle.tanh(self.hidden(self.word_embeddings(input_ids)))
-            length = h.shape[1]
-            mixing = paddle.tril(paddle.ones([length, length])) / paddle.arange(1, length + 1, dtype="float32")[:, None]
-            return self.head(paddle.matmul(mixing, h))
+            e = self.word_embeddings(input_ids)
+            length = e.shape[1]
+            scores = paddle.matmul(self.query(e), self.key(e), transpose_y=True) / 4.0
+            future = paddle.triu(paddle.ones([length, length]), 1) * -1e9
+            a = self.attention_probs((scores + future)[:, None])
+            h = e + paddle.matmul(a[:, 0], self.value(e))
+            return self.head(paddle.tanh(self.hidden(h)))
 
     torch.manual_seed(0)
     t = TorchLM().eval()
@@ -414,11 +435,22 @@ def test_paddle_causal_lm_equals_its_torch_twin(tokenizer):
     prompt = "a=3 b=7 c=1 d=0 ; b?"
     results = {}
     for name, model in (("torch", t), ("paddle", p)):
-        explainer = it.GenerationExplainer(model, tokenizer, embedding_name="word_embeddings", batch_size=5)
+        explainer = it.GenerationExplainer(
+            model, tokenizer, embedding_name="word_embeddings", batch_size=5, attention_layers=["attention_probs"]
+        )
         generated = explainer(prompt, max_new_tokens=3, method="ablation")
         results[name] = [generated] + [
             explainer(prompt, target=generated.generated_ids, method=m, **FAST)
-            for m in ("lime", "kernelshap", "input_x_gradient", "intgrad", "gilot")
+            for m in (
+                "lime",
+                "kernelshap",
+                "input_x_gradient",
+                "intgrad",
+                "gilot",
+                "rollout",
+                "generic_attention",
+                "bt",
+            )  # fmt: skip
         ]
     for a, b in zip(results["torch"], results["paddle"], strict=True):
         assert a.generated_ids == b.generated_ids
@@ -486,8 +518,8 @@ def test_gradient_l2_aggregate_is_the_norm_of_each_tokens_vector(recall):
 
     prompt, target = "e=0 b=7 c=1 ; c?", "1 ; e?"
     result = it.GenerationExplainer(recall.model, recall.tokenizer)(
-        prompt, target=target, method="input_x_gradient", aggregate="l2"
-    )
+        prompt, target=target, method="input_x_gradient"
+    )  # the default aggregate of input_x_gradient: the L2 norm
     ids = torch.tensor([recall.tokenizer.encode(prompt) + recall.tokenizer.encode(target)[:-1]])
     goal = recall.tokenizer.encode(target)
     e = recall.model.transformer.wte(ids).detach().requires_grad_(True)
@@ -580,3 +612,160 @@ def test_faithfulness_curves_for_a_report(recall):
     assert report["methods"]["ablation"]["gap"] > report["methods"]["random"]["gap"]
     with pytest.raises(ValueError, match="fractions"):
         it.evaluators.generation_faithfulness_curves(explainer, prompts, fractions=(0.5,))
+
+
+# -- third round: BT on causal attention, rollout on encoder-decoders ----------------------------------------------
+
+
+def test_bt_is_head_weighted_attention_times_integrated_feedback_on_one_layer(tokenizer):
+    import torch
+    import transformers as T
+
+    torch.manual_seed(1)
+    config = T.GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=4, n_positions=32)
+    model = T.GPT2LMHeadModel(config).eval()
+    model.set_attn_implementation("sdpa")
+    prompt, target, steps = "a=3 b=7 c=1 ; b?", [9, 12], 5
+    result = it.GenerationExplainer(model, tokenizer, batch_size=3)(prompt, target=target, method="bt", steps=steps)
+    assert model.config._attn_implementation == "sdpa"
+    ids = torch.tensor([tokenizer.encode(prompt) + target[:1]])
+    model.set_attn_implementation("eager")
+    embeddings = model.transformer.wte(ids).detach()
+
+    def attention_and_log_p(alpha):
+        out = model(inputs_embeds=alpha * embeddings, output_attentions=True)
+        return out.attentions[0], torch.log_softmax(out.logits[0], -1)
+
+    a, log_p = attention_and_log_p(1.0)
+    for t, position in enumerate((4, 5)):
+        (g,) = torch.autograd.grad(log_p[position, target[t]], a, retain_graph=True)
+        importance = (a[0].transpose(1, 2) @ g[0]).abs().mean(dim=(1, 2))  # [heads]
+        perception = (importance[:, None, None] / importance.sum() * a[0]).sum(0)  # R - I for one layer
+        feedback = torch.zeros_like(a[0])
+        for alpha in np.linspace(0, 1, steps):
+            a_alpha, log_p_alpha = attention_and_log_p(float(alpha))
+            feedback += torch.autograd.grad(log_p_alpha[position, target[t]], a_alpha)[0][0]
+        expected = (perception * (feedback / steps).clamp(min=0).mean(0))[position, :5].detach().numpy()
+        assert expected.max() > 1e-5
+        np.testing.assert_allclose(result.attributions[t], expected, rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["t5", "bart"])
+def test_encoder_decoder_rollout_follows_the_cross_attention(kind, tokenizer):
+    import torch
+
+    model = _from_config(kind, len(tokenizer))
+    prompt, target = "a=3 b=7 c=1 ; b?", [9, 12, 5]
+    result = it.GenerationExplainer(model, tokenizer)(prompt, target=target, method="rollout")
+    assert model.config._attn_implementation == "sdpa"
+    encoded = tokenizer(prompt, return_tensors="pt")
+    start = torch.tensor([[model.config.decoder_start_token_id]])
+    decoder = torch.cat([start, torch.tensor([target[:-1]])], 1)
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        out = model(**encoded, decoder_input_ids=decoder, output_attentions=True)
+    model.set_attn_implementation("sdpa")
+
+    def residual(a):
+        m = a[0].mean(0).double().numpy() + np.eye(a.shape[-1])
+        return m / m.sum(-1, keepdims=True)
+
+    encoder = np.eye(encoded["input_ids"].shape[1])
+    for a in out.encoder_attentions:
+        encoder = residual(a) @ encoder
+    own, cross = np.eye(decoder.shape[1]), np.zeros((decoder.shape[1], encoder.shape[1]))
+    for a, c in zip(out.decoder_attentions, out.cross_attentions, strict=True):
+        own, cross = residual(a) @ own, residual(a) @ cross
+        own, cross = own / 2, (cross + c[0].mean(0).double().numpy() @ encoder) / 2
+    np.testing.assert_allclose(own.sum(1) + cross.sum(1), 1.0, atol=1e-6)  # rollout keeps each row's total
+    special = tokenizer(prompt, return_special_tokens_mask=True)["special_tokens_mask"]
+    words = [i for i, flag in enumerate(special) if not flag]
+    np.testing.assert_allclose(result.attributions, cross[:, words], atol=1e-5)
+    assert result.attributions.min() > 0
+
+
+def test_benchmark_report_gets_a_generation_section(recall, tmp_path):
+    from PIL import Image
+
+    from deepinterpret.zoo import digits_split
+
+    prompts = [p for p, _, _ in kv_recall.recall_prompts(3, seed=3000)]
+    out = tmp_path / "bench"
+    methods = {"ablation": ("ablation", {}), "IxG": ("input_x_gradient", {})}
+    curves = it.benchmark.generation(
+        recall.model, recall.tokenizer, prompts, out, methods, (0.2, 0.5), max_new_tokens=1
+    )
+    assert list(curves["methods"]) == ["ablation", "IxG", "random"]
+    saved = json.loads((out / "generation.json").read_text())
+    assert saved["methods"]["ablation"]["morf"] == curves["methods"]["ablation"]["morf"]
+    alone = (out / "report.md").read_text()
+    ranked = sorted(curves["methods"], key=lambda k: -curves["methods"][k]["gap"])
+    rows = [line for line in alone.splitlines() if line.startswith("| ") and "MoRF 0.2" not in line]
+    assert [row.split(" | ")[0][2:] for row in rows] == ranked
+    entry = curves["methods"]["ablation"]
+    assert f"| {entry['lerf_auc']:.3f} | {entry['gap']:+.3f} |" in alone
+    # an image benchmark written into the same folder keeps the generation section in its report
+    images = tmp_path / "digits"
+    images.mkdir()
+    for i, image in enumerate(digits_split().test_images[:2]):
+        Image.fromarray(image).save(images / f"d{i}.png")
+    result = it.benchmark(str(images), "digits-cnn", ["gradcam"], str(out), metrics=["gini"], batch_size=2,
+                          random_resolutions=(None,), progress=False)  # fmt: skip
+    report = result.report_markdown.read_text()
+    assert report.index("## digits-cnn") < report.index("## Generation") and "| IxG |" in report
+    assert "<h2>Generation</h2>" in result.report_html.read_text()
+    # the command line: prompts from a file, methods with options
+    from deepinterpret.cli import main
+
+    (tmp_path / "prompts.txt").write_text("\n".join(prompts[:2]) + "\n")
+    code = main(["benchmark-generation", "--model", "kv-recall-gpt2", "--prompts", str(tmp_path / "prompts.txt"),
+                 "--method", "ablation", "--method", "intgrad:steps=4", "--fractions", "0.5,1", "--max-new-tokens",
+                 "1", "--out", str(tmp_path / "cli"), "--quiet"])  # fmt: skip
+    assert code == 0
+    saved = json.loads((tmp_path / "cli" / "generation.json").read_text())
+    assert list(saved["methods"]) == ["ablation", "intgrad:steps=4", "random"] and len(saved["prompts"]) == 2
+    assert "## Generation" in (tmp_path / "cli" / "report.md").read_text()
+
+
+def test_encoder_decoder_prompts_share_no_prefix_to_cache(tokenizer):
+    """Why perturbations of an encoder-decoder's prompt run full passes: its encoder is bidirectional, so replacing
+    the LAST prompt token changes the encoder state of the FIRST one (and the decoder reads them all)."""
+    import torch
+
+    model = _from_config("t5", len(tokenizer))
+    explainer = it.GenerationExplainer(model, tokenizer)
+    ids = np.array([tokenizer.encode("a=3 b=7 c=1 ; b?")])
+    inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids), "decoder_input_ids": np.array([[0, 9]])}
+    assert explainer.adapter.prefix_cache(inputs) is None
+    changed = torch.tensor(ids).clone()
+    changed[0, -1] = explainer.baseline_token
+    with torch.no_grad():
+        states = [model.encoder(input_ids=x).last_hidden_state[0, 0] for x in (torch.tensor(ids), changed)]
+    assert (states[0] - states[1]).abs().max() > 1e-3
+
+
+def test_a_2000_token_prompt_sends_at_most_batch_size_perturbations_per_pass(tokenizer):
+    """Long prompts: the perturbed prompts are built and sent ``batch_size`` at a time (memory bounded by it), never
+    all at once; every feature's perturbation is scored exactly once."""
+    import torch
+    import transformers as T
+
+    torch.manual_seed(0)
+    config = T.GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2, n_positions=2048)
+    model = T.GPT2LMHeadModel(config).eval()
+    rng = np.random.default_rng(0)
+    prompt = " ".join(f"{'abcdefghij'[k]}={v}" for k, v in rng.integers(0, 10, (2000, 2)))
+    assert len(tokenizer.encode(prompt)) == 2000
+    spans = [(400 * i, 400 * i + 399) for i in range(20)]  # 20 features of 100 tokens each
+    rows = []
+    handle = model.register_forward_pre_hook(lambda m, args, kw: rows.append(kw["input_ids"].shape), with_kwargs=True)
+    try:
+        result = it.GenerationExplainer(model, tokenizer, batch_size=4)(
+            prompt, target=[9, 12], method="ablation", segments=spans
+        )
+    finally:
+        handle.remove()
+    assert result.attributions.shape == (2, 20) and np.all(np.isfinite(result.attributions))
+    assert max(shape[0] for shape in rows) <= 4
+    assert sum(shape[0] for shape in rows[2:]) == 20  # after the cache pass and the unperturbed scores
+    assert all(shape[1] <= 2001 for shape in rows)

@@ -385,3 +385,44 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
         """The model's float logits for a framework tensor ``inputs``, recording a graph."""
         with self.ops.enable_grad():
             return self.ops.float32(logits_of(self._run(inputs)))
+
+    # -- generative language models: attention maps of named layers (any framework) --------------------------------
+    def attention_maps(self, inputs: dict, layers: list[str] | None = None) -> list[Any]:
+        """Every self-attention map ``[B, heads, L, L]`` of one pass without a graph: the outputs of ``layers`` (the
+        layers that return the attention probabilities, first block first)."""
+        if not layers:
+            return super().attention_maps(inputs)
+        with self._hooked(list(layers)) as outputs, self._no_graph():
+            self._call(inputs)
+        missing = [name for name in layers if name not in outputs]
+        if missing:
+            raise ValueError(f"layers {missing} were not called in the forward pass.")
+        return [self._out(outputs[name]) for name in layers]
+
+    def generation_attention_gradients(
+        self,
+        inputs: dict,
+        positions: np.ndarray,
+        targets: np.ndarray,
+        layers: list[str] | None = None,
+        scale_layer: str | None = None,
+        scale: np.ndarray | None = None,
+        last_only: bool = False,
+    ) -> tuple[list[Any], list[list[Any]]]:
+        if not layers:
+            return super().generation_attention_gradients(inputs, positions, targets)
+        ops = self.ops
+        with self._hooked(list(layers)) as outputs, self._scaled(scale_layer, scale), ops.enable_grad():
+            output = self._call(inputs, requires_grad=True)
+            maps = [outputs[name] for name in layers]
+            if not all(ops.requires_grad(m) for m in maps):
+                raise ValueError("the attention maps of the named layers do not depend on anything differentiable.")
+            scores = ops.take_rows(ops.float32(logits_of(output)), np.asarray(positions, np.int64))  # [S, T, V]
+            loss = self._pick(scores, np.asarray(targets), "loss")  # -log p [S, T]
+            wanted = maps[-1:] if last_only else maps
+            count = int(np.asarray(targets).shape[1])
+            grads = [
+                [-self._out(g) for g in ops.grad(loss[:, t].sum(), wanted, retain_graph=t < count - 1)]
+                for t in range(count)
+            ]
+        return [self._out(m) for m in maps], grads

@@ -212,9 +212,18 @@ class TransformerInterface:
             raise ValueError(f"layer {layer!r} has no embedding weight.")
         return np.array(self.to_numpy(weight), dtype=np.float32)
 
-    def attention_maps(self, inputs: dict) -> list[Any]:
-        """Every self-attention map ``[B, heads, L, L]`` of one pass (first layer first), without a graph."""
-        raise TypeError(f"{type(self.model).__name__} gives no attention maps here; use a Hugging Face torch model.")
+    def attention_maps(self, inputs: dict, layers: list[str] | None = None) -> list[Any]:
+        """Every self-attention map ``[B, heads, L, L]`` of one pass (first layer first), without a graph: a Hugging
+        Face model's ``output_attentions``, or the outputs of ``layers`` (layers returning attention probabilities)."""
+        raise TypeError(
+            f"{type(self.model).__name__} gives no attention maps here: name its attention-probability layers, or "
+            "use a Hugging Face torch model."
+        )
+
+    def encoder_decoder_attention_maps(self, inputs: dict) -> tuple[list[Any], list[Any], list[Any]]:
+        """``(encoder self-attention, decoder self-attention, cross-attention)`` maps ``[B, heads, Lq, Lk]`` of one
+        pass of an encoder–decoder, without a graph (Hugging Face ``output_attentions``)."""
+        raise TypeError(f"{type(self.model).__name__} gives no encoder-decoder attention maps; use Hugging Face.")
 
     # -- generative language models: batched gradients, prefix caches, sampling (issue 21, second round) --------
     def generation_gradients(
@@ -298,10 +307,20 @@ class TransformerInterface:
         return grown[:, start:]
 
     def generation_attention_gradients(
-        self, inputs: dict, positions: np.ndarray, targets: np.ndarray
+        self,
+        inputs: dict,
+        positions: np.ndarray,
+        targets: np.ndarray,
+        layers: list[str] | None = None,
+        scale_layer: str | None = None,
+        scale: np.ndarray | None = None,
+        last_only: bool = False,
     ) -> tuple[list[Any], list[list[Any]]]:
-        """``(maps, gradients)``: every self-attention map ``[1, heads, L, L]`` of one teacher-forced pass of a
-        causal LM, and for each generated token ``t`` the gradients of its log-probability w.r.t. those maps."""
+        """``(maps, gradients)``: every self-attention map ``[S, heads, L, L]`` of one teacher-forced pass of a
+        causal LM over ``S`` rows, and for each generated token ``t`` the gradients of ``Σ_s log p(targets[s, t])``
+        w.r.t. those maps (``last_only``: w.r.t. the last map only). ``layers``: the layers whose outputs are the
+        attention probabilities (else a Hugging Face model's ``output_attentions``); ``scale_layer`` / ``scale``: the
+        output of that layer (the embedding) multiplied by ``scale[s]`` in row ``s``."""
         raise TypeError(f"{type(self.model).__name__} gives no attention maps here; use a Hugging Face torch model.")
 
 

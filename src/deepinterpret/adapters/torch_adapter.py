@@ -198,7 +198,9 @@ class TorchAdapter(FrameworkAdapter):
             return out[:, 1:]  # the decoder's start token is not generated
         return out[:, tensors["input_ids"].shape[1] :]
 
-    def attention_maps(self, inputs):
+    def attention_maps(self, inputs, layers=None):
+        if layers:
+            return super().attention_maps(inputs, layers)
         keywords = self._forward_keywords()
         extra: dict[str, Any] = {"use_cache": False} if "use_cache" in keywords else {}
         with torch.no_grad(), self._config_kept(), self._eager_attention():
@@ -207,6 +209,17 @@ class TorchAdapter(FrameworkAdapter):
         if not maps:
             raise ValueError("the model returned no attention maps (it must accept output_attentions=True).")
         return [m.float() for m in maps]
+
+    def encoder_decoder_attention_maps(self, inputs):
+        keywords = self._forward_keywords()
+        extra: dict[str, Any] = {"use_cache": False} if "use_cache" in keywords else {}
+        with torch.no_grad(), self._config_kept(), self._eager_attention():
+            output = self._call(inputs, output_attentions=True, **extra)
+        names = ("encoder_attentions", "decoder_attentions", "cross_attentions")
+        stacks = [getattr(output, name, None) for name in names]
+        if not all(stacks):
+            raise ValueError("the model returned no encoder, decoder or cross-attention maps (output_attentions).")
+        return tuple([m.float() for m in maps] for maps in stacks)
 
     # -- generative language models: batched gradients, prefix caches (issue 21, second round) -----------------
     def _kept_logits(self, inputs: dict, positions: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
@@ -344,12 +357,18 @@ class TorchAdapter(FrameworkAdapter):
             picked = scores.gather(-1, self.targets(targets)[..., None])[..., 0]
         return picked.double().cpu().numpy(), (scores.cpu().numpy() if distributions else None)
 
-    def generation_attention_gradients(self, inputs, positions, targets):
+    def generation_attention_gradients(
+        self, inputs, positions, targets, layers=None, scale_layer=None, scale=None, last_only=False
+    ):
+        if layers or not self.is_huggingface:
+            return super().generation_attention_gradients(
+                inputs, positions, targets, layers, scale_layer, scale, last_only
+            )
         positions = np.asarray(positions)
         targets = np.asarray(targets)
         keywords = self._forward_keywords()
         extra: dict[str, Any] = {"use_cache": False} if "use_cache" in keywords else {}
-        with torch.enable_grad(), self._config_kept(), self._eager_attention():
+        with torch.enable_grad(), self._config_kept(), self._eager_attention(), self._scaled(scale_layer, scale):
             output = self._call(inputs, output_attentions=True, **extra)
             maps = list(getattr(output, "attentions", None) or [])
             if not maps or not all(m.requires_grad for m in maps):
@@ -361,8 +380,9 @@ class TorchAdapter(FrameworkAdapter):
             scores = torch.log_softmax(logits[index, torch.as_tensor(positions)].float(), dim=-1)
             value = scores.gather(-1, self.targets(targets)[..., None])[..., 0]  # [1, T]
             count = value.shape[1]
+            wanted = maps[-1:] if last_only else maps
             grads = [
-                [g.detach().float() for g in torch.autograd.grad(value[:, t].sum(), maps, retain_graph=t < count - 1)]
+                [g.detach().float() for g in torch.autograd.grad(value[:, t].sum(), wanted, retain_graph=t < count - 1)]
                 for t in range(count)
             ]
         return [m.detach().float() for m in maps], grads

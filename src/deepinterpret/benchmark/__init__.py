@@ -299,4 +299,7 @@ class _CallableModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CallableModule
 
+from .generation_report import generation  # noqa: E402 (the language-model section: it.benchmark.generation)
+
 __all__ = ["DEFAULT_METRICS", "METRICS", "SUITE_METRICS", "BenchmarkResult", "baseline_names", "load", "run"]
+__all__ += ["generation"]

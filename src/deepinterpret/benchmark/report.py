@@ -328,6 +328,13 @@ def write_report(out: Path, settings: dict[str, Any]):
                  _html_table(header, cells),
                  "<p>One-sided Wilcoxon p-values against the strongest random baseline:</p>",
                  _html_table(header, pvalues)] + [f"<img src='{p}' alt='{p}'>" for p in pictures]  # fmt: skip
+    from .generation_report import generation_section, read_generation
+
+    generated = read_generation(out)  # a language-model benchmark written into the same folder
+    if generated is not None:
+        section_md, section_html = generation_section(generated)
+        md += ["", *section_md]
+        page += section_html
     page.append("</body></html>")
     write_atomic(out / "report.md", "\n".join(md) + "\n")
     write_atomic(out / "report.html", "\n".join(page) + "\n")

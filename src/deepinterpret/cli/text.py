@@ -118,7 +118,10 @@ def add_generation_command(commands: Any, common: argparse.ArgumentParser) -> No
     gen.add_argument("--batch-size", type=int, default=16, help="perturbed prompts or steps per pass")
     gen.add_argument("--device", default=None, help="cpu, gpu, gpu:N")
     gen.add_argument("--out", default="explanations", help="output folder (default: explanations)")
-    gen.add_argument("--aggregate", default="sum", choices=["sum", "l2"], help="gradient methods: sum or L2 norm")
+    gen.add_argument(
+        "--aggregate", default=None, choices=["sum", "l2"],
+        help="gradient methods: sum or L2 norm (default: sum for intgrad, l2 for input_x_gradient)",
+    )  # fmt: skip
     gen.add_argument("--sample", action="store_true", help="explain a sampled continuation (seeded nucleus sampling)")
     gen.add_argument("--sampling-top-p", type=float, default=0.9, help="nucleus of the sampling (with --sample)")
     gen.set_defaults(run=cmd_explain_generation)

@@ -8,8 +8,8 @@
 
 The continuation is generated greedily (or given as ``target=``), then every method scores all generated tokens
 from the same teacher-forced passes (see :mod:`deepinterpret.interpreters.generation`). Methods: ``ablation``,
-``lime``, ``kernelshap``, ``input_x_gradient``, ``intgrad``, ``rollout`` and ``generic_attention`` (decoder-only
-models) and ``gilot``.
+``lime``, ``kernelshap``, ``input_x_gradient``, ``intgrad``, ``rollout``, ``generic_attention`` and ``bt``
+(the last two on decoder-only models) and ``gilot``.
 """
 
 from __future__ import annotations
@@ -134,6 +134,9 @@ class GenerationExplainer:
     templates: they need character offsets). ``baseline_token``: the id that replaces a removed token and the
     IG baseline (default: the pad token, else the end-of-sequence token, else 0). ``batch_size``: perturbed
     prompts (or IG steps) per forward pass: memory does not depend on the prompt's number of tokens beyond it.
+    ``attention_layers``: for the attention methods on a model that is not a Hugging Face one (any PyTorch or
+    Paddle causal LM), the layers whose outputs are the attention probabilities ``[B, heads, L, L]``, first block
+    first: a list of names or a regular expression.
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -149,6 +152,7 @@ class GenerationExplainer:
         baseline_token: int | None = None,
         embedding_name: str | None = None,
         random_seed: int | None = 0,
+        attention_layers: str | list[str] | None = None,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -156,6 +160,7 @@ class GenerationExplainer:
         self.batch_size = batch_size
         self.embedding_name = embedding_name
         self.random_seed = random_seed
+        self.attention_layers = attention_layers
         config = getattr(model, "config", None)
         self.encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
         if baseline_token is None:
@@ -303,7 +308,7 @@ class GenerationExplainer:
         num_beams: int = 1,
         batch_size: int | None = None,
         progress: bool | None = False,
-        aggregate: str = "sum",
+        aggregate: str | None = None,
         do_sample: bool = False,
         temperature: float = 1.0,
         sampling_top_p: float = 1.0,
@@ -313,18 +318,20 @@ class GenerationExplainer:
         """Explain the continuation of ``prompt`` (a string, or chat messages ``[{"role", "content"}]`` whose
         user turns are attributed through the tokenizer's chat template).
 
-        ``target``: the continuation to explain (a string or token ids); ``None`` generates ``max_new_tokens``
-        greedily (``num_beams`` > 1: beam search). ``segments``: ``"tokens"``, ``"sentences"``, a list of
-        substrings of the prompt or of ``(start, end)`` character spans (the rest of the prompt stays as it is).
-        ``include_generated``: also attribute to the earlier generated tokens (decoder-only models). ``steps`` /
-        ``quadrature_rule``: Integrated Gradients; ``n_samples``: LIME / KernelSHAP masks; ``top_p``: GiLOT's
-        nucleus; ``start_layer``: rollout and Generic Attention. ``aggregate``: the gradient methods' reduction of
-        each token's embedding-sized attribution vector, ``"sum"`` (signed, Captum) or ``"l2"`` (its norm,
-        inseq). ``do_sample`` / ``temperature`` / ``sampling_top_p``: explain a sampled continuation instead of the
-        greedy one (GiLOT's sampling setting; nucleus sampling seeded with ``random_seed``). ``targets_per_backward``:
-        generated tokens whose gradient backward passes are vectorised together (``None``: all of them on an
-        accelerator, one at a time on CPU). ``reuse_prefix``: perturbation methods reuse the key/value cache of the
-        unchanged prompt prefix where the model supports it (same numbers, fewer computations).
+        ``target``: the continuation to explain (a string or token ids); ``None`` generates ``max_new_tokens`` greedily
+        (``num_beams`` > 1: beam search). ``segments``: ``"tokens"``, ``"sentences"``, a list of substrings of the
+        prompt or of ``(start, end)`` character spans (the rest of the prompt stays as it is). ``include_generated``:
+        also attribute to the earlier generated tokens (decoder-only models). ``steps`` / ``quadrature_rule``:
+        Integrated Gradients; ``n_samples``: LIME / KernelSHAP masks; ``top_p``: GiLOT's nucleus; ``start_layer``:
+        rollout, Generic Attention and BT (``steps``: BT's feedback steps too). ``aggregate``: the gradient methods'
+        reduction of each token's embedding-sized attribution vector, ``"sum"`` (signed, Captum) or ``"l2"`` (its norm,
+        inseq); ``None``: ``"sum"`` for ``intgrad`` (complete), ``"l2"`` for ``input_x_gradient`` (its signed sum
+        saturates: see :func:`deepinterpret.interpreters.generation.token_gradients`). ``do_sample`` / ``temperature`` /
+        ``sampling_top_p``: explain a sampled continuation instead of the greedy one (GiLOT's sampling setting; nucleus
+        sampling seeded with ``random_seed``). ``targets_per_backward``: generated tokens whose gradient backward passes
+        are vectorised together (``None``: all of them on an accelerator, one at a time on CPU). ``reuse_prefix``:
+        perturbation methods reuse the key/value cache of the unchanged prompt prefix where the model supports it (same
+        numbers, fewer computations).
         """
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
@@ -335,14 +342,17 @@ class GenerationExplainer:
         if include_generated and not self.encoder_decoder:
             labels = labels + gen_tokens[:-1]
         layer = None
-        if method in ("input_x_gradient", "intgrad", "gilot"):
+        if method in ("input_x_gradient", "intgrad", "gilot", "bt"):
             layer = find_embedding(self.adapter, self.embedding_name)
+        attention_layers = self.attention_layers
+        if isinstance(attention_layers, str):
+            attention_layers = self.adapter.find_layers(target_layer_pattern=attention_layers)
         out = explain_forced(
             self.adapter, forced, method, self.baseline_token, layer,
             batch_size=batch_size or self.batch_size, steps=steps, quadrature_rule=quadrature_rule,
             n_samples=n_samples, top_p=top_p, start_layer=start_layer, random_seed=self.random_seed,
             progress=progress, aggregate=aggregate, targets_per_backward=targets_per_backward,
-            reuse_prefix=reuse_prefix,
+            reuse_prefix=reuse_prefix, attention_layers=attention_layers,
         )  # fmt: skip
         matrix = out.pop("attributions")
         log_p = out.pop("log_probs")

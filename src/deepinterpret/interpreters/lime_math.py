@@ -135,7 +135,9 @@ def lime_image(
     num_features = int(segments.max()) + 1
     # Each pixel's superpixel (no dense superpixels x pixels one-hot: memory stays [batch, pixels]).
     labels = segments.ravel()
-    flat = adapter.to_numpy(xp.reshape(x, (channels, -1)))
+    # C-contiguous: a photograph arrives in NHWC memory order, and products of its [C, HW] view with the masks get
+    # a batch-interleaved layout that convolutions ran ~25 % slower than NCHW (channels_last=True is faster still)
+    flat = np.ascontiguousarray(adapter.to_numpy(xp.reshape(x, (channels, -1))))
     if hide_color is None:
         counts = np.bincount(labels, minlength=num_features)
         sums = np.stack([np.bincount(labels, weights=row, minlength=num_features) for row in flat])
