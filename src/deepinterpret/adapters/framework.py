@@ -60,7 +60,12 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
         for layer in training:
             layer.training = False
         try:
-            with self.ops.leave_inference_mode():  # a call inside torch.inference_mode() still gets its gradients
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(self.ops.leave_inference_mode())  # inside torch.inference_mode(): gradients too
+                if self.channels_last and not self._in_channels_last:  # weights NHWC for the call, then put back
+                    stack.enter_context(self.ops.channels_last(self.model))
+                    stack.callback(setattr, self, "_in_channels_last", False)
+                    self._in_channels_last = True
                 yield self
         finally:
             for layer in training:
@@ -127,9 +132,9 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
                 raise ValueError(f"the output of layer {layer!r} does not depend on anything differentiable.")
             if targets is None:
                 targets = self.to_numpy(logits).argmax(-1)
-            value = self._objective(logits, targets, objective)
             # Gradient w.r.t. the activations only: the backward stops at the layer, parameters get nothing.
-            (gradients,) = ops.grad(value.sum(), [activations])
+            # Targets [B, K]: gradients [B, K, ...], one forward and K backwards.
+            value, (gradients,) = self.objective_gradients(logits, targets, objective, [activations])
         return LayerGradientResult(
             self._out(activations), self._out(gradients), self._out(value), self._out(logits), np.asarray(targets)
         )
@@ -147,7 +152,9 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
     def _run(self, *args: Any, **kwargs: Any) -> Any:
         """The model's forward. A framework error inside it (an image too small for the network, token ids beyond
         the model's vocabulary, a model whose weights are not float32) becomes a ``ValueError`` that says so; the
-        framework's error is kept as its cause."""
+        framework's error is kept as its cause. With ``channels_last``, image batches go in channels-last."""
+        if self.channels_last:
+            args = tuple(self.ops.channels_last_input(a) for a in args)
         try:
             return self.model(*args, **kwargs)
         except (RuntimeError, IndexError) as error:
@@ -178,6 +185,10 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
 
     #: ``None`` (float32) or ``"bfloat16"`` / ``"float16"``: the autocast of the no-graph forwards (``precision=``)
     precision: str | None = None
+    #: channels-last memory format for convolutional networks (``channels_last=True``; PyTorch): the model's 4-D
+    #: weights inside :meth:`evaluation` (put back after it), image batches at every forward
+    channels_last: bool = False
+    _in_channels_last: bool = False
 
     def _forward_nograd(self, x: Images) -> Any:
         with self.ops.no_grad(), self.ops.autocast(self.precision):
@@ -193,10 +204,30 @@ class FrameworkAdapter(FrameworkTraining, ModelAdapter):
         with ops.enable_grad():
             inputs = ops.leaf(ops.tensor(x))
             logits = ops.float32(logits_of(self._run(inputs)))
-            value = self._objective(logits, targets, objective)
             # Samples are independent, so the gradient of the sum gives each sample's own gradient.
-            (gradients,) = ops.grad(value.sum(), [inputs])
+            value, (gradients,) = self.objective_gradients(logits, targets, objective, [inputs])
         return GradientResult(self._out(gradients), self._out(value), self._out(logits))
+
+    def objective_gradients(
+        self, logits: Any, targets: Targets, objective: Objective, leaves: list[Any], allow_unused: bool = False
+    ) -> tuple[Any, list[Any]]:
+        """``(objective values, [gradient of their sum w.r.t. each leaf])`` for logits with a graph. ``targets``
+        ``[B]``: values ``[B]``, gradients like the leaves. ``targets`` ``[B, K]`` (``K`` classes per row): values
+        ``[B, K]`` and gradients ``[B, K, ...]`` (a class axis after the row axis), from the one forward already made
+        and one backward per class (the graph kept until the last). ``None`` for an unused leaf when allowed."""
+        ops = self.ops
+        classes = np.asarray(targets)
+        if classes.ndim != 2 or callable(objective):
+            value = self._objective(logits, targets, objective)
+            return value, list(ops.grad(value.sum(), leaves, allow_unused=allow_unused))
+        rows, count = int(logits.shape[0]), int(classes.shape[1])
+        value = self._objective(ops.expand(logits[:, None], (rows, count, int(logits.shape[-1]))), classes, objective)
+        per_class = [
+            ops.grad(value[:, k].sum(), leaves, retain_graph=k < count - 1, allow_unused=allow_unused)
+            for k in range(count)
+        ]
+        stacked = [None if g[0] is None else ops.stack(list(g), 1) for g in zip(*per_class, strict=True)]
+        return value, stacked
 
     def _pick(self, scores: Any, targets: np.ndarray, objective: str) -> Any:
         """The objective of class ``targets[...]`` read off ``scores`` ``[..., K]`` (targets shaped ``scores[..., 0]``):

@@ -206,6 +206,17 @@ class PaddleOps:
         """Paddle has no inference mode that blocks gradients: nothing to leave."""
         return contextlib.nullcontext()
 
+    #: Paddle has no channels-last memory format: a layer chooses its layout itself (``data_format="NHWC"``)
+    has_channels_last = False
+
+    @staticmethod
+    def channels_last(model: Any) -> Any:
+        raise ValueError("channels_last is a PyTorch memory format; a Paddle layer sets data_format='NHWC' itself.")
+
+    @staticmethod
+    def channels_last_input(t: Any) -> Any:
+        return t
+
     @staticmethod
     def autocast(precision: str | None) -> Any:
         """Reduced-precision forwards (``"bfloat16"`` / ``"float16"``, Paddle's O1 auto-cast); ``None``: float32."""

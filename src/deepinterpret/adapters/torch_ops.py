@@ -196,6 +196,33 @@ class TorchOps:
     def no_grad() -> Any:
         return torch.no_grad()
 
+    #: the model's 4-D weights and its image inputs can be laid out channels-last (``channels_last=True``)
+    has_channels_last = True
+
+    @staticmethod
+    @contextlib.contextmanager
+    def channels_last(model: torch.nn.Module):
+        """The model's 4-D parameters and buffers in channels-last memory format for the block (same values, other
+        strides: convolutions then run on NHWC kernels), and the very same tensors put back afterwards."""
+        kept = []
+        with torch.no_grad():
+            for tensor in (*model.parameters(), *model.buffers()):
+                if tensor.ndim == 4 and not tensor.is_contiguous(memory_format=torch.channels_last):
+                    kept.append((tensor, tensor.data))
+                    tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+        try:
+            yield
+        finally:
+            for tensor, data in kept:
+                tensor.data = data
+
+    @staticmethod
+    def channels_last_input(t: Any) -> Any:
+        """A 4-D image batch in channels-last memory format (differentiable: gradients reach the caller's leaf)."""
+        if isinstance(t, torch.Tensor) and t.ndim == 4:
+            return t.contiguous(memory_format=torch.channels_last)
+        return t
+
     def autocast(self, precision: str | None) -> Any:
         """Reduced-precision forwards (``"bfloat16"`` / ``"float16"`` autocast); ``None``: float32."""
         if precision is None:

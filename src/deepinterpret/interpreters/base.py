@@ -41,19 +41,24 @@ def accumulate_gradients(
     For every image ``i`` it returns ``Σ_s factor(i, s) · ∇ objective_i(point(i, s))`` over ``per_image`` samples
     ``s``, walking the ``n_images · per_image`` pairs in chunks of ``batch_size``; each chunk is built by
     ``make_batch`` just before its model pass, so peak memory depends on ``batch_size`` only. Also returns the
-    objective value at every point, shape ``(n_images, per_image)``.
+    objective value at every point, shape ``(n_images, per_image)``. ``targets`` ``[n_images, K]`` (``K`` classes
+    per image): the sums are ``[n_images, K, ...]`` and the values ``(n_images, per_image, K)``; each chunk's points
+    go through the model once and are differentiated once per class.
 
     ``draw`` gives a chunk's host randomness (NumPy only); chunk k+1's is drawn on a helper thread while the
     model runs chunk k. Framework operations stay on the calling thread: a second thread running them would
     start a second OpenMP team that competes with the model pass for the cores.
     """
-    values = np.empty((n_images, per_image), dtype=np.float32)
+    several = np.asarray(targets).ndim == 2  # K classes per image: one forward per chunk, one backward per class
+    values = np.empty((n_images, per_image, *np.shape(targets)[1:]), dtype=np.float32)
     total = PerInputSum(adapter.xp, n_images)
     prepare = None if draw is None else (lambda chunk: draw(chunk.owners, chunk.members))
     with adapter.evaluation():
         for chunk in batches(n_images, batch_size, per_image, prepare, progress, desc):
             points, factors = make_batch(chunk.owners, chunk.members, chunk.prepared)
             result = adapter.input_gradient(points, targets[chunk.owners], objective)
+            if several and getattr(factors, "ndim", 0):
+                factors = factors[:, None]  # the same factor for every class of a row
             total.add(chunk, result.gradients * factors)
             values[chunk.owners, chunk.members] = adapter.to_numpy(result.objective)
     return total.total, values
@@ -95,6 +100,10 @@ class Interpreter(UsesModelPreprocessing):
         precision: ``None`` (float32) or ``"bfloat16"`` / ``"float16"``: the forward-only passes (no graph: the masked,
             occluded and perturbed inputs of Score-CAM, Occlusion, RISE, LIME, predictions) run under the
             framework's autocast; off by default (gradients always run in float32). Torch or Paddle models only.
+        channels_last: run convolutional networks in the channels-last (NHWC) memory format, often faster for
+            convolutions on CPUs and GPUs: image batches go in channels-last, and the model's 4-D weights are laid
+            out so for the call only (the same tensors are put back afterwards: the model is left as it was). Same
+            values, other summation order (deviations of float32 rounding). Off by default; PyTorch models only.
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -113,6 +122,7 @@ class Interpreter(UsesModelPreprocessing):
         normalization: Any = None,
         progress: bool | None = None,
         precision: str | None = None,
+        channels_last: bool = False,
         **kwargs: Any,
     ):
         model, normalization = self._take_model(model, normalization)
@@ -122,6 +132,10 @@ class Interpreter(UsesModelPreprocessing):
             if not hasattr(self.adapter, "precision"):
                 raise ValueError("precision needs a torch.nn.Module or paddle.nn.Layer, not a plain callable.")
             self.adapter.precision = check_precision(precision)
+        if channels_last:
+            if not getattr(getattr(self.adapter, "ops", None), "has_channels_last", False):
+                raise ValueError("channels_last needs a torch.nn.Module (a PyTorch memory format).")
+            self.adapter.channels_last = True
         self.device = str(self.adapter.device)
         self.normalization = as_normalization(normalization)
         self.progress = progress
@@ -232,6 +246,9 @@ class Interpreter(UsesModelPreprocessing):
 
     def _visualize_gradients(self, batch: ImageBatch, explanation: np.ndarray, visual: bool, save_path: Any) -> None:
         """Pixel attributions over their images, shown and/or saved (see :meth:`_present`)."""
+        if explanation.ndim > batch.data.ndim:  # K classes per image ([N, K, C, H, W]): no picture
+            self.explanation = None
+            return
         self._present(batch, explanation, visual, save_path, self.signed_maps)
 
     def _present(

@@ -82,7 +82,8 @@ def gradient_cam(
     """A gradient-weighted CAM of ``layer`` for each input: ``(maps [N, h, w], targets, probabilities [N, K])``.
 
     One forward and one backward that stops at ``layer``, per chunk of ``batch_size`` images; with
-    ``targets=None`` the predicted class of that same forward is explained.
+    ``targets=None`` the predicted class of that same forward is explained. ``targets`` ``[N, K]`` (``K`` classes
+    per image) gives maps ``[N, K, h, w]``: one forward and ``K`` backwards per chunk.
     """
     check_objective(objective)
     adapter.find_layers(layer)
@@ -90,12 +91,29 @@ def gradient_cam(
 
     def run(part: slice):
         result = adapter.layer_gradient(x[part], layer, None if targets is None else targets[part], objective)
-        acts, grads = (_feature_map(xp, a, layer, x) for a in (result.activations, result.gradients))
-        return combine(xp, acts, channel_weights(xp, acts, grads)), result.targets, adapter.to_numpy(result.logits)
+        if np.ndim(result.targets) == 2 and not callable(objective):  # K classes per image: [B, K, h, w]
+            maps = _per_class_cam(xp, result, layer, x, channel_weights)
+        else:
+            acts, grads = (_feature_map(xp, a, layer, x) for a in (result.activations, result.gradients))
+            maps = combine(xp, acts, channel_weights(xp, acts, grads))
+        return maps, result.targets, adapter.to_numpy(result.logits)
 
     with adapter.evaluation():
         maps, used, logits = zip(*map_batches(int(x.shape[0]), batch_size, run), strict=True)
     return joined(xp, maps), np.concatenate(used), softmax(np, np.concatenate(logits))
+
+
+def _per_class_cam(xp: Any, result: Any, layer: str, x: Any, channel_weights) -> Any:
+    """The maps ``[B, K, h, w]`` of a layer gradient taken for ``K`` classes per row (gradients ``[B, K, ...]``):
+    the activations repeated for each class, every (row, class) pair weighted as one image would be."""
+    rows, classes = (int(d) for d in result.gradients.shape[:2])
+    shape = tuple(int(d) for d in result.activations.shape[1:])
+    acts = xp.broadcast_to(result.activations[:, None], (rows, classes, *shape))
+    acts, grads = (
+        _feature_map(xp, xp.reshape(a, (rows * classes, *shape)), layer, x) for a in (acts, result.gradients)
+    )
+    maps = combine(xp, acts, channel_weights(xp, acts, grads))
+    return xp.reshape(maps, (rows, classes, *tuple(int(d) for d in maps.shape[1:])))
 
 
 def layer_activations(adapter: ModelAdapter, x: Any, layer: str, batch_size: int) -> tuple[Any, Any]:
@@ -231,17 +249,25 @@ class _GradientCAMInterpreter(_CAMInterpreter):
     ) -> np.ndarray:
         """Returns the maps at the layer's resolution, ``np.ndarray`` of shape ``[N, h, w]``.
 
-        ``label`` (InterpretDL's name) or ``labels``: one class per image; ``None`` explains the predicted class.
+        ``label`` (InterpretDL's name) or ``labels``: one class per image; ``None`` explains the predicted class;
+        ``K`` classes per image (``[N, K]``, a list of lists, or one list for all) give ``[N, K, h, w]`` from one
+        forward and ``K`` backwards per chunk (nothing drawn).
         Beyond the original: ``gradient_of`` (``logit`` by default, as the Grad-CAM paper, Captum and pytorch-grad-cam;
         ``probability``, the original InterpretDL's default, reproduces its maps; or ``loss``) and ``batch_size``.
         """
         objective = check_objective(gradient_of or self.default_objective)
         batch_size = check_batch_size(batch_size)
         batch = self._load_images(inputs, resize_to, crop_to)
-        target, targets = self._targets_of(self._labels(label, labels), len(batch))  # target: a function of the output
+        chosen = self._labels(label, labels)
+        target = as_target(chosen)  # a function of the output, or None for classes (one or K per image)
+        targets = np.arange(len(batch)) if target is not None else resolve_label_lists(chosen, len(batch))
         maps, used, probabilities = gradient_cam(
             self.adapter, batch.data, targets, target_layer_name, self.channel_weights, target or objective, batch_size
         )
+        if target is None and used.ndim == 2:  # K classes per image: [N, K, h, w], no picture
+            self._record_predictions(used[:, 0], probabilities, True)
+            self.labels, self.explanation = used, None
+            return self.adapter.to_numpy(maps)
         probabilities = None if target else probabilities
         return self._finish(batch, maps, used, probabilities, targets is not None, visual, save_path)
 
@@ -308,7 +334,7 @@ class ScoreCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
         self.last_passes = report
         if used.ndim == 2:
             self._record_predictions(used[:, 0], probabilities, True)
-            self.labels = used
+            self.labels, self.explanation = used, None
             return self.adapter.to_numpy(maps)
         probabilities = None if target else probabilities
         return self._finish(batch, maps, used, probabilities, targets is not None, visual, save_path)

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
 from ..core.batching import joined, map_batches
-from ..data import resolve_labels
+from ..data import resolve_label_lists
 from .gradient_rules import modified_gradient
 from .gradients import _GradientFamilyInterpreter
 from .integrated_gradients import baseline_array
@@ -45,7 +45,8 @@ def _baselines(adapter: ModelAdapter, x: Any, baselines: Any) -> Any:
 
 
 def _objective_value(logits: np.ndarray, targets: np.ndarray, objective: str) -> np.ndarray:
-    """The objective of class ``targets[i]`` from logits ``[1 or N, K]`` (NumPy)."""
+    """The objective of class ``targets[i]`` (``[N]``, or ``[N, K]`` classes per input) from logits
+    ``[1 or N, classes]`` (NumPy)."""
     logits = np.broadcast_to(logits.astype(np.float64), (len(targets), logits.shape[-1]))
     if objective == "logit":
         chosen = logits
@@ -53,7 +54,8 @@ def _objective_value(logits: np.ndarray, targets: np.ndarray, objective: str) ->
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         chosen = np.exp(log_probabilities) if objective == "probability" else -log_probabilities
-    return chosen[np.arange(len(targets)), targets]
+    rows = np.arange(len(targets))
+    return chosen[rows[:, None] if np.ndim(targets) == 2 else rows, targets]
 
 
 def deeplift(
@@ -77,10 +79,12 @@ def deeplift(
         gradient, value, logits, used, reference_logits = modified_gradient(
             adapter, x[part], None if targets is None else targets[part], "rescale", objective, reference, eps
         )
-        attribution = (x[part] - reference) * adapter.asarray(gradient)
-        rows = int(attribution.shape[0])
+        difference = x[part] - reference
+        several = np.ndim(used) == 2  # K classes per input: gradient [B, K, ...], one forward and K backwards
+        attribution = (difference[:, None] if several else difference) * adapter.asarray(gradient)
         reference_value = _objective_value(adapter.to_numpy(reference_logits), used, objective)
-        total = adapter.to_numpy(adapter.xp.sum(adapter.xp.reshape(attribution, (rows, -1)), axis=1))
+        flat = adapter.xp.reshape(attribution, (*np.shape(used), -1))
+        total = adapter.to_numpy(adapter.xp.sum(flat, axis=-1))
         return attribution, used, adapter.to_numpy(logits), total - (adapter.to_numpy(value) - reference_value)
 
     with adapter.evaluation():
@@ -108,13 +112,14 @@ class DeepLIFTInterpreter(_GradientFamilyInterpreter):
         label: Any = None,
         eps: float = 1e-10,
     ) -> np.ndarray:
-        """Returns ``(x − r) ⊙ m``, ``np.ndarray [N, C, H, W]``. ``baselines``: ``None`` (zeros of the model
+        """Returns ``(x − r) ⊙ m``, ``np.ndarray [N, C, H, W]`` (``[N, K, C, H, W]`` for ``K`` classes per image:
+        one forward and ``K`` backwards per chunk). ``baselines``: ``None`` (zeros of the model
         input), ``"black"`` (pixels 0, normalised as the inputs are), or a model-ready array, one for all inputs
         or one per input. After a call, ``convergence_delta`` holds ``Σ attributions − (f(x) − f(r))`` per input."""
         objective = check_objective(gradient_of)
         batch_size = check_batch_size(batch_size)
         batch = self._load_images(inputs, resize_to, crop_to)
-        targets = resolve_labels(self._labels(label, labels), len(batch))
+        targets = resolve_label_lists(self._labels(label, labels), len(batch))  # [N], or [N, K]
         if isinstance(baselines, str):
             if baselines != "black":
                 raise ValueError(f"baselines must be None, 'black' or an array; got {baselines!r}.")
@@ -123,5 +128,6 @@ class DeepLIFTInterpreter(_GradientFamilyInterpreter):
         result, used, probabilities, self.convergence_delta = deeplift(
             self.adapter, batch.data, targets, baselines, objective, batch_size, eps
         )
-        self._record_predictions(used, probabilities, targets is not None)
+        self._record_predictions(used if used.ndim == 1 else used[:, 0], probabilities, targets is not None)
+        self.labels = used
         return self._show(batch, result, visual, save_path)

@@ -193,14 +193,6 @@ def modified_gradient(
         logits = adapter.logits_with_graph(inputs)
         if targets is None:
             targets = adapter.to_numpy(logits).argmax(-1)
-        if np.asarray(targets).ndim == 2 and not callable(objective):  # K classes per row: one forward, K backwards
-            classes = int(np.asarray(targets).shape[1])
-            scores = ops.expand(logits[:, None], (int(logits.shape[0]), classes, int(logits.shape[-1])))
-            value = adapter._objective(scores, targets, objective)  # [B, K]
-            gradient = ops.stack(
-                [ops.grad(value[:, k].sum(), [inputs], retain_graph=k < classes - 1)[0] for k in range(classes)], 1
-            )
-        else:
-            value = adapter._objective(logits, targets, objective)
-            (gradient,) = ops.grad(value.sum(), [inputs], allow_unused=True)
+        # K classes per row (targets [B, K]): one forward, K backwards, gradient [B, K, ...]
+        value, (gradient,) = adapter.objective_gradients(logits, targets, objective, [inputs], allow_unused=True)
     return ops.detach(gradient), ops.detach(value), ops.detach(logits), np.asarray(targets), reference_logits

@@ -92,7 +92,9 @@ class GradShapCVInterpreter(InputGradientInterpreter):
         batch_size: int = 16,
         random_seed: int | None = None,
     ) -> np.ndarray:
-        """Returns the GradientSHAP attributions, ``np.ndarray`` of shape ``[N, C, H, W]``."""
+        """Returns the GradientSHAP attributions, ``np.ndarray`` of shape ``[N, C, H, W]``; ``labels`` as ``K`` classes
+        per image (``[N, K]``) gives ``[N, K, C, H, W]``: each chunk of samples goes through the model once and is
+        differentiated once per class."""
         check_objective(gradient_of)
         batch_size = check_batch_size(batch_size)
         batch = self._load_images(inputs, resize_to, crop_to)

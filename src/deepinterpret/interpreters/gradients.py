@@ -23,7 +23,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
 from ..core.batching import joined, map_batches
-from ..data import resolve_label_lists, resolve_labels
+from ..data import resolve_label_lists
 from .base import InputGradientInterpreter
 from .cam import grad_cam_weights, gradient_cam
 from .gradient_rules import check_rule, modified_gradient
@@ -95,7 +95,8 @@ def guided_grad_cam(
         upsampled = adapter.resize(cams, height, width)
     else:
         upsampled = nearest_resize(adapter, cams, height, width)
-    return guided * upsampled[:, None], cams, targets, probabilities
+    axis = upsampled[:, :, None] if np.ndim(targets) == 2 else upsampled[:, None]  # [N, K, H, W]: K classes
+    return guided * axis, cams, targets, probabilities
 
 
 class _GradientFamilyInterpreter(InputGradientInterpreter):
@@ -113,8 +114,6 @@ class _GradientFamilyInterpreter(InputGradientInterpreter):
 
     def _show(self, batch, explanation, visual: bool, save_path: Any) -> np.ndarray:
         explanation = self.adapter.to_numpy(explanation)
-        if explanation.ndim > batch.data.ndim:  # several classes per image: no picture
-            return explanation
         self._visualize_gradients(batch, explanation, visual, save_path)
         return explanation
 
@@ -212,15 +211,17 @@ class GuidedGradCAMInterpreter(_GradientFamilyInterpreter):
         batch_size: int = 16,
         interpolation: str = "bilinear",
     ) -> np.ndarray:
-        """Returns ``np.ndarray [N, C, H, W]``; the Grad-CAM maps at the layer's resolution are kept in
-        ``self.cam_maps``. ``interpolation``: ``"bilinear"`` (the paper) or ``"nearest"`` (Captum's default)."""
+        """Returns ``np.ndarray [N, C, H, W]`` (``[N, K, C, H, W]`` for ``K`` classes per image: two forwards and
+        ``2K`` backwards per chunk); the Grad-CAM maps at the layer's resolution are kept in ``self.cam_maps``.
+        ``interpolation``: ``"bilinear"`` (the paper) or ``"nearest"`` (Captum's default)."""
         objective = check_objective(gradient_of)
         batch_size = check_batch_size(batch_size)
         batch = self._load_images(inputs, resize_to, crop_to)
-        targets = resolve_labels(self._labels(label, labels), len(batch))
+        targets = resolve_label_lists(self._labels(label, labels), len(batch))  # [N], or [N, K] classes per image
         result, cams, used, probabilities = guided_grad_cam(
             self.adapter, batch.data, targets, target_layer_name, objective, interpolation, batch_size
         )
         self.cam_maps = self.adapter.to_numpy(cams)
-        self._record_predictions(used, probabilities, targets is not None)
+        self._record_predictions(used if used.ndim == 1 else used[:, 0], probabilities, targets is not None)
+        self.labels = used
         return self._show(batch, result, visual, save_path)

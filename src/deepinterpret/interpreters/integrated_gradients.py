@@ -126,6 +126,9 @@ def integrated_gradients(
     trials, draw_baselines, baseline_of = _baseline_source(adapter, x, baselines, num_random_trials, seed)
     if steps == "auto" or method == "adaptive":
         budget, tol, probe_steps = check_adaptive(AUTO_STEPS if steps == "auto" else steps, tolerance, probe_steps)
+        if np.asarray(targets).ndim == 2:  # each class's path points are its own: one adaptive run per class
+            return _adaptive_per_class(adapter, x, targets, trials, draw_baselines, baseline_of, objective, budget,
+                                       tol, probe_steps, batch_size, stats)  # fmt: skip
         return _adaptive(adapter, x, targets, trials, draw_baselines, baseline_of, objective, budget, tol,
                          probe_steps, batch_size, stats)  # fmt: skip
     alphas, weights = quadrature(method, steps)
@@ -156,10 +159,10 @@ def integrated_gradients(
         draw,
     )
     delta = None
-    if alphas[0] == 0.0 and alphas[-1] == 1.0:
-        per_trial = values.reshape(len(values), trials, steps)
+    if alphas[0] == 0.0 and alphas[-1] == 1.0:  # [N], or [N, K] for K classes per input
+        per_trial = values.reshape(len(values), trials, steps, *values.shape[2:])
         gap = (per_trial[:, :, -1] - per_trial[:, :, 0]).mean(axis=1)
-        sums = adapter.to_numpy(xp.sum(xp.reshape(total, (total.shape[0], -1)), axis=1))
+        sums = adapter.to_numpy(xp.sum(xp.reshape(total, (*values.shape[:1], *values.shape[2:], -1)), axis=-1))
         delta = sums - gap
     if stats is not None:
         stats.update(gradient_passes=int(x.shape[0]) * trials * steps, probe_passes=0)
@@ -206,6 +209,24 @@ def _adaptive(adapter, x, targets, trials, draw_baselines, baseline_of, objectiv
     return total, delta
 
 
+def _adaptive_per_class(adapter, x, targets, trials, draw_baselines, baseline_of, objective, budget, tol,
+                        probe_steps, batch_size, stats):  # fmt: skip
+    """Adaptive IG for ``K`` classes per input (``targets [N, K]``): each class places its own points (the probe
+    follows that class's output), so the classes share no pass. ``([N, K, ...], delta [N, K])``."""
+    parts, deltas, passes = [], [], {"gradient_passes": 0, "probe_passes": 0}
+    for k in range(int(np.asarray(targets).shape[1])):
+        counts: dict = {}
+        total, delta = _adaptive(adapter, x, np.asarray(targets)[:, k], trials, draw_baselines, baseline_of,
+                                 objective, budget, tol, probe_steps, batch_size, counts)  # fmt: skip
+        parts.append(total)
+        deltas.append(delta)
+        for key in passes:
+            passes[key] += counts[key]
+    if stats is not None:
+        stats.update(passes)
+    return adapter.xp.stack(parts, axis=1), np.stack(deltas, axis=1)
+
+
 class IntGradCVInterpreter(InputGradientInterpreter):
     """Integrated Gradients for images.
 
@@ -238,7 +259,10 @@ class IntGradCVInterpreter(InputGradientInterpreter):
         tolerance: float = 0.01,
         probe_steps: int = 0,
     ) -> np.ndarray:
-        """Returns the integrated gradients, ``np.ndarray`` of shape ``[N, C, H, W]``."""
+        """Returns the integrated gradients, ``np.ndarray`` of shape ``[N, C, H, W]``; ``labels`` as ``K`` classes
+        per image (``[N, K]``, a list of lists, or one list for all) gives ``[N, K, C, H, W]`` (and
+        ``convergence_delta`` ``[N, K]``): each chunk of path points goes through the model once and is
+        differentiated once per class (the adaptive method runs once per class)."""
         check_objective(gradient_of)
         batch_size = check_batch_size(batch_size)
         batch = self._load_images(inputs, resize_to, crop_to)

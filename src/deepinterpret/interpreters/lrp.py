@@ -18,6 +18,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, softmax
 from ..core.batching import joined, map_batches
+from ..data import as_target, resolve_label_lists
 from .base import Interpreter
 from .lrp_mechanism import lrp_relevance
 from .lrp_rules import RULES, AlphaBeta, Epsilon, Flat, Gamma, Rule, ZBox, ZPlus
@@ -128,7 +129,9 @@ class LRPCVInterpreter(Interpreter):
         name (a :class:`Rule`, a rule name or ``(name, *arguments)``; ``"pass"`` lets relevance through a layer
         LRP does not know). zᴮ bounds come from ``normalization`` (pixels 0 and 255)."""
         batch = self._load_images(inputs, resize_to, crop_to)
-        target, targets = self._targets_of(self._labels(label, labels), len(batch))  # target: a function of the output
+        chosen_labels = self._labels(label, labels)
+        target = as_target(chosen_labels)  # a function of the output, or None for classes (one or K per image)
+        targets = np.arange(len(batch)) if target is not None else resolve_label_lists(chosen_labels, len(batch))
         kinds = self.adapter.lrp_kinds()
         low = float(np.min(self.normalization.apply(np.zeros((1, 1, 1, batch.data.shape[1]), np.uint8))))
         high = float(np.max(self.normalization.apply(np.full((1, 1, 1, batch.data.shape[1]), 255, np.uint8))))
@@ -141,7 +144,11 @@ class LRPCVInterpreter(Interpreter):
             self.adapter, batch.data, targets, chosen, merge_batchnorm, batch_size, target or "logit"
         )
         self.relevance = self.adapter.to_numpy(relevance)
-        self._record_predictions(used, None if target else softmax(np, logits), True)
+        several = used.ndim == 2 and target is None
+        self._record_predictions(used[:, 0] if several else used, None if target else softmax(np, logits), True)
+        if several:  # K classes per image: [N, K, 1, H, W] (per channel [N, K, C, H, W]), one forward per chunk
+            self.labels, self.explanation = used, None
+            return self.relevance.sum(axis=2, keepdims=True)
         maps = self.relevance.sum(axis=1, keepdims=True)
         self._present(batch, maps, visual, save_path, True)
         return maps

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .lrp_rules import LINEAR_KINDS, PASS_KINDS, Rule, is_epsilon, modified
 
 
@@ -177,11 +179,16 @@ class RuleHooks:
     def leaves(self) -> list[Any]:
         return [t for pair in self.boxes for t in pair] + self.flats
 
-    def relevance(self, inputs: Any, grads: list[Any]) -> Any:
-        """``x ∇x`` plus the zᴮ bounds' ``l ∇l + h ∇h`` plus the flat rule's gradient of the ones."""
-        relevance = None if grads[0] is None else inputs * grads[0]
+    def relevance(self, inputs: Any, grads: list[Any], several: bool = False) -> Any:
+        """``x ∇x`` plus the zᴮ bounds' ``l ∇l + h ∇h`` plus the flat rule's gradient of the ones. ``several``: the
+        gradients have a class axis after the row axis (``[B, K, ...]``), and so has the relevance."""
+
+        def lift(t: Any) -> Any:
+            return t[:, None] if several else t
+
+        relevance = None if grads[0] is None else lift(inputs) * grads[0]
         for k, (low, high) in enumerate(self.boxes):
-            relevance = relevance + low * grads[1 + 2 * k] + high * grads[2 + 2 * k]
+            relevance = relevance + lift(low) * grads[1 + 2 * k] + lift(high) * grads[2 + 2 * k]
         for g in grads[1 + 2 * len(self.boxes) :]:
             relevance = g if relevance is None else relevance + g
         return relevance
@@ -210,7 +217,9 @@ def lrp_relevance(adapter, x, targets, rules: dict[str, Rule], merge_batchnorm: 
         logits = adapter.logits_with_graph(inputs)
         if targets is None:
             targets = adapter.to_numpy(logits).argmax(-1)
-        value = adapter._objective(logits, targets, objective)  # the logit, or a target object's value
-        with ops.enable_grad():
-            grads = ops.grad(value.sum(), [inputs, *composite.leaves()], allow_unused=True)
-    return ops.detach(composite.relevance(inputs, grads)), ops.detach(logits), targets
+        with ops.enable_grad():  # the logit, or a target object's value; targets [B, K]: one backward per class
+            _, grads = adapter.objective_gradients(
+                logits, targets, objective, [inputs, *composite.leaves()], allow_unused=True
+            )
+    several = np.asarray(targets).ndim == 2 and not callable(objective)
+    return ops.detach(composite.relevance(inputs, grads, several)), ops.detach(logits), targets
