@@ -7,12 +7,15 @@ budgets. Passes are counted exactly: one forward + backward per gradient point; 
 count as the measured time of a no-graph forward over that of a forward + backward on this machine (printed).
 
 Needs the ``imagenet`` extra and Captum. ``BENCH_DEVICE=cuda`` runs it on a GPU.
-    python benchmarks/bench_ig_adaptive.py --images 20 --plot docs/images/ig_adaptive.png
+    python benchmarks/bench_ig_adaptive.py --images 20 --plot docs/images/ig_adaptive.png --json ig.json
+(``--from-json ig.json --plot ...`` prints and plots saved rows again, e.g. those of a run stopped early.)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
 
 import numpy as np
@@ -25,7 +28,7 @@ from deepinterpret.interpreters.integrated_gradients import integrated_gradients
 from deepinterpret.zoo import imagenet
 
 
-def photographs(count: int) -> np.ndarray:
+def photographs(count: int, size: int = 224) -> np.ndarray:
     """``count`` model-ready images: the photographs, then mirrored ones, then left and right crops of them."""
     photos = list(imagenet.photographs().values())
     variants = [p for p in photos]
@@ -35,7 +38,7 @@ def photographs(count: int) -> np.ndarray:
         side = min(h, w)
         variants += [p[:side, :side], p[h - side :, w - side :]]
     loader = it.Interpreter(torch.nn.Identity(), normalization=(imagenet.MEAN, imagenet.STD))
-    return loader._load_images([np.ascontiguousarray(v) for v in variants[:count]], 224, 224).data
+    return loader._load_images([np.ascontiguousarray(v) for v in variants[:count]], size, size).data
 
 
 def forward_fraction(model: torch.nn.Module, x: torch.Tensor) -> float:
@@ -57,15 +60,35 @@ def forward_fraction(model: torch.nn.Module, x: torch.Tensor) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20)
-    parser.add_argument("--captum-steps", type=int, nargs="+", default=[8, 16, 25, 32, 50, 64])
-    parser.add_argument("--budgets", type=int, nargs="+", default=[16, 25, 32])
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        default=["adaptive:32:0", "captum:16", "captum:25", "adaptive:32:8", "captum:50"],
+        help="in this order: captum:STEPS (Captum's IntegratedGradients, Gauss-Legendre) and "
+        "adaptive:BUDGET:PROBE_STEPS (method='adaptive'); each row is printed (and saved by --json) when done",
+    )
     parser.add_argument("--tolerance", type=float, default=0.01)
-    parser.add_argument("--probe-steps", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--size", type=int, default=224, help="image side (224: the model's)")
     parser.add_argument("--plot", default=None, help="save the gap-vs-passes figure here")
+    parser.add_argument("--json", default=None, help="save every method's per-image gaps and passes here")
+    parser.add_argument("--from-json", default=None, help="print and plot the results saved by --json; run nothing")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    if args.from_json:
+        with open(args.from_json) as saved:
+            data = json.load(saved)
+        results = {k: (np.array(v["gaps"]), np.array(v["passes"]), v["seconds"]) for k, v in data["runs"].items()}
+        print(f"{data['setting']}\nforward-only probe = {data['probe_fraction']:.2f} of a forward + backward\n")
+        print("| method | passes / image (mean) | median gap | worst gap | time (s) |\n|---|---|---|---|---|")
+        for name in results:
+            show_row(name, results)
+        summarize(results, args.plot)
+        return
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = it.zoo.load("efficientnet-lite0").model.to(DEVICE).eval()
-    x_np = photographs(args.images)
+    x_np = photographs(args.images, args.size)
     x = torch.from_numpy(x_np).to(DEVICE)
     with torch.no_grad():
         logits = model(x)
@@ -74,64 +97,93 @@ def main() -> None:
         difference = (logits.gather(1, targets[:, None])[:, 0] - model(torch.zeros_like(x)).gather(
             1, targets[:, None])[:, 0]).cpu().numpy()  # fmt: skip
     fraction = forward_fraction(model, x)
-    print(f"{describe_device()}; {len(x)} photographs; EfficientNet-Lite0, logit of the predicted class, zero baseline")
-    print(f"forward-only probe = {fraction:.2f} of a forward + backward (measured)\n")
+    setting = (f"{describe_device()}; {len(x)} photographs at {args.size}²; EfficientNet-Lite0, logit of the "
+               f"predicted class, zero baseline; load average at start {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(setting)
+    print(f"forward-only probe = {fraction:.2f} of a forward + backward (measured)\n", flush=True)
 
     def gap(attributions: np.ndarray) -> np.ndarray:
         return np.abs(attributions.reshape(len(x), -1).sum(1) - difference) / np.abs(difference)
 
     results: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}  # name -> (gaps, passes per image, seconds)
-    ig = IntegratedGradients(lambda v: model(v))
-    for steps in args.captum_steps:
-        start = time.perf_counter()
-        attr = torch.cat([
-            ig.attribute(x[i : i + 1], target=int(targets[i]), n_steps=steps, internal_batch_size=args.batch_size)
-            for i in range(len(x))
-        ]).detach().cpu().numpy()  # fmt: skip
-        results[f"Captum GL {steps}"] = (gap(attr), np.full(len(x), float(steps)), time.perf_counter() - start)
-    adapter = it.adapt(model)
-    for budget in args.budgets:
-        start = time.perf_counter()
-        stats: dict = {}
-        attr, _ = integrated_gradients(adapter, x, targets.cpu().numpy(), None, budget, 1, "logit", "adaptive",
-                                       args.batch_size, 0, False, args.tolerance, args.probe_steps, stats)  # fmt: skip
-        seconds = time.perf_counter() - start
-        per_image = np.array([len(a) for a in stats["alphas"]], float) + fraction * stats["probe_passes"] / len(x)
-        results[f"adaptive ≤{budget}"] = (gap(adapter.to_numpy(attr)), per_image, seconds)
+
+    def show(name: str) -> None:
+        show_row(name, results)
+        if args.json:
+            with open(args.json, "w") as out:
+                runs = {
+                    k: {"gaps": v[0].tolist(), "passes": v[1].tolist(), "seconds": v[2]} for k, v in results.items()
+                }
+                json.dump({"setting": setting, "probe_fraction": fraction, "runs": runs}, out)
+
     print("| method | passes / image (mean) | median gap | worst gap | time (s) |\n|---|---|---|---|---|")
-    for name, (gaps, passes, seconds) in results.items():
-        print(f"| {name} | {passes.mean():.1f} | {100 * np.median(gaps):.2f} % | {100 * gaps.max():.2f} % "
-              f"| {seconds:.0f} |")  # fmt: skip
+    adapter = it.adapt(model)
+    ig = IntegratedGradients(lambda v: model(v))
+    for run in args.runs:
+        kind, *numbers = run.split(":")
+        start = time.perf_counter()
+        if kind == "adaptive":
+            budget, probe_steps = (int(v) for v in numbers)
+            stats: dict = {}
+            attr, _ = integrated_gradients(adapter, x, targets.cpu().numpy(), None, budget, 1, "logit", "adaptive",
+                                           args.batch_size, 0, False, args.tolerance, probe_steps, stats)  # fmt: skip
+            attr = adapter.to_numpy(attr)
+            passes = np.array([len(a) for a in stats["alphas"]], float) + fraction * stats["probe_passes"] / len(x)
+            name = f"adaptive ≤{budget}, probe {probe_steps}"
+        else:
+            steps = int(numbers[0])
+            attr = torch.cat([
+                ig.attribute(x[i : i + 1], target=int(targets[i]), n_steps=steps, internal_batch_size=args.batch_size)
+                for i in range(len(x))
+            ]).detach().cpu().numpy()  # fmt: skip
+            passes, name = np.full(len(x), float(steps)), f"Captum GL {steps}"
+        results[name] = (gap(attr), passes, time.perf_counter() - start)
+        show(name)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    summarize(results, args.plot)
+
+
+def show_row(name: str, results: dict) -> None:
+    gaps, passes, seconds = results[name]
+    print(f"| {name} | {passes.mean():.1f} | {100 * np.median(gaps):.2f} % | {100 * gaps.max():.2f} % "
+          f"| {seconds:.0f} |", flush=True)  # fmt: skip
+
+
+def summarize(results: dict, plot: str | None) -> None:
     captum50 = results.get("Captum GL 50")
-    if captum50 is not None:
-        for name, (gaps, passes, _) in results.items():
-            if name.startswith("adaptive"):
-                ratio = passes.mean() / 50
-                equal = min((k for k in results if k.startswith("Captum")),
-                            key=lambda k: abs(results[k][1].mean() - passes.mean()))  # fmt: skip
-                print(f"\n{name}: median gap {100 * np.median(gaps):.2f} % with {ratio:.2f}× Captum-50's passes; "
-                      f"worst {100 * gaps.max():.2f} % vs {equal}'s {100 * results[equal][0].max():.2f} % "
-                      "(nearest pass count)")  # fmt: skip
-    if args.plot:
+    for name, (gaps, passes, _) in results.items():
+        if name.startswith("adaptive"):
+            ratio = passes.mean() / 50
+            equal = min((k for k in results if k.startswith("Captum")),
+                        key=lambda k: abs(results[k][1].mean() - passes.mean()))  # fmt: skip
+            print(f"\n{name}: median gap {100 * np.median(gaps):.2f} % with {ratio:.2f}× Captum-50's passes"
+                  + (f" (Captum-50's median {100 * np.median(captum50[0]):.2f} %)" if captum50 else "")
+                  + f"; worst {100 * gaps.max():.2f} % vs {equal}'s {100 * results[equal][0].max():.2f} % "
+                  "(nearest pass count)")  # fmt: skip
+    if plot:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for prefix, marker in (("Captum GL", "o-"), ("adaptive", "s-")):
-            keys = [k for k in results if k.startswith(prefix)]
-            passes = [results[k][1].mean() for k in keys]
-            ax.plot(passes, [100 * np.median(results[k][0]) for k in keys], marker, label=f"{prefix} median")
-            ax.plot(passes, [100 * results[k][0].max() for k in keys], marker, alpha=0.4, label=f"{prefix} worst")
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        keys = [k for k in results if k.startswith("Captum")]
+        passes = [results[k][1].mean() for k in keys]
+        ax.plot(passes, [100 * np.median(results[k][0]) for k in keys], "o-", color="C0", label="Captum GL, median")
+        worst = [100 * results[k][0].max() for k in keys]
+        ax.plot(passes, worst, "o--", color="C0", alpha=0.5, label="Captum GL, worst")
+        for n, k in enumerate(k for k in results if k.startswith("adaptive")):
+            mean = results[k][1].mean()
+            ax.plot([mean], [100 * np.median(results[k][0])], "s", color=f"C{n + 1}", label=f"{k}, median")
+            ax.plot([mean], [100 * results[k][0].max()], "^", color=f"C{n + 1}", alpha=0.6, label=f"{k}, worst")
         ax.set_yscale("log")
         ax.set_xlabel("forward+backward passes per image (probes at their measured cost)")
         ax.set_ylabel("completeness gap (%)")
-        ax.set_title(f"IG on EfficientNet-Lite0, {len(x)} photographs")
+        ax.set_title(f"IG on EfficientNet-Lite0, {len(next(iter(results.values()))[0])} photographs")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(args.plot, dpi=110)
-        print(f"\nplot: {args.plot}")
+        fig.savefig(plot, dpi=110)
+        print(f"\nplot: {plot}")
 
 
 if __name__ == "__main__":

@@ -140,6 +140,13 @@ def estimate_passes(spec: MethodSpec, options: dict[str, Any], n_images: int, si
         per_image = options.get("n_samples") or default("n_samples")
     elif spec.name in ("intgrad", "tam", "bt"):
         per_image = options.get("steps") or default("steps")
+        if per_image == "auto":
+            from ..interpreters.adaptive_ig import AUTO_STEPS
+
+            return (
+                f"estimate: {n_images} image(s) x at most {AUTO_STEPS} forward + backward passes (adaptive: it stops "
+                "once the completeness gap is under the tolerance)"
+            )
     elif spec.name == "occlusion" and side:
         window, stride = options["sliding_window_shapes"], options.get("strides", 1)
         window, stride = (window[-1] if isinstance(window, (tuple, list)) else window), stride
@@ -264,7 +271,19 @@ METHOD_OPTIONS = {
     "n_masks": "n_masks",
     "grid_size": "grid_size",
     "segments": "n_segments",
+    "tolerance": "tolerance",
 }
+
+
+def steps_option(text: str) -> int | str:
+    """``--steps``: a whole number, or ``auto`` (adaptive integration: points added until the completeness gap is
+    at most ``--tolerance``)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto'; got {text!r}") from None
 
 
 def _option_flag(kwarg: str) -> str:
@@ -287,7 +306,9 @@ def add_explain_command(commands: Any, common: argparse.ArgumentParser) -> None:
     explain.add_argument("--normalization", default=None, help="imagenet, unit, or M1,M2,M3:S1,S2,S3")
     options = explain.add_argument_group("method options (each method takes some; see `deepinterpret list`)")
     options.add_argument("--layer", help="layer to explain (CAM methods; zoo models have a default)")
-    options.add_argument("--steps", type=int, help="integration steps (intgrad)")
+    options.add_argument(
+        "--steps", type=steps_option, help="integration steps (intgrad), or auto: adaptive points to --tolerance"
+    )
     options.add_argument("--window", type=int, help="occlusion window side in pixels (all channels)")
     options.add_argument("--stride", type=int, help="occlusion stride in pixels")
     options.add_argument("--quadrature", help="integration rule (intgrad): riemann_trapezoid, gausslegendre, ...")
@@ -305,6 +326,9 @@ def add_explain_command(commands: Any, common: argparse.ArgumentParser) -> None:
         "--ap-mode", choices=["head", "token"], help="attentional perception of bt: head- or token-wise"
     )
     options.add_argument("--baselines", choices=["black"], help="start from a black image (tam, bt, deeplift)")
+    options.add_argument(
+        "--tolerance", type=float, help="with --steps auto: the completeness gap to reach, relative (default 0.01)"
+    )
     options.add_argument("--composite", help="LRP rules by layer type: alpha1_beta0 (default), epsilon, epsilon_plus…")
     options.add_argument("--n-masks", type=int, help="random masks (rise; default 4000)")
     options.add_argument("--grid-size", type=int, help="mask grid cells per side (rise; default 7)")

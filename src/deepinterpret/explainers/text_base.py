@@ -155,7 +155,7 @@ class BaseExplainer:
         (``None``: each text's predicted class, read off the first pass of the gradient methods)."""
         objective = objective or self._objective()
         steps = 50 if n_steps is None else n_steps
-        batch_size = internal_batch_size or max(steps, 16)
+        batch_size = internal_batch_size or (16 if steps == "auto" else max(steps, 16))
         if targets is None and self.method in ("lime", "generic_attention"):
             with self.adapter.evaluation():
                 targets = self.adapter.predict_inputs(batch.inputs, output="logit").argmax(axis=1)[:, None]

@@ -24,12 +24,11 @@ from ..adapters import ModelAdapter, check_objective, check_positive_int, draw_n
 from ..core.batching import map_batches
 from ..core.noise import content_digests
 from ..core.types import Array, Baselines, ImageInputs, Images, Labels, Objective, SavePath, Seed, Targets
-from .adaptive_ig import adaptive_integral, check_adaptive
+from .adaptive_ig import AUTO_STEPS, adaptive_integral, check_adaptive
 from .base import InputGradientInterpreter
 from .gradient_sampling import accumulate_gradients
 
 QUADRATURES = ("riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle", "gausslegendre")
-AUTO_STEPS = 128  # the budget of gradient points per path of steps="auto"
 
 
 def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +107,7 @@ def integrated_gradients(
     random_seed: Seed = None,
     progress: bool | None = None,
     tolerance: float = 0.01,
-    probe_steps: int = 16,
+    probe_steps: int = 0,
     stats: dict | None = None,
 ) -> tuple[Array, np.ndarray | None]:
     """Integrated gradients of ``objective`` for class ``targets[i]`` of each ``x[i]``, averaged over baselines.
@@ -118,7 +117,8 @@ def integrated_gradients(
     off the passes already made, at no extra cost.
 
     ``method="adaptive"`` (or ``steps="auto"``, a budget of ``AUTO_STEPS``): ``steps`` is the budget of gradient
-    points per path; a forward-only probe at ``probe_steps + 1`` points places them and the refinement stops once
+    points per path; they start at 0, 1/2 and 1 (or, with ``probe_steps`` > 0, where a forward-only probe at
+    ``probe_steps + 1`` points sees the output change) and are added one at a time; the refinement stops once
     ``|delta| / |f(x) − f(b)|`` is at most ``tolerance``; ``delta`` is always given. ``stats`` (a dict), if given,
     receives the passes made: ``gradient_passes`` (forward + backward rows), ``probe_passes`` (forward-only rows).
     """
@@ -196,16 +196,19 @@ def _adaptive(adapter, x, targets, trials, draw_baselines, baseline_of, objectiv
         def run(part: slice):
             points, diff, tgt = rows(paths[part], alphas[part])
             result = adapter.input_gradient(points, tgt, objective)
-            return result.gradients * diff, adapter.to_numpy(result.objective)
+            grads = result.gradients
+            if grads.ndim == diff.ndim + 1:  # several outputs per path (a text's targets): [B, T, ...]
+                diff = diff[:, None]
+            return grads * diff, adapter.to_numpy(result.objective)
 
         parts = map_batches(len(paths), batch_size, run)
         return xp.concat([p[0] for p in parts], axis=0), np.concatenate([p[1] for p in parts])
 
     with adapter.evaluation():
         result = adaptive_integral(xp, n * trials, probe, gradient, budget, tol, probe_steps, batch_size)
-    shape = (n, trials, *tuple(x.shape[1:]))
+    shape = (n, trials, *tuple(result.attributions.shape[1:]))  # [N, trials, (K,) ...]
     total = xp.mean(xp.reshape(result.attributions, shape), axis=1)
-    delta = result.delta.reshape(n, trials).mean(axis=1)
+    delta = result.delta.reshape(n, trials, *result.delta.shape[1:]).mean(axis=1)
     if stats is not None:
         stats.update(gradient_passes=result.gradient_passes, probe_passes=result.probe_passes, alphas=result.alphas)
     return total, delta
@@ -259,7 +262,7 @@ class IntGradCVInterpreter(InputGradientInterpreter):
         batch_size: int = 16,
         random_seed: int | None = None,
         tolerance: float = 0.01,
-        probe_steps: int = 16,
+        probe_steps: int = 0,
     ) -> np.ndarray:
         """Returns the integrated gradients, ``np.ndarray`` of shape ``[N, C, H, W]``; ``labels`` as ``K`` classes
         per image (``[N, K]``, a list of lists, or one list for all) gives ``[N, K, C, H, W]`` (and

@@ -52,7 +52,7 @@ IMAGE_METHODS: dict[str, MethodSpec] = {
             "intgrad",
             IntGradCVInterpreter,
             "Integrated Gradients from a baseline (zeros)",
-            ("steps", "gradient_of", "batch_size", "method"),
+            ("steps", "gradient_of", "batch_size", "method", "tolerance"),
             dict(steps=32),
         ),
         MethodSpec(

@@ -35,6 +35,7 @@ from ..core.noise import content_digest
 from ..core.types import Labels, LayerName, Seed, Targets, Texts, TextToInput, TokenInputs, Tokenizer
 from ..data import TextBatch, encode_texts, merge_words, resolve_labels
 from ..viz import show_text, text_html
+from .adaptive_ig import AUTO_STEPS, check_adaptive
 from .base import Interpreter
 from .gradient_sampling import check_noise_amount
 from .gradient_shap import gradient_shap
@@ -94,6 +95,7 @@ def embedding_attributions(
     output: str | None = None,
     positions: np.ndarray | None = None,
     progress: bool | None = None,
+    tolerance: float = 0.01,
 ) -> dict[str, Any]:
     """Attributions of the embedding of every token, for each target of each text: the image functions
     (:func:`integrated_gradients`, :func:`smooth_grad`, :func:`gradient_shap`) on the embedding batch of an
@@ -108,7 +110,10 @@ def embedding_attributions(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
     batch_size = check_batch_size(batch_size)
-    if method == "intgrad":
+    adaptive = method == "intgrad" and (steps == "auto" or quadrature_rule == "adaptive")
+    if adaptive:
+        check_adaptive(AUTO_STEPS if steps == "auto" else steps, tolerance, 0)  # fails before any model pass
+    elif method == "intgrad":
         quadrature(quadrature_rule, steps)  # a bad rule or step count fails before any model pass
     else:
         check_positive_int(n_samples, "n_samples")
@@ -123,11 +128,12 @@ def embedding_attributions(
     real = space.inputs.get("attention_mask", np.ones(ids.shape, np.int64)) > 0
     keys = np.array([content_digest(ids[i][real[i]]) for i in range(len(ids))], dtype=np.int64)
     noisy = {"mask": real[:, :, None], "keys": keys}
-    delta = None
+    delta, stats = None, {}
     if method == "intgrad":
         attributions, delta = integrated_gradients(
-            space, e, space.rows, baselines, steps, 1, objective, quadrature_rule, batch_size, random_seed, progress
-        )
+            space, e, space.rows, baselines, steps, 1, objective, "adaptive" if adaptive else quadrature_rule,
+            batch_size, random_seed, progress, tolerance=tolerance, stats=stats,
+        )  # fmt: skip
     elif method == "smoothgrad":
         attributions = smooth_grad(
             space, e, space.rows, noise_amount, n_samples, objective, batch_size, random_seed, progress, **noisy
@@ -143,7 +149,8 @@ def embedding_attributions(
         "tokens": adapter.to_numpy(per_token),
         "targets": space.targets,
         "logits": space.logits,
-        "delta": delta,
+        "delta": None if delta is None else np.asarray(delta).reshape(int(e.shape[0]), -1),  # [N, T]
+        **({"alphas": stats["alphas"], "gradient_passes": stats["gradient_passes"]} if adaptive else {}),
     }
 
 
@@ -222,15 +229,19 @@ class IntGradNLPInterpreter(_TextGradientInterpreter):
         method: str = "riemann_trapezoid",
         batch_size: int = 16,
         merge: str = "sum",
+        tolerance: float = 0.01,
     ):
         """Returns the token attributions ``[N, L]`` (the embedding dimensions summed; padding 0), or
         ``(attributions, labels, probabilities)`` with ``return_pred``. ``baseline``: ``"zeros"`` (the original) or
-        ``"pad"`` (``[PAD]`` tokens, special tokens kept). Also sets ``attributions`` ``[N, L, D]``,
+        ``"pad"`` (``[PAD]`` tokens, special tokens kept). ``method="adaptive"`` or ``steps="auto"``: points added
+        where the completeness error is largest until ``|delta| / |f(e) − f(b)|`` is at most ``tolerance``
+        (``steps``: the budget of points per text; ``"auto"``: 128). Also sets ``attributions`` ``[N, L, D]``,
         ``convergence_delta``, ``tokens`` and ``word_attributions`` (``[(word, weight)]``, sub-words merged by
         ``merge``)."""
         return self._explain(
             raw_text, tokenizer, text_to_input_fn, label, gradient_of, embedding_name, max_seq_len, visual,
             return_pred, merge, baseline, steps=steps, quadrature_rule=method, batch_size=batch_size,
+            tolerance=tolerance,
         )  # fmt: skip
 
 
