@@ -54,7 +54,9 @@ def main() -> None:
     label = 0
     interpreter = it.RISEInterpreter(model, progress=False)
     masks = torch.from_numpy(rise_masks(0, np.arange(args.masks), 7, 0.5, args.size, args.size)).to(device)
-    samples = x * masks[:, None]  # the masked inputs RISE feeds, built up front
+    # the masked inputs RISE feeds, built up front, in its memory layout (NCHW: the photograph's NHWC strides would
+    # carry into the product, and CPU convolutions run NHWC faster: that is channels_last=True, not the default)
+    samples = (x * masks[:, None]).contiguous()
 
     def sync() -> None:
         if device.type == "cuda":
