@@ -116,7 +116,7 @@ bad_labels = st.one_of(
     st.integers(CLASSES, 10**6).map(lambda v: [v, 1]),
     st.integers(-(10**6), -1).map(lambda v: [1, v]),
     st.floats(0.01, 3.99).filter(lambda v: not float(v).is_integer()).map(lambda v: [v, 1]),
-    st.sampled_from([[1, 2, 3], ["cat", "dog"], [[1, 2], [0, 1]], [None, 1], [np.nan, 1]]),
+    st.sampled_from([[1, 2, 3], ["cat", "dog"], [[1, 2], [0]], [[1, 99], [0, 1]], [None, 1], [np.nan, 1]]),
 )
 
 
