@@ -4,8 +4,8 @@ The interpreters change a model for the length of a call (eval mode, hooks, the 
 translated Paddle layer's program) and put it back afterwards; two threads doing that on one model at once would
 see each other's changes (wrong maps, crashes, a model in train mode updating its BatchNorm statistics). The
 public methods of the interpreters, evaluators, explainers and influence methods are wrapped by
-:func:`serialise_public`, so that a web page or a dataset job may call them from several threads; calls on
-different models still run in parallel."""
+:func:`serialise_public` (their base classes derive from :class:`SerialisedPublic`), so that a web page or a dataset
+job may call them from several threads; calls on different models still run in parallel."""
 
 from __future__ import annotations
 
@@ -56,3 +56,13 @@ def serialise_public(cls: type) -> type:
         if callable(method) and not getattr(method, "__serialised__", False):
             setattr(cls, name, serialised(method))
     return cls
+
+
+class SerialisedPublic:
+    """Base of the public classes (interpreters, evaluators, explainers, influence methods): the public methods each
+    class of the hierarchy defines (:data:`PUBLIC_METHODS`) are wrapped by :func:`serialised` when the class is
+    created, so that calls on one model run one at a time (thread safety)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        serialise_public(cls)

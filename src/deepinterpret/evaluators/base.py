@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import adapt, bilinear_matrix
-from ..core.locks import serialise_public
+from ..core.locks import SerialisedPublic
 from ..core.types import Explanations, Model, NormalizationSpec
 from ..core.validation import check_label
 from ..data import ImageBatch, as_normalization, load_images
@@ -52,13 +52,9 @@ def explanation_map(
     return result
 
 
-class InterpreterEvaluator(UsesModelPreprocessing):
+class InterpreterEvaluator(SerialisedPublic, UsesModelPreprocessing):
     """The base of the evaluators. ``model`` may be ``None`` for the ones that need no model, or a zoo entry (its
     normalisation and input size are then used unless ``normalization=`` / ``resize_to=`` say otherwise)."""
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        serialise_public(cls)  # calls on one model run one at a time (thread safety)
 
     def __init__(
         self, model: Model = None, device: str | None = None, normalization: NormalizationSpec = None, **kwargs: Any
@@ -142,6 +138,3 @@ class InterpreterEvaluator(UsesModelPreprocessing):
 
     def evaluate(self, *args: Any, **kwargs: Any):
         raise NotImplementedError
-
-
-serialise_public(InterpreterEvaluator)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import adapt, check_positive_int
-from ..core.locks import serialise_public
+from ..core.locks import SerialisedPublic
 from ..core.types import Model, Tokenizer
 from ..interpreters.generation import METHODS, TeacherForced, explain_forced
 from ..interpreters.text_gradients import find_embedding
@@ -126,7 +126,7 @@ def _spans_of(text: str, pieces: list[str], start: int = 0) -> list[tuple[int, i
     return spans
 
 
-class GenerationExplainer:
+class GenerationExplainer(SerialisedPublic):
     """Attributions of a language model's continuation of a prompt to the prompt's tokens, sentences or spans.
 
     ``model``: a Hugging Face causal LM (GPT-2, LLaMA, Qwen2, Mistral, ...), an encoder–decoder (T5, BART), or a
@@ -139,10 +139,6 @@ class GenerationExplainer:
     Paddle causal LM), the layers whose outputs are the attention probabilities ``[B, heads, L, L]``, first block
     first: a list of names or a regular expression.
     """
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        serialise_public(cls)  # calls on one model run one at a time (thread safety)
 
     def __init__(
         self,
@@ -385,6 +381,3 @@ class GenerationExplainer:
         inputs = {"input_ids": ids[None], "attention_mask": np.ones((1, len(ids)), np.int64)}
         with self.adapter.evaluation():
             return [int(i) for i in self.adapter.generate_tokens(inputs, count)[0]]
-
-
-serialise_public(GenerationExplainer)

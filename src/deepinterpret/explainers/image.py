@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.locks import serialise_public
+from ..core.locks import SerialisedPublic
 from ..core.types import ImageInputs, Model, NormalizationSpec
 from ..data import Normalization
 from ..data.preprocessing import unwrap_model
@@ -40,13 +40,9 @@ def _processor_settings(feature_extractor: Any) -> tuple[Normalization | None, i
     return normalization, (int(size) if size else None)
 
 
-class ImageClassificationExplainer:
+class ImageClassificationExplainer(SerialisedPublic):
     """``explainer(image)`` → attributions ``[1, C, H, W]``; ``explainer.visualize(method=...)`` → a picture.
     ``gradient_of``: ``"logit"`` (default, as transformers-interpret) or ``"probability"``."""
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        serialise_public(cls)  # calls on one model run one at a time (thread safety)
 
     def __init__(
         self,
@@ -145,6 +141,3 @@ class ImageClassificationExplainer:
         picture = Picture(picture)  # prints as one line; np.asarray(picture) is the array
         picture.show()
         return picture
-
-
-serialise_public(ImageClassificationExplainer)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import adapt
-from ..core.locks import serialise_public
+from ..core.locks import SerialisedPublic
 from ..data import TextBatch, merge_words
 from ..interpreters.attention import ModelInputs, attention_relevance
 from ..interpreters.lime import fit_surrogate, kernel_weights, lime_text
@@ -26,7 +26,7 @@ TEXT_METHODS = ("intgrad", "smoothgrad", "gradshap", "lime", "generic_attention"
 GRADIENT_OF = ("probability", "logit")
 
 
-class BaseExplainer:
+class BaseExplainer(SerialisedPublic):
     """What every text explainer shares: the model's adapter, the tokenizer, the attribution method and the HTML.
 
     ``gradient_of``: ``"probability"`` (the default; softmax, or sigmoid for independent labels and one-output
@@ -34,10 +34,6 @@ class BaseExplainer:
 
     gradient_choices: tuple[str, ...] = GRADIENT_OF  # the first is the default
     independent_labels = False  # multi-label heads: the sigmoid of each logit is the probability
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        serialise_public(cls)  # calls on one model run one at a time (thread safety)
 
     def __init__(
         self,
@@ -264,6 +260,3 @@ class BaseExplainer:
         report = text_report(self.records, true_class, html_filepath)
         show_text(report.html)
         return report
-
-
-serialise_public(BaseExplainer)

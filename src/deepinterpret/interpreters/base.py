@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import adapt, check_objective, softmax
-from ..core.locks import serialise_public
+from ..core.locks import SerialisedPublic
 from ..core.types import Array, ImageInputs, Labels, Model, NormalizationSpec, Objective, SavePath
 from ..core.validation import check_batch_size, check_precision
 from ..data import ImageBatch, as_normalization, as_target, load_images, resolve_label_lists, resolve_labels
@@ -26,7 +26,7 @@ from .gradient_sampling import (  # noqa: F401  (the loop and the noise stay imp
 )
 
 
-class Interpreter(UsesModelPreprocessing):
+class Interpreter(SerialisedPublic, UsesModelPreprocessing):
     """The base of every interpreter.
 
     After ``interpret()``, image interpreters keep the pictures of the call in ``explanation`` (an
@@ -50,10 +50,6 @@ class Interpreter(UsesModelPreprocessing):
             out so for the call only (the same tensors are put back afterwards: the model is left as it was). Same
             values, other summation order (deviations of float32 rounding). Off by default; PyTorch models only.
     """
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        serialise_public(cls)  # calls on one model run one at a time (thread safety)
 
     # Pictures: True for attributions whose sign means for / against the class (drawn in a diverging colour map
     # centred at 0), False for magnitudes and non-negative maps (a sequential one).
@@ -306,6 +302,3 @@ class InputOutputInterpreter(Interpreter):
 
         self.predict_fn = predict_fn
         return predict_fn
-
-
-serialise_public(Interpreter)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..adapters import adapt, check_positive_int, resolve_seed
 from ..core.batching import Progress, batches, map_batches
-from ..core.locks import serialise_public
+from ..core.locks import SerialisedPublic
 from ..core.types import Images, Labels, Model, TrainingData
 from ..data.targets import resolve_labels
 from .dynamics import IndexedLoader
@@ -77,13 +77,9 @@ def _merge_top(best: tuple | None, scores: np.ndarray, index: np.ndarray, k: int
     return np.take_along_axis(scores, order, 1), np.take_along_axis(candidates, order, 1)
 
 
-class _GradientInfluence:
+class _GradientInfluence(SerialisedPublic):
     """The shared engine; subclasses give ``_features(x, y) -> (test side, training side)``, ``[B, F]`` arrays of
     the adapter's namespace whose row-wise inner products are the scores."""
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        serialise_public(cls)  # calls on one model run one at a time (thread safety)
 
     def __init__(self, model: Model, device: str | None = None, batch_size: int = 64, progress: bool | None = None):
         self.model = model
@@ -246,6 +242,3 @@ class _Projection:
             drawn = rng.standard_normal((size, self.dim), dtype=np.float32) / np.float32(np.sqrt(self.dim))
             self.matrix = self.adapter.asarray(drawn)
         return self.adapter.xp.matmul(features, self.matrix)
-
-
-serialise_public(_GradientInfluence)

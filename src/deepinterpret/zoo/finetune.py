@@ -14,6 +14,34 @@ from . import load
 from .checkpoint import save_checkpoint
 
 
+def _seeded(seed: int, threads: int | None) -> None:
+    """The recipe's thread count (when given) and torch's global seed."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+
+
+def _fit(forward, parameters, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int, lr: float, seed: int) -> None:
+    """Cross-entropy training of ``forward`` on ``(x, y)``: AdamW (``lr``, weight decay 1e-4) over ``epochs`` passes in
+    batches of ``batch``, each pass in an order drawn from a generator seeded by ``seed``."""
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=1e-4)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=generator)
+        for begin in range(0, len(order), batch):
+            index = order[begin : begin + batch]
+            loss = torch.nn.functional.cross_entropy(forward(x[index]), y[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+
+def _accuracy(forward, x: torch.Tensor, labels: np.ndarray) -> float:
+    """The share of ``labels`` that ``forward`` (without a graph) gets right on ``x``."""
+    with torch.no_grad():
+        return float((forward(x).argmax(1).numpy() == np.asarray(labels)).mean())
+
+
 def finetune_digits_cnn_on(
     train: tuple[np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray],
@@ -25,9 +53,7 @@ def finetune_digits_cnn_on(
 ) -> dict[str, Any]:
     """``train`` / ``test``: ``(uint8 images [N, 32, 32], int labels [N])``. AdamW (lr 3e-3, weight decay 1e-4),
     batches of 64, seeded. Returns the metadata saved with the checkpoint, with the held-out accuracy on ``test``."""
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
+    _seeded(seed, threads)
     zoo = load("digits-cnn")
     mean, std = float(zoo.normalization.mean[0]), float(zoo.normalization.std[0])
     model = zoo.model
@@ -37,21 +63,11 @@ def finetune_digits_cnn_on(
         return torch.from_numpy(((images.astype(np.float32) / 255.0 - mean) / std)[:, None])
 
     x, y = tensor(train[0]), torch.from_numpy(np.asarray(train[1], np.int64))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    generator = torch.Generator().manual_seed(seed)
     start = time.time()
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(x), generator=generator)
-        for begin in range(0, len(order), 64):
-            index = order[begin : begin + 64]
-            loss = torch.nn.functional.cross_entropy(model(x[index]), y[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    model.train()
+    _fit(model, model.parameters(), x, y, epochs, 64, 3e-3, seed)
     model.eval()
-    with torch.no_grad():
-        accuracy = float((model(tensor(test[0])).argmax(1).numpy() == np.asarray(test[1])).mean())
+    accuracy = _accuracy(model, tensor(test[0]), test[1])
     meta = dict(mean=[mean], std=[std], image_size=32, channels=1, test_accuracy=f"{accuracy:.4f}",
                 train_seconds=f"{time.time() - start:.1f}", train_images=len(x), epochs=epochs, seed=seed)  # fmt: skip
     save_checkpoint(model, path, "digits-cnn", list(classes), **meta)
@@ -123,9 +139,7 @@ def finetune_efficientnet_on(
     ``test``, training seconds including the cached forward pass)."""
     from . import imagenet
 
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
+    _seeded(seed, threads)
     model = imagenet.build("torch", pretrained=True)
     model._fc = torch.nn.Linear(model._fc.in_features, len(classes))
     model.eval()
@@ -164,22 +178,11 @@ def finetune_efficientnet_on(
         parameter.requires_grad_(True)
     start = time.time()
     features = frozen(tensor(train[0]))
-    y = torch.from_numpy(np.asarray(train[1], np.int64))
-    optimizer = torch.optim.AdamW(parameters, lr=2e-3, weight_decay=1e-4)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        order = torch.randperm(len(features), generator=generator)
-        for begin in range(0, len(order), 32):
-            index = order[begin : begin + 32]
-            loss = torch.nn.functional.cross_entropy(trained(features[index]), y[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    _fit(trained, parameters, features, torch.from_numpy(np.asarray(train[1], np.int64)), epochs, 32, 2e-3, seed)
     seconds = time.time() - start
     for parameter in model.parameters():
         parameter.requires_grad_(True)
-    with torch.no_grad():
-        accuracy = float((trained(frozen(tensor(test[0]))).argmax(1).numpy() == np.asarray(test[1])).mean())
+    accuracy = _accuracy(lambda x: trained(frozen(x)), tensor(test[0]), test[1])
     meta = dict(mean=list(imagenet.MEAN), std=list(imagenet.STD), image_size=size, channels=3,
                 test_accuracy=f"{accuracy:.4f}", train_seconds=f"{seconds:.1f}", train_images=len(features),
                 epochs=epochs, train_blocks=int(train_blocks), seed=seed)  # fmt: skip
