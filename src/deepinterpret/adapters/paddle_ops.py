@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import paddle
 
+from .layer_kinds import layer_kind
+
 _PADDLE_LRP_KINDS = (
     ((paddle.nn.Conv1D, paddle.nn.Conv2D, paddle.nn.Conv3D), "conv"),
     ((paddle.nn.Linear,), "linear"),
@@ -58,18 +60,8 @@ _PADDLE_LRP_KINDS = (
 )
 
 
-# Layers of other libraries built on Paddle (PaddleNLP, PaddleClas) whose class names say what they are.
-_NAMED_ACTIVATIONS = ("GELU", "SiLU", "Silu", "Swish", "Activation", "ReLU")
-
-
 def paddle_lrp_kind(layer: paddle.nn.Layer) -> str:
-    for types, kind in _PADDLE_LRP_KINDS:
-        if isinstance(layer, types):
-            return kind
-    name = type(layer).__name__
-    if any(key in name for key in _NAMED_ACTIVATIONS):  # activations of other libraries, as for PyTorch
-        return "activation"
-    return "unknown"
+    return layer_kind(layer, _PADDLE_LRP_KINDS)
 
 
 class PaddleOps:

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .layer_kinds import layer_kind
+
 _TORCH_LRP_KINDS = (
     ((torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d), "conv"),
     ((torch.nn.Linear,), "linear"),
@@ -59,13 +61,7 @@ _TORCH_LRP_KINDS = (
 
 
 def torch_lrp_kind(module: torch.nn.Module) -> str:
-    for types, kind in _TORCH_LRP_KINDS:
-        if isinstance(module, types):
-            return kind
-    name = type(module).__name__
-    if any(key in name for key in ("GELU", "SiLU", "Swish", "Activation", "ReLU")):  # transformers' activations
-        return "activation"
-    return "unknown"
+    return layer_kind(module, _TORCH_LRP_KINDS)
 
 
 def _normal(t: torch.Tensor) -> torch.Tensor:

@@ -35,17 +35,9 @@ def _language_model(model: Any, tokenizer: Any) -> tuple[Any, Any]:
         if tokenizer is None:
             raise ValueError("give the model's tokenizer (or a zoo name / Hugging Face folder as the model).")
         return model, tokenizer
-    from .. import zoo
+    from ..zoo.resolve import resolve_language_model
 
-    name = os.fspath(model)
-    if name in zoo.available():
-        if zoo.modality(name) != "generation":
-            raise ValueError(f"zoo model {name!r} is not a language model.")
-        entry = zoo.load(name)
-        return entry.model, entry.tokenizer
-    from ..adapters.loading import load_language_model
-
-    return load_language_model(name)
+    return resolve_language_model(model)
 
 
 def generation(

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.batching import chunks
 from ..evaluators import faithfulness as ff
 from ..evaluators.faith_text_metrics import TEXT_METRICS  # what the benchmark computes for text classifiers
 
@@ -233,8 +234,8 @@ class ShardScorer:
         methods = [name for name, _ in self.worker.settings.methods if name in found]
         targets_of = dict(zip(table["index"].to_pylist(), table["target"].to_pylist(), strict=False))
         complete = [i for i in sorted(present) if present[i] >= set(methods) and i in by_index]
-        for start in range(0, len(complete), s["batch_size"]):
-            chunk = complete[start : start + s["batch_size"]]
+        for part in chunks(len(complete), s["batch_size"]):
+            chunk = complete[part]
             chunk_records = [by_index[i] for i in chunk]
             loaded = [self.worker._load_image(r) for r in chunk_records]
             x = np.concatenate([b.data for b in loaded]).astype(np.float32)

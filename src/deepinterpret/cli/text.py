@@ -57,15 +57,9 @@ def cmd_explain_generation(args: argparse.Namespace) -> int:
 
     if args.method not in GENERATION_METHODS:
         raise UsageError(f"unknown generation method {args.method!r}; available: {', '.join(GENERATION_METHODS)}.")
-    if args.model in zoo.available():
-        if zoo.modality(args.model) != "generation":
-            raise UsageError(f"zoo model {args.model!r} is not a language model.")
-        entry = zoo.load(args.model)
-        model, tokenizer = entry.model, entry.tokenizer
-    else:
-        from ..adapters.loading import load_language_model
+    from ..zoo.resolve import resolve_language_model
 
-        model, tokenizer = load_language_model(args.model)
+    model, tokenizer = resolve_language_model(args.model)
     explainer = GenerationExplainer(model, tokenizer, device=args.device, batch_size=args.batch_size)
     segments: Any = args.segments
     if args.span:

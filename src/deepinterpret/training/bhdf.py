@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.batching import chunks
+
 WEIGHTS = Path(__file__).resolve().parent.parent / "zoo" / "weights" / "bhdf-detector.safetensors"
 HIDDEN, LAYERS = 64, 2
 
@@ -40,7 +42,7 @@ class BHDFDetector:
         x = np.asarray(trajectories, dtype=np.float32)
         if x.ndim != 2:
             raise ValueError(f"trajectories must be [samples, epochs]; got shape {x.shape}.")
-        out = [self._forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        out = [self._forward(x[part]) for part in chunks(len(x), batch_size)]
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import adapt, check_positive_int
-from ..core.batching import Progress
+from ..core.batching import Progress, chunks
 from ..core.types import Images, Labels, Model, TrainingData
 from ..data.files import atomic_file
 from ..data.targets import resolve_labels
@@ -44,8 +44,8 @@ class IndexedLoader:
     def batches(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.y)) if self.shuffle else None
         order = np.arange(len(self.y)) if order is None else order
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
+        for part in chunks(len(order), self.batch_size):
+            index = order[part]
             yield index, self.x[index], self.y[index]
 
     def __call__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -10,36 +10,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.batching import chunks
 from . import load
 from .checkpoint import save_checkpoint
-
-
-def _seeded(seed: int, threads: int | None) -> None:
-    """The recipe's thread count (when given) and torch's global seed."""
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-
-
-def _fit(forward, parameters, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int, lr: float, seed: int) -> None:
-    """Cross-entropy training of ``forward`` on ``(x, y)``: AdamW (``lr``, weight decay 1e-4) over ``epochs`` passes in
-    batches of ``batch``, each pass in an order drawn from a generator seeded by ``seed``."""
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=1e-4)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=generator)
-        for begin in range(0, len(order), batch):
-            index = order[begin : begin + batch]
-            loss = torch.nn.functional.cross_entropy(forward(x[index]), y[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-
-
-def _accuracy(forward, x: torch.Tensor, labels: np.ndarray) -> float:
-    """The share of ``labels`` that ``forward`` (without a graph) gets right on ``x``."""
-    with torch.no_grad():
-        return float((forward(x).argmax(1).numpy() == np.asarray(labels)).mean())
+from .fitting import accuracy, embed_sentences, fit, seeded
 
 
 def finetune_digits_cnn_on(
@@ -53,7 +27,7 @@ def finetune_digits_cnn_on(
 ) -> dict[str, Any]:
     """``train`` / ``test``: ``(uint8 images [N, 32, 32], int labels [N])``. AdamW (lr 3e-3, weight decay 1e-4),
     batches of 64, seeded. Returns the metadata saved with the checkpoint, with the held-out accuracy on ``test``."""
-    _seeded(seed, threads)
+    seeded(seed, threads)
     zoo = load("digits-cnn")
     mean, std = float(zoo.normalization.mean[0]), float(zoo.normalization.std[0])
     model = zoo.model
@@ -64,11 +38,12 @@ def finetune_digits_cnn_on(
 
     x, y = tensor(train[0]), torch.from_numpy(np.asarray(train[1], np.int64))
     start = time.time()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     model.train()
-    _fit(model, model.parameters(), x, y, epochs, 64, 3e-3, seed)
+    fit(model, optimizer, x, y, epochs, 64, torch.Generator().manual_seed(seed))
     model.eval()
-    accuracy = _accuracy(model, tensor(test[0]), test[1])
-    meta = dict(mean=[mean], std=[std], image_size=32, channels=1, test_accuracy=f"{accuracy:.4f}",
+    held_out = accuracy(model, tensor(test[0]), test[1])
+    meta = dict(mean=[mean], std=[std], image_size=32, channels=1, test_accuracy=f"{held_out:.4f}",
                 train_seconds=f"{time.time() - start:.1f}", train_images=len(x), epochs=epochs, seed=seed)  # fmt: skip
     save_checkpoint(model, path, "digits-cnn", list(classes), **meta)
     return meta
@@ -96,23 +71,15 @@ def finetune_minilm_head_on(
     zoo = load("minilm-sentiment")
     model, tokenizer = zoo.model, zoo.tokenizer
 
-    def embed(texts: list[str]) -> np.ndarray:
-        parts = []
-        with torch.no_grad():
-            for begin in range(0, len(texts), 128):
-                encoded = tokenizer(list(texts[begin : begin + 128]), padding=True, return_tensors="pt")
-                parts.append(model.embed(**encoded).numpy())
-        return np.concatenate(parts)
-
     start = time.time()
-    features = embed(list(train[0]))
+    features = embed_sentences(model, tokenizer, list(train[0]), 128)
     regression = LogisticRegression(C=1.0, max_iter=3000, random_state=seed).fit(features, np.asarray(train[1]))
-    accuracy = float(regression.score(embed(list(test[0])), np.asarray(test[1])))
+    held_out = float(regression.score(embed_sentences(model, tokenizer, list(test[0]), 128), np.asarray(test[1])))
     w, b = regression.coef_[0].astype(np.float32), np.float32(regression.intercept_[0])
     with torch.no_grad():
         model.classifier.weight.copy_(torch.from_numpy(np.stack([-w / 2, w / 2])))
         model.classifier.bias.copy_(torch.from_numpy(np.array([-b / 2, b / 2], np.float32)))
-    meta = dict(test_accuracy=f"{accuracy:.4f}", train_seconds=f"{time.time() - start:.1f}", train_texts=len(features),
+    meta = dict(test_accuracy=f"{held_out:.4f}", train_seconds=f"{time.time() - start:.1f}", train_texts=len(features),
                 test_texts=len(test[0]), seed=seed)  # fmt: skip
     save_checkpoint(model.classifier, path, "minilm-sentiment", list(classes), **meta)
 
@@ -139,7 +106,7 @@ def finetune_efficientnet_on(
     ``test``, training seconds including the cached forward pass)."""
     from . import imagenet
 
-    _seeded(seed, threads)
+    seeded(seed, threads)
     model = imagenet.build("torch", pretrained=True)
     model._fc = torch.nn.Linear(model._fc.in_features, len(classes))
     model.eval()
@@ -157,8 +124,8 @@ def finetune_efficientnet_on(
     def frozen(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             out = []
-            for begin in range(0, len(x), 64):
-                h = model._stem_act(model._bn0(model._conv_stem(x[begin : begin + 64])))
+            for part in chunks(len(x), 64):
+                h = model._stem_act(model._bn0(model._conv_stem(x[part])))
                 for block in model._blocks[:frozen_blocks]:
                     h = block(h)
                 out.append(h)
@@ -178,13 +145,15 @@ def finetune_efficientnet_on(
         parameter.requires_grad_(True)
     start = time.time()
     features = frozen(tensor(train[0]))
-    _fit(trained, parameters, features, torch.from_numpy(np.asarray(train[1], np.int64)), epochs, 32, 2e-3, seed)
+    optimizer = torch.optim.AdamW(parameters, lr=2e-3, weight_decay=1e-4)
+    y = torch.from_numpy(np.asarray(train[1], np.int64))
+    fit(trained, optimizer, features, y, epochs, 32, torch.Generator().manual_seed(seed))
     seconds = time.time() - start
     for parameter in model.parameters():
         parameter.requires_grad_(True)
-    accuracy = _accuracy(lambda x: trained(frozen(x)), tensor(test[0]), test[1])
+    held_out = accuracy(lambda x: trained(frozen(x)), tensor(test[0]), test[1])
     meta = dict(mean=list(imagenet.MEAN), std=list(imagenet.STD), image_size=size, channels=3,
-                test_accuracy=f"{accuracy:.4f}", train_seconds=f"{seconds:.1f}", train_images=len(features),
+                test_accuracy=f"{held_out:.4f}", train_seconds=f"{seconds:.1f}", train_images=len(features),
                 epochs=epochs, train_blocks=int(train_blocks), seed=seed)  # fmt: skip
     save_checkpoint(model, path, "efficientnet-lite0", list(classes), **meta)
     return meta

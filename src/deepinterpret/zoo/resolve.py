@@ -1,6 +1,7 @@
 """One place that turns a model *spec* — a zoo name, a local Hugging Face folder, a TorchScript file or a Paddle
 model saved with ``paddle.jit.save`` — into the loaded model and what is needed to feed it. The CLI and the
-dataset jobs (``deepinterpret.batch``) both resolve models here."""
+dataset jobs (``deepinterpret.batch``) both resolve models here; language models (a zoo name or a Hugging Face
+causal / sequence-to-sequence model) with :func:`resolve_language_model`."""
 
 from __future__ import annotations
 
@@ -110,3 +111,18 @@ def resolve_model(spec: str | os.PathLike, framework: str = "torch", expect: str
         attention=loaded.kind == "huggingface" and "vit" in type(loaded.model).__name__.lower(),
         convolutional=loaded.kind != "huggingface",
     )
+
+
+def resolve_language_model(spec: str | os.PathLike) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` of a language model: a zoo name of the ``generation`` modality, or a Hugging Face
+    causal / sequence-to-sequence model (a local folder or a cached hub name). ``ValueError`` for a zoo model of
+    another modality."""
+    name = os.fspath(spec)
+    if name in available():
+        if modality(name) != "generation":
+            raise ValueError(f"zoo model {name!r} is not a language model.")
+        entry = load(name)
+        return entry.model, entry.tokenizer
+    from ..adapters.loading import load_language_model
+
+    return load_language_model(name)

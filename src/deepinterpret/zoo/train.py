@@ -42,10 +42,10 @@ def train(name: str, out_dir: Path = WEIGHTS, seed: int = 0, threads: int | None
     import torch
     from safetensors.torch import save_file
 
+    from .fitting import accuracy, fit, seeded
+
     recipe = RECIPES[name]
-    torch.manual_seed(seed)
-    if threads:
-        torch.set_num_threads(threads)
+    seeded(seed, threads)
     split = digits_split(IMAGE_SIZE)
     unit = split.train_images.astype(np.float32) / 255.0
     mean, std = float(unit.mean()), float(unit.std())
@@ -63,21 +63,11 @@ def train(name: str, out_dir: Path = WEIGHTS, seed: int = 0, threads: int | None
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe["lr"], total_steps=steps)
     generator = torch.Generator().manual_seed(seed)
     start = time.time()
-    for _epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(train_x), generator=generator)
-        for begin in range(0, len(order), batch):
-            index = order[begin : begin + batch]
-            inputs = _augment(torch, train_x[index], recipe["shift"], generator)
-            loss = torch.nn.functional.cross_entropy(_logits(model(inputs)), train_y[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    model.train()
+    fit(lambda inputs: _logits(model(inputs)), optimizer, train_x, train_y, epochs, batch, generator,
+        lambda images: _augment(torch, images, recipe["shift"], generator), schedule)  # fmt: skip
     model.eval()
-    with torch.no_grad():
-        predictions = _logits(model(test_x)).argmax(1)
-    accuracy = float((predictions == test_y).float().mean())
+    held_out = accuracy(lambda inputs: _logits(model(inputs)), test_x, test_y)
     metadata = {
         "name": name,
         "image_size": str(IMAGE_SIZE),
@@ -85,7 +75,7 @@ def train(name: str, out_dir: Path = WEIGHTS, seed: int = 0, threads: int | None
         "mean": json.dumps([mean]),
         "std": json.dumps([std]),
         "classes": json.dumps(list(DIGITS_CLASSES)),
-        "test_accuracy": f"{accuracy:.4f}",
+        "test_accuracy": f"{held_out:.4f}",
         "test_size": str(len(test_y)),
         "seed": str(seed),
     }
@@ -93,17 +83,17 @@ def train(name: str, out_dir: Path = WEIGHTS, seed: int = 0, threads: int | None
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out_dir / f"{name}.safetensors"), metadata=metadata)
     (out_dir / f"{name}.safetensors").chmod(0o644)
-    print(f"{name}: held-out accuracy {accuracy:.4f} on {len(test_y)} digits ({time.time() - start:.0f} s)")
+    print(f"{name}: held-out accuracy {held_out:.4f} on {len(test_y)} digits ({time.time() - start:.0f} s)")
     return metadata
 
 
 def train_minilm_sentiment(out_dir: Path = WEIGHTS, seed: int = 0) -> dict:
     """The sentiment head of ``minilm-sentiment`` on the VADER lexicon (see ``minilm.py``)."""
-    import torch
     from safetensors.numpy import save_file
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
+    from .fitting import embed_sentences
     from .minilm import CHECK_SENTENCES, TEMPLATES, build_torch, lexicon
 
     start = time.time()
@@ -114,12 +104,7 @@ def train_minilm_sentiment(out_dir: Path = WEIGHTS, seed: int = 0) -> dict:
     train_idx, test_idx = train_test_split(np.arange(len(words)), test_size=0.25, stratify=labels, random_state=seed)
 
     def embed(texts: list[str]) -> np.ndarray:
-        parts = []
-        with torch.no_grad():
-            for begin in range(0, len(texts), 256):
-                batch = tokenizer(texts[begin : begin + 256], padding=True, return_tensors="pt")
-                parts.append(model.embed(**batch).numpy())
-        return np.concatenate(parts)
+        return embed_sentences(model, tokenizer, texts, 256)
 
     embedded = {t: embed([t.format(w) for w in words]) for t in TEMPLATES}
     features = np.concatenate([embedded[t][train_idx] for t in TEMPLATES])
