@@ -17,6 +17,18 @@ from .lime import LIMECVInterpreter, LIMENLPInterpreter
 from .lime_math import _assign_clusters, _global_weights_from, fit_surrogate
 
 
+def _keep_global_weights(
+    interpreter: Any, explanations: list, name: str, n_clusters: int, seed: int, save_path: str | None
+) -> dict:
+    """The global weights of LIME results (``name``: ``"normlime"`` or ``"avg"``), written as JSON to ``save_path``
+    when given and kept as ``interpreter.global_weights``."""
+    info = _global_weights_from(explanations, name, n_clusters, seed)
+    if save_path is not None:
+        write_json(save_path, info)
+    interpreter.global_weights = info
+    return info
+
+
 class GLIMECVInterpreter(LIMECVInterpreter):
     """G-LIME for images: LIME pulled toward global weights from NormLIME or averaged LIME."""
 
@@ -46,11 +58,7 @@ class GLIMECVInterpreter(LIMECVInterpreter):
         for path in list_file_paths or []:
             self.interpret(path, visual=False, **lime_kwargs)
             explanations.append(dict(self.lime_results))
-        info = _global_weights_from(explanations, g_name, n_clusters, random_seed)
-        if save_path is not None:
-            write_json(save_path, info)
-        self.global_weights = info
-        return info
+        return _keep_global_weights(self, explanations, g_name, n_clusters, random_seed, save_path)
 
     def interpret(
         self,
@@ -148,10 +156,7 @@ class NormLIMECVInterpreter(LIMECVInterpreter):
                 cached = cache.put(key, self.lime_results)
             explanations.append(cached)
         cache.save()
-        info = _global_weights_from(explanations, "normlime", n_clusters, random_seed)
-        if save_path is not None:
-            write_json(save_path, info)
-        self.global_weights = info
+        info = _keep_global_weights(self, explanations, "normlime", n_clusters, random_seed, save_path)
         return {int(k): {int(c): v for c, v in per.items()} for k, per in info["weights"].items()}
 
 
