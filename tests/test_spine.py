@@ -239,3 +239,43 @@ def test_seeded_noise_follows_the_image_not_its_place_in_the_batch(framework, me
     # a different seed changes the map: the noise matters at these settings
     other = smooth_grad(adapter, x[[1]], targets[[1]], 0.3, 4, "logit", 4, 8, False)[0]
     assert np.abs(adapter.to_numpy(other) - alone).max() > 1e-3 * np.abs(alone).max()
+
+
+# -- logic written once: the serialising base, the layer kind, the language-model resolution ----------------------
+
+
+def test_every_public_base_serialises_the_public_methods_of_its_subclasses():
+    from deepinterpret.core.locks import SerialisedPublic
+    from deepinterpret.evaluators.base import InterpreterEvaluator
+    from deepinterpret.explainers.generation import GenerationExplainer
+    from deepinterpret.explainers.image import ImageClassificationExplainer
+    from deepinterpret.explainers.text_base import BaseExplainer
+    from deepinterpret.interpreters.base import Interpreter
+    from deepinterpret.training.influence_base import _GradientInfluence
+
+    for base in (Interpreter, InterpreterEvaluator, BaseExplainer, ImageClassificationExplainer, GenerationExplainer,
+                 _GradientInfluence):  # fmt: skip
+        assert issubclass(base, SerialisedPublic)
+        sub = type("Sub", (base,), {"interpret": lambda self: 1, "evaluate": lambda self: 2, "helper": lambda self: 3})
+        assert sub.interpret.__serialised__ and sub.evaluate.__serialised__
+        assert not hasattr(sub.helper, "__serialised__")
+
+
+def test_layer_kind_reads_the_class_table_then_the_class_name():
+    from deepinterpret.adapters.layer_kinds import layer_kind
+
+    class Conv: ...
+
+    class FastGELUActivation: ...
+
+    class Mystery: ...
+
+    table = (((Conv,), "conv"),)
+    assert [layer_kind(c(), table) for c in (Conv, FastGELUActivation, Mystery)] == ["conv", "activation", "unknown"]
+
+
+def test_a_zoo_model_of_another_modality_is_not_a_language_model():
+    from deepinterpret.zoo.resolve import resolve_language_model
+
+    with pytest.raises(ValueError, match="is not a language model"):
+        resolve_language_model("digits-cnn")
