@@ -108,7 +108,8 @@ class IncrementalOcclusion:
         for node in self.nodes:
             if any(a in self.dependent for a in node.all_input_nodes):
                 self.dependent.add(node)
-            if self._in_place(node) and len(node.args[0].users) > 1:
+            changed = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+            if changed is not None and self._in_place(node) and len(changed.users) > 1:
                 raise TypeError(f"{node.name} changes in place a value that other operations read.")
         if not any(self._local(user) for user in self.input.users):
             raise TypeError(f"the input of {type(model).__name__} goes first through a non-local operation.")
