@@ -237,9 +237,10 @@ class IncrementalOcclusion:
         j = value.w0[:, None] + left - b[:, None] + np.arange(rw)
         inside = ((i >= 0) & (i < lh))[:, :, None] & ((j >= 0) & (j < lw))[:, None, :]
         where = np.where(inside, i[:, :, None] * lw + j[:, None, :], lh * lw).reshape(count, rh * rw)
-        rows = torch.cat([rows, rows.new_zeros(count, 1, channels)], dim=1)  # one spare slot for the parts outside
-        index = torch.from_numpy(where).to(rows.device)[:, :, None].expand(-1, -1, channels)
-        rows.scatter_(1, index, value.region.permute(0, 2, 3, 1).reshape(count, rh * rw, channels))
+        where = where + (lh * lw + 1) * np.arange(count)[:, None]  # row r's slots: lh·lw of the box, one spare
+        rows = torch.cat([rows, rows.new_zeros(count, 1, channels)], dim=1)  # the spare takes the parts outside
+        region = value.region.permute(0, 2, 3, 1).reshape(count * rh * rw, channels)
+        rows.view(-1, channels).index_copy_(0, torch.from_numpy(where.reshape(-1)).to(rows.device), region)
         return _channels_first(rows[:, : lh * lw], lh, lw)
 
     def _full(self, value: Patched) -> torch.Tensor:
