@@ -6,8 +6,9 @@ multiply-accumulates of convolutions and linear layers each computed (the increm
 recomputed) and the largest difference between the two maps.
 
   * the zoo's digits CNN (32 px; three conv / BatchNorm / ReLU stages, global pooling, linear head);
-  * a ResNet-18-layout network (basic blocks 2-2-2-2, widths 64-512, random weights) at ``--size`` px: every layer
-    local up to the global pooling before the head (maps of the logit: a random network's probabilities barely move).
+  * a ResNet-18-layout network (basic blocks 2-2-2-2, widths 64-512, random weights, BatchNorm statistics of four
+    scikit-image photographs) at ``--size`` px on those photographs: every layer local up to the global pooling
+    before the head (maps of the logit: a random network's probabilities over 1,000 classes barely move).
 
     python benchmarks/bench_occlusion_incremental.py [--size 224] [--repeats 2] [--batch-size 64] [--images 1]
 """
@@ -23,9 +24,11 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from skimage import data  # noqa: E402
 from torch import nn  # noqa: E402
 
 import deepinterpret as it  # noqa: E402
+from deepinterpret.data import load_images  # noqa: E402
 
 
 class BasicBlock(nn.Module):
@@ -48,8 +51,9 @@ class BasicBlock(nn.Module):
         return self.relu(out)
 
 
-def resnet18_layout(classes: int = 1000) -> nn.Module:
-    """ResNet-18's layers (11.7 M parameters), random weights with non-trivial BatchNorm statistics."""
+def resnet18_layout(calibration: np.ndarray, classes: int = 1000) -> nn.Module:
+    """ResNet-18's layers (11.7 M parameters), random weights; the BatchNorm statistics those of ``calibration``
+    (so that the activations keep their scale through the depth and the logits respond to what a window hides)."""
     torch.manual_seed(0)
     layers = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
     cin = 64
@@ -57,11 +61,11 @@ def resnet18_layout(classes: int = 1000) -> nn.Module:
         layers += [BasicBlock(cin, width, stride), BasicBlock(width, width, 1)]
         cin = width
     model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, classes))
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None  # the running statistics = the calibration batch's
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
+        model.train()(torch.from_numpy(calibration))
     return model.eval()
 
 
@@ -110,8 +114,10 @@ def main() -> None:
     for window, stride in ((4, 2), (3, 1), (8, 4)):
         compare("digits CNN 32 px", digits, x, window, stride, args.batch_size, args.repeats, "probability")
 
-    resnet = it.OcclusionInterpreter(resnet18_layout())
-    photo = np.random.default_rng(0).normal(size=(args.images, 3, args.size, args.size)).astype(np.float32)
+    pictures = [data.chelsea(), data.astronaut(), data.coffee(), data.rocket()]
+    photos = np.concatenate([load_images(p, resize_to=args.size, crop_to=args.size).data for p in pictures])
+    resnet = it.OcclusionInterpreter(resnet18_layout(np.concatenate([photos, photos[:, :, :, ::-1]])))
+    photo = photos[: args.images]
     for window, stride in ((16, 16), (32, 16), (56, 28)):
         name = f"ResNet-18 layout {args.size} px (logit)"
         compare(name, resnet, photo, window, stride, args.batch_size, args.repeats, "logit")
