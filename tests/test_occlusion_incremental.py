@@ -209,3 +209,14 @@ def test_affected_outputs_match_brute_force(kernel, stride, dilation, before):
             assert start[0] == o0[0] * stride and length == (o1[0] - o0[0] - 1) * stride + dim.span
     starts, length = uniform(np.array([0, 5, 18]), np.array([3, 9, 20]), 20)
     assert length == 4 and starts.tolist() == [0, 5, 16]
+
+
+def test_window_layers_that_compute_otherwise_are_not_recomputed_by_region():
+    from deepinterpret.adapters.torch_incremental import _stock
+
+    class Shifted(nn.Conv2d):
+        def _conv_forward(self, x, weight, bias):
+            return super()._conv_forward(nn.functional.pad(x, (1, 0, 1, 0)), weight, bias)
+
+    assert _stock(nn.Conv2d(2, 2, 3)) and _stock(nn.MaxPool2d(2)) and _stock(nn.AvgPool2d(2))
+    assert not _stock(Shifted(2, 2, 3)) and not _stock(nn.ReLU())

@@ -59,6 +59,15 @@ class Patched:
         )
 
 
+def _stock(module: nn.Module) -> bool:
+    """Whether a window layer computes what its class in ``torch.nn`` does (what the region step recomputes with
+    ``F.conv2d`` / ``F.max_pool2d`` / ``F.avg_pool2d`` and the layer's attributes)."""
+    for base in (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d):
+        if isinstance(module, base):
+            return all(getattr(type(module), m, None) is getattr(base, m, None) for m in ("forward", "_conv_forward"))
+    return False
+
+
 def _pair(value: Any) -> tuple[int, int]:
     return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
@@ -127,6 +136,8 @@ class IncrementalOcclusion:
     def _window(self, node: fx.Node) -> tuple[WindowDim, WindowDim] | None:
         """The two spatial dimensions of a supported window layer, else ``None``."""
         module = self.modules.get(node.target) if node.op == "call_module" else None
+        if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) and not _stock(module):
+            return None  # a subclass that computes otherwise (e.g. a quantisation-aware convolution)
         if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros":
             kernel, stride, dilation = _pair(module.kernel_size), _pair(module.stride), _pair(module.dilation)
             if module.padding == "same":
