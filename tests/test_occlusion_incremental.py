@@ -144,6 +144,49 @@ def test_model_untouched_and_batch_size_invariant(residual):
     model.eval()
 
 
+class Mixed(nn.Module):
+    """Asymmetric kernels and strides, functional and in-place activations, ``add(alpha=)``, ``clamp``, a product of
+    two changed maps, max pooling with dilation and ``ceil_mode``, then a squeeze-and-excitation product (non-local)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(2, 6, (3, 5), (2, 1), padding=(1, 2))
+        self.bn = nn.BatchNorm2d(6)
+        self.c2 = nn.Conv2d(6, 6, 3, 1, padding=2, dilation=2, groups=3)
+        self.mp = nn.MaxPool2d(3, 1, padding=1)
+        self.mp2 = nn.MaxPool2d(2, 2, dilation=2, ceil_mode=True)
+        self.c3 = nn.Conv2d(6, 8, 1)
+        self.se = nn.Linear(8, 8)
+        self.act = nn.Hardswish()
+        self.fc = nn.Linear(8 * 4, 4)
+
+    def forward(self, x):
+        y = nn.functional.relu(self.bn(self.c1(x)), inplace=True)
+        z = torch.add(self.c2(y), y, alpha=2).clamp(min=-1, max=3)
+        z = torch.sigmoid(z) * z
+        z = self.act(self.c3(self.mp2(self.mp(z) - z)))
+        z = z * torch.sigmoid(self.se(z.mean((2, 3))))[:, :, None, None]
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(z, 2), start_dim=1))
+
+
+def test_more_local_operations_same_maps():
+    torch.manual_seed(0)
+    model = Mixed().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.5)
+        model.bn.running_mean.uniform_(-0.5, 0.5)
+        model.bn.running_var.uniform_(0.5, 2.0)
+    x = np.random.default_rng(0).normal(size=(2, 2, 23, 17)).astype(np.float32)
+    interpreter = it.OcclusionInterpreter(model)
+    for window, strides in ((3, 1), ((2, 4, 2), (1, 3, 2))):
+        plain, fast, report = _both(
+            interpreter, x, window, strides=strides, labels=[1, 3], output="logit", batch_size=13
+        )
+        np.testing.assert_allclose(fast, plain, atol=1e-5, rtol=0)
+        assert np.abs(plain).max() > 0.03 and report["macs"] < 0.5 * report["plain_macs"]
+
+
 # -- what it cannot walk: plain occlusion and a warning ---------------------------------------------------------------
 
 
