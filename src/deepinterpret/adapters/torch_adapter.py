@@ -1,12 +1,14 @@
 """Adapter for ``torch.nn.Module`` models. The algorithms compute with ``torch`` so GPU work stays on device.
 
 The passes themselves are ``framework.py`` over the PyTorch primitives (``torch_ops.py``); here is what only PyTorch
-has: Hugging Face eager attention, the input embedding table, and ``vmap`` per-sample gradients; the Hugging Face
-language-model passes (``generate``, ``logits_to_keep``, key/value caches) are in ``torch_generation.py``."""
+has: Hugging Face eager attention, the input embedding table, ``vmap`` per-sample gradients, and incremental
+occlusion (``torch_incremental.py``); the Hugging Face language-model passes (``generate``, ``logits_to_keep``,
+key/value caches) are in ``torch_generation.py``."""
 
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import numpy as np
 import torch
