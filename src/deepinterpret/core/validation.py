@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .types import Objective
+from .types import DeviceSpec, Objective
 
 OBJECTIVES = ("probability", "logit", "loss")
 
@@ -96,7 +96,7 @@ class Device:
 _DEVICE_RE = re.compile(r"^(cpu|gpu|cuda)(?::(\d+))?$")
 
 
-def parse_device(device: Any = None, use_cuda: bool | None = None) -> Device:
+def parse_device(device: DeviceSpec = None, use_cuda: bool | None = None) -> Device:
     """Parse ``None``, ``"cpu"``, ``"gpu"``, ``"gpu:N"``, ``"cuda"``, ``"cuda:N"`` (or a framework device object).
 
     ``use_cuda`` is InterpretDL's deprecated spelling: it still works, with a ``DeprecationWarning``.
