@@ -1,8 +1,8 @@
 """Named types of the public signatures. They document what an argument is; at run time they are what the array
 libraries accept (NumPy arrays, framework tensors, nested sequences).
 
-Every alias is a real object (no string), so
-``typing.get_type_hints`` resolves the signatures that use them from any module."""
+Every alias is a real object, not a string, so ``typing.get_type_hints`` resolves the signatures that use them from
+any module."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ MethodNames: TypeAlias = str | Sequence[str]
 class Interprets(Protocol):
     """Anything with InterpretDL's ``interpret(inputs, ...)``: every interpreter."""
 
-    def interpret(self, inputs: Any, *args: Any, **kwargs: Any) -> Any: ...
+    def interpret(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
 __all__ = [

@@ -40,7 +40,7 @@ from ..core.types import Array, ImageInputs, Images, Labels, Model, Objective, S
 from .base import InputOutputInterpreter
 
 
-def check_probability(value: Any, name: str) -> float:
+def check_probability(value: float, name: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -54,7 +54,7 @@ class IndexedLoader:
         return self.batches(self.epoch - 1)
 
 
-def as_loader(data: Any, batch_size: int | None = None, seed: int = 0) -> Any:
+def as_loader(data: TrainingData, batch_size: int | None = None, seed: int = 0) -> TrainingData:
     """``(x, y)`` arrays → an :class:`IndexedLoader`; a loader is returned as it is."""
     if isinstance(data, tuple) and len(data) == 2 and hasattr(data[0], "__len__") and not callable(data):
         return IndexedLoader(data[0], data[1], 64 if batch_size is None else batch_size, seed=seed)
