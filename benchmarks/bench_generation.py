@@ -9,10 +9,19 @@ word-level vocabulary), measured side by side in one run:
   * Integrated Gradients (20 Gauss-Legendre steps, one batch, every generated token from each forward, the
     vocabulary projection only at the 20 rows read, one backward per generated token on CPU or one vectorised
     backward for all of them on a GPU) / its raw passes (the same forward and backward passes, timed bare) and
-    Captum's LLMGradientAttribution(LayerIntegratedGradients) (one full IG per generated token) / ours.
+    Captum's LLMGradientAttribution(LayerIntegratedGradients) (one full IG per generated token) / ours;
+  * "same answer, fewer passes": Captum's LLMGradientAttribution at its DEFAULT n_steps=50 (Gauss-Legendre) vs ours
+    with ``steps="auto"`` (adaptive: the generated tokens share one path's points, bisected until every token's
+    completeness gap is under ``tolerance``), the tolerance set to Captum's worst per-token gap
+    ``|Σ token_attr[t] − (log p_t(x) − log p_t(b))| / |log p_t(x) − log p_t(b)|`` (computed here from the model),
+    so that ours' worst gap is at most Captum's (or the budget of ``--auto-budget`` points is spent: then said);
+    both gaps, the relative max deviation of our matrix from Captum's 50-step one and the passes are printed. For
+    context, the same for ours at ``--tolerances`` and for ours' fixed Gauss-Legendre rule at the fewest steps (of a
+    few tried) whose worst gap is at most Captum's.
 
     python benchmarks/bench_generation.py [--layers 2] [--width 128] [--steps 20] [--repeats 1] [--no-warmup]
                                           [--captum-token-by-token]   (README figures: OMP_NUM_THREADS=1, --no-warmup)
+    OMP_NUM_THREADS=1 python benchmarks/bench_generation.py --cpu-time --skip-other-backward   (same-answer rows too)
     BENCH_DEVICE=cuda python benchmarks/bench_generation.py            (on a GPU)
 """
 
@@ -53,6 +62,10 @@ def main() -> None:
         "--cpu-time", action="store_true", help="time by process CPU time (steadier than wall time on a busy machine)"
     )
     parser.add_argument("--skip-other-backward", action="store_true", help="do not time the other IG backward strategy")
+    parser.add_argument("--captum-steps", type=int, default=50, help="Captum's steps in the same-answer rows")
+    parser.add_argument("--auto-budget", type=int, default=128, help="ours' budget of adaptive points (steps='auto')")
+    parser.add_argument("--tolerances", default="1e-2,1e-3", help="more tolerances for ours' adaptive rows")
+    parser.add_argument("--skip-same-answer", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
     config = GPT2Config(
@@ -192,7 +205,90 @@ def main() -> None:
     for name, value in ratios.items():
         print(f"  {name:<66} {value:8.2f}x")
     print(f"  max |ours - captum| / max |captum|: ablation {ablation_gap:.1e}, intgrad {ig_gap:.1e}")
-    print(json.dumps({"times": times, "ratios": ratios, "ablation_gap": ablation_gap, "ig_gap": ig_gap}))
+    same = {}
+    if not args.skip_same_answer:
+        same = same_answer(args, model, tokenizer, explainer, prompt, target, clock)
+    print(json.dumps({"times": times, "ratios": ratios, "ablation_gap": ablation_gap, "ig_gap": ig_gap, **same}))
+
+
+def same_answer(args, model, tokenizer, explainer, prompt, target, clock) -> dict:
+    """Captum's IG at its default 50 Gauss-Legendre steps vs ours at the same worst per-token completeness gap."""
+    from captum.attr import LayerIntegratedGradients, LLMGradientAttribution, TextTokenInput
+
+    prompt_ids, generated = tokenizer.encode(prompt), tokenizer.encode(target)
+    sequence = torch.tensor([prompt_ids + generated[:-1]], device=DEVICE)
+    base = sequence.clone()
+    base[0, : len(prompt_ids)] = 0  # Captum's baselines=0 and ours' baseline_token=0: the prompt's tokens replaced
+
+    def log_p(ids):
+        with torch.no_grad():
+            rows = model(input_ids=ids).logits[0, len(prompt_ids) - 1 :].double().log_softmax(-1)
+        return rows[torch.arange(len(generated)), torch.tensor(generated)].cpu().numpy()
+
+    difference = log_p(sequence) - log_p(base)  # [T]: what each token's row must add up to
+
+    def worst_gap(matrix):
+        return float((np.abs(matrix.sum(axis=1) - difference) / np.abs(difference)).max())
+
+    out: dict = {}
+
+    def captum():
+        llm = LLMGradientAttribution(LayerIntegratedGradients(model, model.transformer.wte), tokenizer)
+        inp = TextTokenInput(prompt, tokenizer, baselines=0)
+        out["captum"] = llm.attribute(inp, target=target, n_steps=args.captum_steps).token_attr.cpu().numpy()
+
+    def ours(tolerance):
+        def run():
+            out["ours"] = explainer(
+                prompt, target=target, method="intgrad", steps=args.auto_budget, quadrature_rule="adaptive",
+                tolerance=tolerance,
+            )  # fmt: skip
+
+        return run
+
+    def fixed(steps):
+        def run():
+            out["fixed"] = explainer(prompt, target=target, method="intgrad", steps=steps, batch_size=steps)
+
+        return run
+
+    captum_time = clock(captum)
+    reference = out["captum"]
+    captum_gap = worst_gap(reference)
+    scale = np.abs(reference).max()
+    rows = []
+    for tolerance in [captum_gap, *(float(t) for t in args.tolerances.split(",") if t)]:
+        seconds = clock(ours(tolerance))
+        result = out["ours"]
+        gap = worst_gap(result.attributions)
+        points = result.extra["gradient_passes"]
+        rows.append({
+            "ours": f"steps='auto', tolerance={tolerance:.1e}", "seconds": seconds, "points": points,
+            "worst_gap": gap, "deviation": float(np.abs(result.attributions - reference).max() / scale),
+            "budget_spent": points >= args.auto_budget, "captum_over_ours": captum_time / seconds,
+        })  # fmt: skip
+    for steps in (4, 6, 8, 10, 12, 16, 20, 32):  # ours' fixed rule at the fewest steps reaching Captum's gap
+        fixed(steps)()
+        if worst_gap(out["fixed"].attributions) <= captum_gap or steps == 32:
+            break
+    seconds = clock(fixed(steps))
+    result = out["fixed"]
+    rows.append({
+        "ours": f"gausslegendre, steps={steps}", "seconds": seconds, "points": steps,
+        "worst_gap": worst_gap(result.attributions), "budget_spent": False, "captum_over_ours": captum_time / seconds,
+        "deviation": float(np.abs(result.attributions - reference).max() / scale),
+    })  # fmt: skip
+    count = len(generated)
+    print(f"same answer, fewer passes: Captum LLMGradientAttribution(LayerIG), n_steps={args.captum_steps} "
+          f"(its default, Gauss-Legendre), {captum_time:.2f} s, {count} x {args.captum_steps} = "
+          f"{count * args.captum_steps} forward+backward rows; its worst per-token completeness gap "
+          f"{captum_gap:.2e}")  # fmt: skip
+    for row in rows:
+        flag = " (budget spent)" if row["budget_spent"] else ""
+        print(f"  ours {row['ours']:<40} {row['seconds']:7.2f} s  {row['points']:4d} points x (1 forward + {count} "
+              f"backwards){flag}; worst gap {row['worst_gap']:.2e}; max |ours - captum| / max |captum| "
+              f"{row['deviation']:.1e}; captum / ours {row['captum_over_ours']:.2f}x")  # fmt: skip
+    return {"same_answer": {"captum_seconds": captum_time, "captum_worst_gap": captum_gap, "rows": rows}}
 
 
 if __name__ == "__main__":

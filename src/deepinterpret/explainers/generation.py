@@ -301,7 +301,7 @@ class GenerationExplainer:
         method: str = "ablation",
         segments: str | list = "tokens",
         include_generated: bool = False,
-        steps: int = 50,
+        steps: int | str = 50,
         quadrature_rule: str = "gausslegendre",
         n_samples: int = 200,
         top_p: float = 0.9,
@@ -315,6 +315,7 @@ class GenerationExplainer:
         sampling_top_p: float = 1.0,
         targets_per_backward: int | None = None,
         reuse_prefix: bool = True,
+        tolerance: float = 0.01,
     ) -> GenerationResult:
         """Explain the continuation of ``prompt`` (a string, or chat messages ``[{"role", "content"}]`` whose
         user turns are attributed through the tokenizer's chat template).
@@ -332,7 +333,10 @@ class GenerationExplainer:
         sampling seeded with ``random_seed``). ``targets_per_backward``: generated tokens whose gradient backward passes
         are vectorised together (``None``: all of them on an accelerator, one at a time on CPU). ``reuse_prefix``:
         perturbation methods reuse the key/value cache of the unchanged prompt prefix where the model supports it (same
-        numbers, fewer computations).
+        numbers, fewer computations). ``steps="auto"`` (or ``quadrature_rule="adaptive"``, ``steps`` the budget):
+        adaptive Integrated Gradients, the path's points shared by the generated tokens and refined until each one's
+        completeness gap relative to ``log p(x) − log p(baseline)`` is at most ``tolerance`` (``extra``:
+        ``convergence_delta`` per generated token, ``gradient_passes``, ``alphas``).
         """
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
@@ -353,7 +357,7 @@ class GenerationExplainer:
             batch_size=batch_size or self.batch_size, steps=steps, quadrature_rule=quadrature_rule,
             n_samples=n_samples, top_p=top_p, start_layer=start_layer, random_seed=self.random_seed,
             progress=progress, aggregate=aggregate, targets_per_backward=targets_per_backward,
-            reuse_prefix=reuse_prefix, attention_layers=attention_layers,
+            reuse_prefix=reuse_prefix, attention_layers=attention_layers, tolerance=tolerance,
         )  # fmt: skip
         matrix = out.pop("attributions")
         log_p = out.pop("log_probs")

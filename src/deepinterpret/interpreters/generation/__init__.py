@@ -93,7 +93,7 @@ def explain_forced(
     baseline_id: int,
     embedding_layer: str | None = None,
     batch_size: int = 16,
-    steps: int = 50,
+    steps: int | str = 50,
     quadrature_rule: str = "gausslegendre",
     n_samples: int = 200,
     top_p: float = 0.9,
@@ -104,11 +104,13 @@ def explain_forced(
     targets_per_backward: int | None = None,
     reuse_prefix: bool = True,
     attention_layers: list[str] | None = None,
+    tolerance: float = 0.01,
 ) -> dict[str, Any]:
     """Run ``method`` on a teacher-forced layout: ``{"attributions" [T, F], "log_probs" [T], ...}`` (and
     ``"sequence"`` [F] where the whole continuation's row is not the sum of the rows). ``attention_layers``: the
     layers whose outputs are the attention probabilities (the attention methods on a model that is not a Hugging
-    Face one); ``steps`` is also BT's number of feedback steps."""
+    Face one); ``steps`` is also BT's number of feedback steps; ``steps="auto"`` / ``quadrature_rule="adaptive"`` with
+    ``tolerance``: adaptive Integrated Gradients (:func:`token_gradients`; adds ``gradient_passes`` and ``alphas``)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
     batch_size = check_batch_size(batch_size)
@@ -130,7 +132,7 @@ def explain_forced(
         elif method in GRADIENT:
             matrix, log_p, delta, sequence = token_gradients(
                 adapter, forced, embedding_layer, baseline_id, method, steps, quadrature_rule, batch_size, progress,
-                aggregate, targets_per_backward,
+                aggregate, targets_per_backward, tolerance, extra,
             )  # fmt: skip
             extra["convergence_delta"] = delta
             extra["sequence"] = sequence
