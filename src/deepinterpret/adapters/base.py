@@ -298,6 +298,12 @@ class ModelAdapter(HookInterface, TransformerInterface, TrainingInterface):
             "a torch.nn.Module or paddle.nn.Layer."
         )
 
+    def incremental_occlusion(self) -> Any:
+        """A runner of occluded copies of images that recomputes, layer by layer, only what the occluded box can
+        change (Krypton): ``remember(x, images)``, then ``logits(images, occluded, boxes)``. Called inside
+        :meth:`evaluation`. ``TypeError`` where the model cannot be walked so (here: not a PyTorch model)."""
+        raise TypeError(f"incremental occlusion walks PyTorch models; this is a {self.framework} model.")
+
     # -- checks -------------------------------------------------------------------------------
     def check_targets(self, targets: np.ndarray, num_classes: int) -> None:
         """Raise ``ValueError`` when a target class is outside ``0..num_classes-1``."""

@@ -410,3 +410,11 @@ class TorchAdapter(FrameworkAdapter):
         # vmap over the batch: one vectorised pass gives every sample's own gradient (randomness only in eval).
         grads = vmap(grad(loss), in_dims=(None, 0, 0), randomness="different")(chosen, x, y)
         return torch.cat([grads[n].reshape(len(x), -1).float() for n in names], dim=1)
+
+    # -- incremental occlusion (Krypton) -----------------------------------------------------------------
+    def incremental_occlusion(self) -> Any:
+        if self.precision is not None or self.channels_last:
+            raise TypeError("incremental occlusion runs float32 contiguous passes (no precision= or channels_last).")
+        from .torch_incremental import IncrementalOcclusion
+
+        return IncrementalOcclusion(self.model, lambda output: self._out(logits_of(output)))
