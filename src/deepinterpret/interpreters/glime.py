@@ -6,6 +6,7 @@ for the math). Their files (JSON global weights, the npz cache of per-image resu
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -167,7 +168,7 @@ class NormLIMENLPInterpreter(LIMENLPInterpreter):
         batch_size: int = 50,
         unk_id: int | None = None,
         pad_id: int | None = None,
-        lod_levels: Any = None,
+        lod_levels: Sequence[int] | None = None,
         save_path: str | None = "normlime_weights.json",
         temp_data_file: str | None = None,
         tokenizer: Tokenizer = None,
