@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from ..core.noise import content_digest, content_digests
-from ..core.types import Model
+from ..core.types import DeviceSpec, Model
 from .base import (
     HF_ATTENTIONS,
     OBJECTIVES,
@@ -69,7 +69,7 @@ def _is_instance_of(model: Any, module_name: str, class_path: str) -> bool:
     return isinstance(model, cls)
 
 
-def adapt(model: Model, device: Any = None, use_cuda: bool | None = None) -> ModelAdapter:
+def adapt(model: Model, device: DeviceSpec = None, use_cuda: bool | None = None) -> ModelAdapter:
     """The adapter for ``model``. ``device``: ``None`` (wherever the model is), ``"cpu"``, ``"gpu"``, ``"gpu:N"``,
     ``"cuda:N"``. An adapter passed in is returned as it is."""
     if isinstance(model, ModelAdapter):

@@ -5,13 +5,13 @@ framework activation."""
 
 from __future__ import annotations
 
-from typing import Any
+from ..core.types import Layer
 
 #: Class-name fragments of the activation layers of other libraries built on the frameworks.
 NAMED_ACTIVATIONS = ("GELU", "SiLU", "Silu", "Swish", "Activation", "ReLU")
 
 
-def layer_kind(layer: Any, table: tuple[tuple[tuple[type, ...], str], ...]) -> str:
+def layer_kind(layer: Layer, table: tuple[tuple[tuple[type, ...], str], ...]) -> str:
     """The kind of ``layer``: the first entry of ``table`` (``((classes, kind), ...)``) it is an instance of; else
     ``"activation"`` for a class named like one (:data:`NAMED_ACTIVATIONS`); else ``"unknown"``."""
     for types, kind in table:

@@ -17,7 +17,10 @@ import atexit
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # Gradio (the ``app`` extra) is imported when the page is built, not with the package
+    import gradio
 
 DEFAULT_MODELS = ("digits-cnn", "efficientnet-lite0", "minilm-sentiment")
 DEFAULT_HOST = "127.0.0.1"
@@ -40,7 +43,7 @@ def build(
     browse: Sequence[str | os.PathLike] = (),
     max_upload_mb: float = MAX_UPLOAD_MB,
     framework: str = "torch",
-) -> Any:
+) -> gradio.Blocks:
     """The page as a ``gradio.Blocks`` (not launched). ``models``: zoo names, local Hugging Face folders,
     TorchScript files or Paddle ``jit.save`` prefixes, loaded on first use — the only models the page offers.
     ``browse``: output folders (dataset jobs, benchmark reports) the page may show. Uploads larger than
@@ -85,7 +88,7 @@ def serve(
     queue_size: int = QUEUE_SIZE,
     framework: str = "torch",
     block: bool = True,
-) -> Any:
+) -> gradio.Blocks:
     """Build the page and serve it on ``host:port`` (``127.0.0.1`` by default: this machine only). Requests
     wait in a queue of at most ``queue_size``; a model serves one request at a time. Returns the page."""
     import logging

@@ -10,10 +10,10 @@ import html
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from ..core.types import DataFrame
 from ..viz import heatmap_overlay, text_html
 
 SHOWN_SUFFIXES = (".html", ".htm", ".md", ".png")
@@ -26,7 +26,7 @@ TABLE_COLUMNS = ("index", "id", "method", "prediction_name", "probability", "tar
 @dataclass
 class Listing:
     summary: str
-    table: Any = None  # a pandas DataFrame of a dataset job's rows (without the maps)
+    table: DataFrame | None = None  # a pandas DataFrame of a dataset job's rows (without the maps)
     row_choices: list[tuple[str, int]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)  # paths relative to the folder
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.types import Subcommands
 from . import DEFAULT_HOST, DEFAULT_MODELS, DEFAULT_PORT, MAX_UPLOAD_MB, QUEUE_SIZE
 
 
-def add_serve_command(commands, common: argparse.ArgumentParser) -> None:
+def add_serve_command(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     serve = commands.add_parser(
         "serve", parents=[common], help="a web page that compares explanations side by side (Gradio)"
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.types import Explanations, ImageInputs
 from ..data import load_images
 from ..evaluators import DeletionInsertion, Perturbation
 from ..evaluators.base import explanation_map
@@ -21,6 +22,7 @@ from ..interpreters.base import Interpreter
 from ..interpreters.lime import LIMECVInterpreter
 from ..interpreters.registry import IMAGE_METHODS
 from ..viz import ReportRow, heatmap_overlay, html_report, save_image
+from ..zoo.resolve import ResolvedModel
 from .compare_common import (
     DEFAULT_OPTIONS,
     IMAGE_SUFFIXES,
@@ -83,7 +85,7 @@ __all__ = [
 # -- images ----------------------------------------------------------------------------------------------------
 
 
-def image_methods(resolved: Any) -> list[str]:
+def image_methods(resolved: ResolvedModel) -> list[str]:
     """The image methods that apply to a model (those of the registry, and LIME), in the registry's order."""
     names = []
     for spec in IMAGE_METHODS.values():
@@ -103,11 +105,11 @@ def method_summary(name: str) -> str:
     return IMAGE_METHODS[name].summary
 
 
-def _interpreter_kwargs(resolved: Any) -> dict[str, Any]:
+def _interpreter_kwargs(resolved: ResolvedModel) -> dict[str, Any]:
     return dict(normalization=resolved.normalization, progress=False)
 
 
-def prepare_image(resolved: Any, source: Any) -> np.ndarray:
+def prepare_image(resolved: ResolvedModel, source: ImageInputs) -> np.ndarray:
     """An uploaded file (path) or a uint8 array → the uint8 HWC image the model reads (resized to the model's
     side and centre-cropped square, in the channels it expects). Unreadable files raise ``ValueError``."""
     probe = Interpreter(resolved.model, **_interpreter_kwargs(resolved))
@@ -116,7 +118,7 @@ def prepare_image(resolved: Any, source: Any) -> np.ndarray:
     return batch.images[0]
 
 
-def top_classes(resolved: Any, image: np.ndarray, k: int = 5) -> list[tuple[int, str, float]]:
+def top_classes(resolved: ResolvedModel, image: np.ndarray, k: int = 5) -> list[tuple[int, str, float]]:
     """``[(class index, name, probability)]``, the ``k`` most probable classes first."""
     probabilities = Interpreter(resolved.model, **_interpreter_kwargs(resolved)).predict_proba(image[None], None)[0]
     order = np.argsort(-probabilities, kind="stable")[:k]
@@ -130,13 +132,15 @@ class ImageResult:
     method: str
     label: int
     seconds: float
-    explanation: Any = None  # what the interpreter returned for the image (array, or LIME's results dict)
+    explanation: Explanations | dict | None = (
+        None  # what the interpreter returned for the image (array, or LIME's results dict)
+    )
     map2d: np.ndarray | None = None  # the map at the image's size, larger = more important
     scores: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
 
-def _method_options(name: str, resolved: Any, options: dict[str, Any]) -> dict[str, Any]:
+def _method_options(name: str, resolved: ResolvedModel, options: dict[str, Any]) -> dict[str, Any]:
     """The interpret() keywords of method ``name`` from the page's options (each method takes its own)."""
     size = resolved.resize_to or 224
     window = int(options.get("window") or max(size // 8, 2))
@@ -160,7 +164,9 @@ def _method_options(name: str, resolved: Any, options: dict[str, Any]) -> dict[s
     return chosen
 
 
-def explain_image(resolved: Any, image: np.ndarray, label: int, method: str, options: dict[str, Any]) -> ImageResult:
+def explain_image(
+    resolved: ResolvedModel, image: np.ndarray, label: int, method: str, options: dict[str, Any]
+) -> ImageResult:
     """Explain class ``label`` of ``image`` with ``method`` (library interpreter) and score the explanation with
     the library's evaluators: deletion and insertion AUC (``DeletionInsertion``), ABPC (``Perturbation``) and
     the sparsity of the map (Gini index, ``evaluators.scores.sparsity``). Errors are returned, not raised."""
@@ -197,7 +203,12 @@ def explain_image(resolved: Any, image: np.ndarray, label: int, method: str, opt
 
 
 def score_image(
-    resolved: Any, image: np.ndarray, explanation: Any, label: int, map2d: np.ndarray, curve_steps: int = 20
+    resolved: ResolvedModel,
+    image: np.ndarray,
+    explanation: Explanations,
+    label: int,
+    map2d: np.ndarray,
+    curve_steps: int = 20,
 ) -> dict[str, float]:
     """Deletion AUC (= MoRF), insertion AUC, ABPC (LeRF − MoRF) and the Gini index of the map."""
     common = dict(resize_to=None, label=label, limit_number_generated_samples=curve_steps)

@@ -8,6 +8,8 @@ import os
 import threading
 from typing import Any
 
+from ..zoo.resolve import ResolvedModel
+
 logger = logging.getLogger("deepinterpret.app")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -49,7 +51,7 @@ class ModelShelf:
         """The specs of one modality (model files, whose modality only loading tells, count as image models)."""
         return [s for s in self.specs if (self.modality(s) or "image") == modality]
 
-    def get(self, spec: str):
+    def get(self, spec: str) -> ResolvedModel:
         """The :class:`~deepinterpret.zoo.resolve.ResolvedModel` of one of the server's specs."""
         from ..zoo.resolve import resolve_model
 
@@ -61,7 +63,7 @@ class ModelShelf:
             return self._loaded[spec]
 
 
-def class_name(resolved: Any, index: int) -> str:
+def class_name(resolved: ResolvedModel, index: int) -> str:
     classes = resolved.classes or []
     return str(classes[index]) if 0 <= index < len(classes) else f"class {index}"
 

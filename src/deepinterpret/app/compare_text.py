@@ -16,6 +16,7 @@ from ..data import encode_with
 from ..evaluators import PerturbationNLP
 from ..evaluators.scores import abpc, sparsity
 from ..viz import text_html
+from ..zoo.resolve import ResolvedModel
 from .compare_common import (
     DEFAULT_OPTIONS,
     MAX_TEXT_CHARS,
@@ -39,7 +40,7 @@ TEXT_SUMMARIES = {
 }
 
 
-def check_text(text: Any) -> str:
+def check_text(text: str | None) -> str:
     if not isinstance(text, str) or not text.strip():
         raise ValueError("type a sentence to explain.")
     if len(text) > MAX_TEXT_CHARS:
@@ -47,7 +48,7 @@ def check_text(text: Any) -> str:
     return text
 
 
-def text_classes(resolved: Any, text: str) -> list[tuple[int, str, float]]:
+def text_classes(resolved: ResolvedModel, text: str) -> list[tuple[int, str, float]]:
     """The classes of a text classifier for ``text``, most probable first."""
     batch = encode_with(resolved.tokenizer, [check_text(text)], None, TEXT_MAX_SEQ_LEN)
     adapter = adapt(resolved.model)
@@ -68,7 +69,7 @@ class TextResult:
     error: str | None = None
 
 
-def explain_text(resolved: Any, text: str, label: int, method: str, options: dict[str, Any]) -> TextResult:
+def explain_text(resolved: ResolvedModel, text: str, label: int, method: str, options: dict[str, Any]) -> TextResult:
     """Explain class ``label`` of ``text`` with the library's :class:`SequenceClassificationExplainer` and
     ``method``, and score the token scores with ``PerturbationNLP`` (MoRF = deletion, LeRF, ABPC) and the Gini
     index of the word scores. Errors are returned, not raised."""

@@ -28,7 +28,7 @@ ENGINES = ("local", "ray")
 logger = logging.getLogger("deepinterpret.batch")
 
 
-def _evaluators(evaluate: Any) -> list[str]:
+def _evaluators(evaluate: MethodNames | None) -> list[str]:
     if evaluate is None:
         return []
     names = evaluate.split(",") if isinstance(evaluate, str) else list(evaluate)
@@ -45,7 +45,7 @@ def explain(
     address: str | None = None,
     batch_size: int = 32,
     workers: int | None = None,
-    evaluate: Any = None,
+    evaluate: MethodNames | None = None,
     target: str = "prediction",
     framework: str = "torch",
     device: str | None = None,

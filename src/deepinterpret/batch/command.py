@@ -7,8 +7,10 @@ import argparse
 import logging
 import sys
 
+from ..core.types import Subcommands
 
-def add_batch_command(commands, common: argparse.ArgumentParser) -> None:
+
+def add_batch_command(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     batch = commands.add_parser(
         "batch", parents=[common], help="explain a whole dataset (resumable; local or Ray); Parquet shards"
     )

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..zoo.resolve import ResolvedModel
 from .output import ShardFiles, row_schema
 from .settings import (
     EVALUATORS,
@@ -42,7 +43,9 @@ __all__ = [
 class ShardWorker:
     """Loads the model once (per process or Ray actor) and explains shards of records with the job's methods."""
 
-    def __init__(self, settings: JobSettings, out: str, device: str | None = None, resolved: Any = None):
+    def __init__(
+        self, settings: JobSettings, out: str, device: str | None = None, resolved: ResolvedModel | None = None
+    ):
         from ..zoo.resolve import resolve_model
 
         self.settings = settings

@@ -7,6 +7,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..core.types import NormalizationSpec
+from ..zoo.resolve import ResolvedModel
+
 EVALUATORS = ("deletion", "insertion", "morf", "lerf")
 SCORE_KEYS = {"deletion": "deletion_score", "insertion": "insertion_score", "morf": "MoRF_score", "lerf": "LeRF_score"}
 TEXT_OPTIONS = ("steps", "n_samples", "noise_amount", "num_samples", "start_layer", "batch_size", "random_seed")
@@ -25,7 +28,7 @@ class JobSettings:
     evaluate: list[str] = field(default_factory=list)
     resize_to: int | None = None
     crop_to: int | None = None
-    normalization: Any = None
+    normalization: NormalizationSpec = None
     random_seed: int = 0
     batch_size: int = 32
     rows_per_shard: int = 256
@@ -48,7 +51,7 @@ class JobSettings:
         return [name for name, _ in self.methods]
 
 
-def parse_method(text: Any) -> tuple[str, dict[str, Any]]:
+def parse_method(text: str) -> tuple[str, dict[str, Any]]:
     """``"smoothgrad"``, ``"smoothgrad:n_samples=16,noise_amount=0.2"`` or ``("smoothgrad", {...})`` → name, options.
     Option values are read as JSON (numbers, true/false, lists) and otherwise kept as strings."""
     if isinstance(text, (tuple, list)) and len(text) == 2:
@@ -68,7 +71,7 @@ def parse_method(text: Any) -> tuple[str, dict[str, Any]]:
     return name.strip(), options
 
 
-def validate(settings: JobSettings, resolved: Any) -> None:
+def validate(settings: JobSettings, resolved: ResolvedModel) -> None:
     """Every check that can fail before work starts: method names and options, the evaluators, the target."""
     if not settings.methods:
         raise ValueError("give at least one method.")

@@ -32,11 +32,12 @@ import os
 import re
 import sys
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.types import DatasetSource, MethodNames, NormalizationSpec
+from ..core.types import DataFrame, DatasetSource, MethodNames, NormalizationSpec
 from .scoring import DEFAULT_METRICS, METRICS, SUITE_METRICS, baseline_names
 
 SETTINGS_FILE = "benchmark.json"
@@ -52,8 +53,8 @@ class BenchmarkResult:
     and method: mean, CI, rank, Wilcoxon p against random), ``verdicts`` (one paragraph per model)."""
 
     out: Path
-    scores: Any
-    summary: Any
+    scores: DataFrame
+    summary: DataFrame
     verdicts: dict[str, str]
 
     @property
@@ -67,7 +68,7 @@ class BenchmarkResult:
 
 def run(
     inputs: DatasetSource,
-    models: Any,
+    models: str | os.PathLike | Sequence[str | os.PathLike],
     methods: MethodNames,
     out: str | os.PathLike,
     *,

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.types import Subcommands
 
-def add_benchmark_command(commands, common: argparse.ArgumentParser) -> None:
+
+def add_benchmark_command(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     bench = commands.add_parser(
         "benchmark", parents=[common], help="which explanation to trust: methods x faithfulness metrics, with baselines"
     )

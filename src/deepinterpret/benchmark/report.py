@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.types import DataFrame
 from ..evaluators.faithfulness import DIRECTION
 from .scoring import baseline_names
 
@@ -114,7 +115,7 @@ def _curves(out: Path, settings: dict[str, Any]):
     return means
 
 
-def summarise(scores: Any, settings: dict[str, Any]):
+def summarise(scores: DataFrame, settings: dict[str, Any]):
     """One row per (model, metric, method): n, mean, ci_low, ci_high, rank, reference (the random baseline the
     test compares with), p_vs_random."""
     import pandas as pd
@@ -151,7 +152,7 @@ def summarise(scores: Any, settings: dict[str, Any]):
     return pd.DataFrame(rows)
 
 
-def verdict(summary: Any, model: str, methods: list[str]) -> str:
+def verdict(summary: DataFrame, model: str, methods: list[str]) -> str:
     """ "On this model, for faithfulness, X ranks first on k of n metrics; Y does no better than random on …"."""
     part = summary[(summary["model"] == model) & summary["metric"].isin(FAITHFULNESS)]
     metrics = sorted(set(part["metric"]), key=FAITHFULNESS.index)
@@ -192,12 +193,12 @@ def verdict(summary: Any, model: str, methods: list[str]) -> str:
     return " ".join(sentences)
 
 
-def _localisation_only(summary: Any, model: str, methods: list[str]) -> str:
+def _localisation_only(summary: DataFrame, model: str, methods: list[str]) -> str:
     text = verdict_localisation(summary, model, methods)
     return text or f"On {model}, no faithfulness metric was computed."
 
 
-def verdict_localisation(summary: Any, model: str, methods: list[str]) -> str:
+def verdict_localisation(summary: DataFrame, model: str, methods: list[str]) -> str:
     local = summary[(summary["model"] == model) & summary["metric"].isin(("pointing_game", "roc_auc"))]
     sentences = []
     for metric in ("roc_auc", "pointing_game"):
@@ -239,7 +240,7 @@ def _cell(row: Any) -> str:
     return f"{row['mean']:.3f} ± {(row['ci_high'] - row['mean']):.3f} (#{int(row['rank'])}){star}"
 
 
-def _tables(summary: Any, model: str, order: list[str]) -> tuple[list[str], list[list[str]], list[list[str]]]:
+def _tables(summary: DataFrame, model: str, order: list[str]) -> tuple[list[str], list[list[str]], list[list[str]]]:
     part = summary[summary["model"] == model]
     metrics = sorted(set(part["metric"]), key=lambda m: list(TITLES).index(m) if m in TITLES else 99)
     header = ["method"] + [TITLES.get(m, m) for m in metrics]

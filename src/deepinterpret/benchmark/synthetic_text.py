@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.types import Model
+
 CLASSES = ("negative", "positive")
 #: the rationale words: common single sentiment adjectives (the label is the word's polarity)
 POSITIVE = (
@@ -111,7 +113,7 @@ def write_dataset(folder: str | Path, count: int, seed: int = 0) -> Path:
     return table
 
 
-def accuracy(model: Any = "minilm-sentiment", count: int = 200, seed: int = 0, batch_size: int = 64) -> dict:
+def accuracy(model: Model = "minilm-sentiment", count: int = 200, seed: int = 0, batch_size: int = 64) -> dict:
     """The model's accuracy on ``count`` generated texts, and how neutral the carriers are to it: the mean
     positive-class probability of the texts with the adjective removed (0.5 is perfectly neutral) and the share of
     texts whose prediction flips when it is removed."""

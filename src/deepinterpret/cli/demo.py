@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import zoo
+from ..core.types import Subcommands
 from ..interpreters.base import Interpreter
 from ..interpreters.registry import IMAGE_METHODS
 from ..viz import ReportRow, comparison_figure, html_report, magnitude_map
@@ -193,7 +194,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_demo_command(commands: Any, common: argparse.ArgumentParser) -> None:
+def add_demo_command(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     """``deepinterpret demo``."""
     demo = commands.add_parser("demo", parents=[common], help="explain photographs (or digits) with every method")
     demo.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 from .. import zoo
+from ..adapters import ModelAdapter
+from ..core.types import LayerName, Subcommands
 from ..data import as_normalization
 from ..interpreters.registry import IMAGE_METHODS, MethodSpec
 from .common import UsageError, _parse_normalization, _say, resolve_model
@@ -72,7 +74,7 @@ def output_stems(paths: list[str]) -> list[str]:
     return unique
 
 
-def cam_layer_candidates(adapter: Any) -> list[str]:
+def cam_layer_candidates(adapter: ModelAdapter) -> list[LayerName]:
     """The layers a CAM can explain, last first: the convolutions and the blocks that hold them."""
     try:
         kinds = adapter.lrp_kinds()
@@ -88,7 +90,7 @@ def cam_layer_candidates(adapter: Any) -> list[str]:
     return sorted(found, key=lambda n: (-last_conv[n], n.count(".")))  # the deepest features first, blocks first
 
 
-def _check_layer(spec: MethodSpec, layer: str | None, adapter: Any, model_name: str) -> str:
+def _check_layer(spec: MethodSpec, layer: LayerName | None, adapter: ModelAdapter, model_name: str) -> LayerName:
     candidates = cam_layer_candidates(adapter)
     shown = ", ".join(candidates[:8]) + (", ..." if len(candidates) > 8 else "")
     if layer is None:
@@ -291,7 +293,7 @@ def _option_flag(kwarg: str) -> str:
     return dest.replace("_", "-")
 
 
-def add_explain_command(commands: Any, common: argparse.ArgumentParser) -> None:
+def add_explain_command(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     """``deepinterpret explain`` and its method options."""
     explain = commands.add_parser("explain", parents=[common], help="explain images with one method")
     explain.add_argument("inputs", nargs="+", metavar="INPUT", help="image files")

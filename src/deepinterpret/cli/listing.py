@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from .. import zoo
+from ..core.types import Subcommands
 from .explain import _cli_methods, _option_flag
 
 
@@ -28,7 +28,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_list_command(commands: Any, common: argparse.ArgumentParser) -> None:
+def add_list_command(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     """``deepinterpret list``."""
     listing = commands.add_parser("list", parents=[common], help="the methods and models available")
     listing.set_defaults(run=cmd_list)

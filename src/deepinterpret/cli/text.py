@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import zoo
+from ..core.types import Subcommands
 from .common import UsageError, _say
 
 
@@ -76,7 +77,7 @@ def cmd_explain_generation(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_text_command(commands: Any, common: argparse.ArgumentParser) -> None:
+def add_text_command(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     """``deepinterpret explain-text``."""
     text = commands.add_parser("explain-text", parents=[common], help="explain a text classifier's prediction")
     text.add_argument("texts", nargs="+", metavar="TEXT", help="texts to explain")
@@ -93,7 +94,7 @@ def add_text_command(commands: Any, common: argparse.ArgumentParser) -> None:
     text.set_defaults(run=cmd_explain_text)
 
 
-def add_generation_command(commands: Any, common: argparse.ArgumentParser) -> None:
+def add_generation_command(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     """``deepinterpret explain-generation``."""
     gen = commands.add_parser(
         "explain-generation", parents=[common], help="which prompt tokens produced a language model's continuation"

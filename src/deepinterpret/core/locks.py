@@ -12,7 +12,10 @@ from __future__ import annotations
 import functools
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
+
+from .types import Model
 
 _GUARD = threading.Lock()
 _LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -21,7 +24,7 @@ _BY_ID: dict[int, threading.RLock] = {}
 PUBLIC_METHODS = ("interpret", "evaluate", "explain", "__call__")
 
 
-def model_lock(model: Any) -> threading.RLock:
+def model_lock(model: Model) -> threading.RLock:
     """The lock of ``model`` (created on first use; dropped with the model)."""
     with _GUARD:
         try:
@@ -33,7 +36,7 @@ def model_lock(model: Any) -> threading.RLock:
     return lock
 
 
-def serialised(method: Any) -> Any:
+def serialised(method: Callable[..., Any]) -> Callable[..., Any]:
     """``method`` run holding the lock of ``self.adapter.model`` (unchanged when there is no model)."""
 
     @functools.wraps(method)

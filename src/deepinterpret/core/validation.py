@@ -5,16 +5,15 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from .types import Objective
+from .types import DeviceSpec, Objective
 
 OBJECTIVES = ("probability", "logit", "loss")
 
 
-def check_objective(gradient_of: Any, allowed: tuple[str, ...] = OBJECTIVES) -> Objective:
+def check_objective(gradient_of: Objective, allowed: tuple[str, ...] = OBJECTIVES) -> Objective:
     """One of ``allowed`` (:data:`OBJECTIVES` unless an adapter differentiates more, as an embedding space does), or
     a target object: ``target(output, rows, as_tensor) -> [B]`` (see ``deepinterpret.data.targets``), which the
     adapters evaluate on the model's output instead of a class score."""
@@ -25,23 +24,23 @@ def check_objective(gradient_of: Any, allowed: tuple[str, ...] = OBJECTIVES) -> 
     return gradient_of
 
 
-def check_positive_int(value: Any, name: str) -> int:
+def check_positive_int(value: int, name: str) -> int:
     """``value`` as an int, or a ``ValueError`` naming ``name`` when it is not a positive integer."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer; got {value!r}.")
     return int(value)
 
 
-def check_batch_size(batch_size: Any) -> int:
+def check_batch_size(batch_size: int) -> int:
     return check_positive_int(batch_size, "batch_size")
 
 
-def check_optional_positive_int(value: Any, name: str) -> int | None:
+def check_optional_positive_int(value: int | None, name: str) -> int | None:
     """``None`` (the method's default) or a positive integer; 0 is an error, never read as "the default"."""
     return None if value is None else check_positive_int(value, name)
 
 
-def check_number(value: Any, name: str, low: float | None = None, high: float | None = None, open_low=False) -> float:
+def check_number(value: float, name: str, low: float | None = None, high: float | None = None, open_low=False) -> float:
     """``value`` as a finite float in ``[low, high]`` (``(low, high]`` with ``open_low``), or a ``ValueError``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number; got {value!r}.")
@@ -55,7 +54,7 @@ def check_number(value: Any, name: str, low: float | None = None, high: float | 
     return number
 
 
-def check_label(label: Any, num_classes: int | None = None, name: str = "label") -> int | None:
+def check_label(label: int | None, num_classes: int | None = None, name: str = "label") -> int | None:
     """``None`` (the prediction) or a class index: an integer (an integral float is taken; 1.5 is an error, never
     truncated) in ``0..num_classes-1``."""
     if label is None:
@@ -96,7 +95,7 @@ class Device:
 _DEVICE_RE = re.compile(r"^(cpu|gpu|cuda)(?::(\d+))?$")
 
 
-def parse_device(device: Any = None, use_cuda: bool | None = None) -> Device:
+def parse_device(device: DeviceSpec = None, use_cuda: bool | None = None) -> Device:
     """Parse ``None``, ``"cpu"``, ``"gpu"``, ``"gpu:N"``, ``"cuda"``, ``"cuda:N"`` (or a framework device object).
 
     ``use_cuda`` is InterpretDL's deprecated spelling: it still works, with a ``DeprecationWarning``.
@@ -126,7 +125,7 @@ def warn_cpu_fallback(device: Device, why: str) -> None:
 PRECISIONS = (None, "float32", "bfloat16", "float16")
 
 
-def check_precision(precision: Any) -> str | None:
+def check_precision(precision: str | None) -> str | None:
     """``None`` for float32 (``None`` or ``"float32"``), else ``"bfloat16"`` / ``"float16"``; a ``ValueError``
     otherwise."""
     if precision not in PRECISIONS:

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..core.types import ImageInputs, NormalizationSpec
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -68,7 +70,7 @@ IMAGENET = Normalization()
 UNIT = Normalization(mean=(0.0,), std=(1.0,))
 
 
-def as_normalization(spec: Any) -> Normalization:
+def as_normalization(spec: NormalizationSpec) -> Normalization:
     """``None``/``"imagenet"`` → ImageNet statistics; ``"unit"`` → pixels/255 only; ``(mean, std)``; a Normalization."""
     if spec is None or (isinstance(spec, str) and spec.lower() == "imagenet"):
         return IMAGENET
@@ -197,10 +199,10 @@ def _channels_first(data: np.ndarray, channels: int | None) -> np.ndarray:
 
 
 def load_images(
-    inputs: Any,
+    inputs: ImageInputs,
     resize_to: int | None = 224,
     crop_to: int | None = None,
-    normalization: Any = None,
+    normalization: NormalizationSpec = None,
     channels: int | None = None,
 ) -> ImageBatch:
     """Load ``inputs`` (a path, a list of paths, PIL images, NumPy arrays or tensors) as an :class:`ImageBatch`.

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.types import Model
 from .images import Normalization, as_normalization
 
 
@@ -35,7 +36,7 @@ class Preprocessing:
 _REMEMBERED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def remember_preprocessing(model: Any, preprocessing: Preprocessing) -> None:
+def remember_preprocessing(model: Model, preprocessing: Preprocessing) -> None:
     """Note what ``model`` was built for (the zoo does this for its networks), without touching the model."""
     try:
         _REMEMBERED[model] = preprocessing
@@ -59,7 +60,7 @@ def _carried(obj: Any) -> Preprocessing | None:
     )
 
 
-def unwrap_model(model: Any) -> tuple[Any, Preprocessing | None]:
+def unwrap_model(model: Model) -> tuple[Model, Preprocessing | None]:
     """``(the model itself, the preprocessing carried with it or None)``: a zoo entry or any object with a ``model``
     attribute and a ``normalization`` / ``image_size`` gives its model and that preprocessing; a plain model gives
     itself and ``None``."""
@@ -69,7 +70,7 @@ def unwrap_model(model: Any) -> tuple[Any, Preprocessing | None]:
     return model.model, carried
 
 
-def known_input_size(model: Any) -> int | tuple[int, int] | None:
+def known_input_size(model: Model) -> int | tuple[int, int] | None:
     """The input side a plain model was built for, where it can be known: a zoo network (remembered when it was
     loaded) or a Hugging Face model whose config has ``image_size``; else ``None``."""
     try:
@@ -86,7 +87,7 @@ def known_input_size(model: Any) -> int | tuple[int, int] | None:
     return None
 
 
-def known_classes(model: Any) -> tuple[str, ...] | None:
+def known_classes(model: Model) -> tuple[str, ...] | None:
     """A plain model's class names where they can be known: a zoo network's, or a Hugging Face config's
     ``id2label``; else ``None``."""
     try:
@@ -104,7 +105,13 @@ def known_classes(model: Any) -> tuple[str, ...] | None:
     return None
 
 
-def warn_if_input_size_differs(model: Any, height: int, width: int, resize_to: Any = None, size: Any = None) -> None:
+def warn_if_input_size_differs(
+    model: Model,
+    height: int,
+    width: int,
+    resize_to: int | tuple[int, int] | None = None,
+    size: int | tuple[int, int] | None = None,
+) -> None:
     """A ``UserWarning`` when ``model`` is known to take another input size (``size``, else
     :func:`known_input_size`) than ``height x width``."""
     size = size or known_input_size(model)

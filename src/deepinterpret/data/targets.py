@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+from ..core.types import Labels, Tensor
 
 
-def resolve_labels(labels: Any, n: int) -> np.ndarray | None:
+def resolve_labels(labels: Labels, n: int) -> np.ndarray | None:
     """``None`` (→ the predicted class, decided by the caller), an int for every input, or one label per input.
 
     Returns an int64 array of length ``n``, or ``None``. Upper bounds are checked against the model's
@@ -54,11 +57,11 @@ def resolve_labels(labels: Any, n: int) -> np.ndarray | None:
 class OutputTarget:
     """Base of the targets beyond a class index: one scalar per input, computed from the model's output."""
 
-    def __call__(self, output: Any, rows: np.ndarray, as_tensor: Any) -> Any:
+    def __call__(self, output: Tensor, rows: np.ndarray, as_tensor: Callable[[np.ndarray], Tensor]) -> Tensor:
         raise NotImplementedError
 
     @staticmethod
-    def _per_row(values: Any, output: Any) -> Any:
+    def _per_row(values: Tensor, output: Tensor) -> Tensor:
         rows = int(output.shape[0])
         if tuple(values.shape) != (rows,):
             raise ValueError(f"a target must give one value per input; got shape {tuple(values.shape)} for {rows}.")
@@ -70,7 +73,7 @@ class SegmentationRegion(OutputTarget):
     (pytorch-grad-cam's ``SemanticSegmentationTarget``). ``mask``: ``[h, w]`` (the same region for every input)
     or ``[N, h, w]`` (one per input), boolean or weights, at the output's resolution."""
 
-    def __init__(self, label: int, mask: Any):
+    def __init__(self, label: int, mask: ArrayLike):
         if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or label < 0:
             raise ValueError(f"label must be a class index >= 0; got {label!r}.")
         mask = np.asarray(mask, dtype=np.float32)
@@ -78,7 +81,7 @@ class SegmentationRegion(OutputTarget):
             raise ValueError(f"mask must be a finite [h, w] or [N, h, w] array; got shape {mask.shape}.")
         self.label, self.mask = int(label), mask
 
-    def __call__(self, output: Any, rows: np.ndarray, as_tensor: Any) -> Any:
+    def __call__(self, output: Tensor, rows: np.ndarray, as_tensor: Callable[[np.ndarray], Tensor]) -> Tensor:
         if output.ndim != 4:
             raise ValueError(
                 f"SegmentationRegion needs a segmentation output [N, classes, h, w]; got shape {tuple(output.shape)}."
@@ -100,7 +103,7 @@ class RegressionOutput(OutputTarget):
     def __init__(self, index: int | None = None):
         self.index = index
 
-    def __call__(self, output: Any, rows: np.ndarray, as_tensor: Any) -> Any:
+    def __call__(self, output: Tensor, rows: np.ndarray, as_tensor: Callable[[np.ndarray], Tensor]) -> Tensor:
         flat = output.reshape([int(output.shape[0]), -1])
         if self.index is None and int(flat.shape[1]) != 1:
             raise ValueError(f"the model has {int(flat.shape[1])} outputs; give RegressionOutput(index=...).")
@@ -111,16 +114,16 @@ class OutputFunction(OutputTarget):
     """Any function of the model's output: ``fn(output) -> [N]`` (or ``fn(output, rows)`` with ``with_rows``),
     written with the model's framework (it is differentiated by the gradient methods)."""
 
-    def __init__(self, fn: Any, with_rows: bool = False):
+    def __init__(self, fn: Callable[..., Tensor], with_rows: bool = False):
         if not callable(fn):
             raise TypeError(f"OutputFunction needs a callable; got {fn!r}.")
         self.fn, self.with_rows = fn, with_rows
 
-    def __call__(self, output: Any, rows: np.ndarray, as_tensor: Any) -> Any:
+    def __call__(self, output: Tensor, rows: np.ndarray, as_tensor: Callable[[np.ndarray], Tensor]) -> Tensor:
         return self._per_row(self.fn(output, rows) if self.with_rows else self.fn(output), output)
 
 
-def as_target(labels: Any) -> OutputTarget | None:
+def as_target(labels: Labels) -> OutputTarget | None:
     """``labels`` as a target object when it is one (a plain callable becomes an :class:`OutputFunction`), else
     ``None`` (class indices, handled by :func:`resolve_labels`)."""
     if isinstance(labels, OutputTarget):
@@ -130,7 +133,7 @@ def as_target(labels: Any) -> OutputTarget | None:
     return None
 
 
-def resolve_label_lists(labels: Any, n: int) -> np.ndarray | None:
+def resolve_label_lists(labels: Labels, n: int) -> np.ndarray | None:
     """Like :func:`resolve_labels`, and also several classes per input: a list of ``K`` classes per input (e.g.
     its top 5), or one list for all, gives int64 ``[n, K]``; anything else what :func:`resolve_labels` gives."""
     if labels is None or as_target(labels) is not None or hasattr(labels, "detach"):

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.types import Tokenizer
+
 MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -35,7 +37,7 @@ class TextBatch:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def rows(self, index: Any) -> dict[str, np.ndarray]:
+    def rows(self, index: np.ndarray | slice) -> dict[str, np.ndarray]:
         """The model inputs of the texts at ``index`` (an int array: rows may repeat)."""
         return {k: v[index] for k, v in self.inputs.items()}
 
@@ -53,7 +55,7 @@ def as_texts(raw_text: str | Sequence[str]) -> list[str]:
     return texts
 
 
-def token_limit(tokenizer: Any, max_seq_len: int, model_limit: int | None = None) -> int:
+def token_limit(tokenizer: Tokenizer, max_seq_len: int, model_limit: int | None = None) -> int:
     """The most tokens a text may have: ``max_seq_len``, the model's position table (``model_limit``) and the
     tokenizer's ``model_max_length``, whichever is smallest."""
     limits = [int(max_seq_len)] + ([int(model_limit)] if model_limit else [])
@@ -80,7 +82,7 @@ def warn_dropped(index: int, ids: Sequence[int], limit: int, decode: Callable[[A
 
 def encode_texts(
     raw_text: str | Sequence[str],
-    tokenizer: Any = None,
+    tokenizer: Tokenizer = None,
     text_to_input_fn: Callable[[str], Any] | None = None,
     max_seq_len: int = 128,
     model_limit: int | None = None,
@@ -111,7 +113,7 @@ def encode_texts(
 
 
 def encode_with(
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     texts: list[str],
     pairs: list[str] | None = None,
     max_seq_len: int = 128,
@@ -224,7 +226,7 @@ def merge_words(
     return [(word, float(combine(group)) if group else 0.0) for word, group in zip(words, groups, strict=True)]
 
 
-def encode_within_limit(tokenizer: Any, raw_text: str, max_seq_len: int, model_limit: int | None = None) -> dict:
+def encode_within_limit(tokenizer: Tokenizer, raw_text: str, max_seq_len: int, model_limit: int | None = None) -> dict:
     """``tokenizer(raw_text)`` as NumPy ``[1, L]`` arrays, cut to :func:`token_limit` tokens — with a warning that
     says what was dropped when the text is longer (never a silent cut, never a crash inside the model)."""
     limit = token_limit(tokenizer, max_seq_len, model_limit)

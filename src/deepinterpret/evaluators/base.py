@@ -122,7 +122,7 @@ class InterpreterEvaluator(SerialisedPublic, UsesModelPreprocessing):
         """The label checked against the model's outputs ``[N, classes]``."""
         return check_label(label, int(np.shape(outputs)[-1]))
 
-    def _fill_value(self, fill: Any = "grey", x: np.ndarray | None = None) -> np.ndarray:
+    def _fill_value(self, fill: str | float = "grey", x: np.ndarray | None = None) -> np.ndarray:
         """What removed pixels become, in model space, per channel ``[C, 1, 1]``: ``"grey"`` (127, as the
         original), ``"black"`` (0), ``"mean"`` (the image's mean per channel) or a pixel value 0–255."""
         norm = self.normalization

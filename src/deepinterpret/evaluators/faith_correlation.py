@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
 from ..adapters import check_positive_int, chunks, sample_rng
+from ..core.types import Explanations, Images, Targets
 from .faith_plan import MaskedPlan, ModelScores, baseline_images, check_inputs
 
 
@@ -71,12 +71,12 @@ def finish_faithfulness_correlation(
 
 def faithfulness_correlation(
     scores: ModelScores,
-    x: Any,
-    maps: Any,
-    targets: Any,
+    x: Images,
+    maps: Explanations,
+    targets: Targets,
     n_runs: int = 100,
     subset_size: int | None = None,
-    baseline: Any = 0.0,
+    baseline: float | str | np.ndarray = 0.0,
     output: str = "probability",
     random_seed: int = 0,
     indices: Sequence[int] | None = None,
@@ -153,11 +153,11 @@ def finish_monotonicity(
 
 def monotonicity_correlation(
     scores: ModelScores,
-    x: Any,
-    maps: Any,
-    targets: Any,
+    x: Images,
+    maps: Explanations,
+    targets: Targets,
     features_in_step: int | None = None,
-    baseline: Any = 0.0,
+    baseline: float | str | np.ndarray = 0.0,
     output: str = "probability",
     absolute: bool = True,
     eps: float = 1e-5,
@@ -183,9 +183,9 @@ def gaussian_perturbation(shape: tuple[int, ...], noise_std: float, random_seed:
 
 def infidelity(
     scores: ModelScores,
-    x: Any,
-    maps: Any,
-    targets: Any,
+    x: Images,
+    maps: Explanations,
+    targets: Targets,
     n_samples: int = 32,
     noise_std: float = 0.2,
     normalize: bool = True,
@@ -234,9 +234,9 @@ def infidelity(
 
 def sensitivity_max(
     explain: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    x: Any,
-    targets: Any,
-    reference_maps: Any | None = None,
+    x: Images,
+    targets: Targets,
+    reference_maps: Explanations | None = None,
     radius: float = 0.02,
     n_samples: int = 10,
     batch_size: int = 64,

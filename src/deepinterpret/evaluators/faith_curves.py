@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import numpy as np
 
 from ..adapters import check_positive_int
+from ..core.types import Explanations, Images, Targets
 from .faith_plan import MaskedPlan, ModelScores, baseline_images, check_inputs, unit_labels, unit_ranks
 
 CURVE_MODES = ("morf", "lerf", "insertion")
@@ -77,12 +77,12 @@ def assemble_curves(
 
 def perturbation_curves(
     scores: ModelScores,
-    x: Any,
-    maps: Any,
-    targets: Any,
+    x: Images,
+    maps: Explanations,
+    targets: Targets,
     steps: int = 20,
     modes: Iterable[str] = CURVE_MODES,
-    baseline: Any = 0.0,
+    baseline: float | str | np.ndarray = 0.0,
     patch: int | None = None,
     output: str = "probability",
     random_seed: int = 0,

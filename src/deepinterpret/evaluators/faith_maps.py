@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 
 from ..adapters import adapt, bilinear_matrix, sample_rng
+from ..core.types import Explanations, Images, Model, Targets
 from .faith_correlation import _pearson, _spearman
 
 
-def sparsity_scores(maps: Any) -> dict[str, np.ndarray]:
+def sparsity_scores(maps: Explanations) -> dict[str, np.ndarray]:
     """``{"gini": [N], "entropy": [N]}`` of each map's ``|values|`` (see :mod:`.scores`)."""
     from .scores import entropy, gini
 
@@ -24,7 +25,7 @@ def sparsity_scores(maps: Any) -> dict[str, np.ndarray]:
 
 
 def localisation_scores(
-    maps: Any, masks: Any, random_seed: int = 0, indices: Sequence[int] | None = None
+    maps: Explanations, masks: np.ndarray, random_seed: int = 0, indices: Sequence[int] | None = None
 ) -> dict[str, np.ndarray]:
     """``{"pointing_game": [N] (0/1), "roc_auc": [N]}`` of maps ``[N, H, W]`` against boolean masks ``[N, H, W]``
     (each with object and background pixels); ties among the maxima are broken by a seeded draw."""
@@ -70,10 +71,10 @@ def consensus(maps_by_model: dict[str, Any]) -> dict[str, np.ndarray]:
 
 def mprt_similarity(
     explain_with: Callable[[Any, np.ndarray, np.ndarray], np.ndarray],
-    model: Any,
-    x: Any,
-    targets: Any,
-    reference_maps: Any,
+    model: Model,
+    x: Images,
+    targets: Targets,
+    reference_maps: Explanations,
     layers: Sequence[str] | None = None,
     random_seed: int = 0,
     models: Iterable[tuple[str, Any]] | None = None,

@@ -6,18 +6,18 @@ See :mod:`deepinterpret.evaluators.faithfulness` for the metrics."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
 from ..adapters import adapt, check_batch_size, chunks, sample_rng
+from ..core.types import Explanations, Images, Model, Targets
 
 
 class ModelScores:
     """A model seen as ``inputs → logits``, run in chunks of ``batch_size`` without a graph; ``passes`` counts the
     input rows sent through the model (one row = one forward pass of one input)."""
 
-    def __init__(self, model: Any, device: str | None = None, batch_size: int = 64):
+    def __init__(self, model: Model, device: str | None = None, batch_size: int = 64):
         from ..adapters import ModelAdapter
 
         self.adapter = model if isinstance(model, ModelAdapter) else adapt(model, device)
@@ -109,7 +109,7 @@ class MaskedPlan:
 # -- inputs, baselines, rankings -------------------------------------------------------------------------------
 
 
-def check_inputs(x: Any, maps: Any, targets: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def check_inputs(x: Images, maps: Explanations, targets: Targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``x`` ``[N, C, H, W]``, ``maps`` ``[N, H, W]`` (finite), ``targets`` ``[N]`` ints; ``ValueError`` otherwise."""
     x = np.asarray(x, np.float32)
     maps = np.asarray(maps, np.float64)
@@ -125,7 +125,7 @@ def check_inputs(x: Any, maps: Any, targets: Any) -> tuple[np.ndarray, np.ndarra
     return x, maps, targets.astype(np.int64)
 
 
-def baseline_images(x: np.ndarray, baseline: Any = 0.0) -> np.ndarray:
+def baseline_images(x: np.ndarray, baseline: float | str | np.ndarray = 0.0) -> np.ndarray:
     """What removed pixels become, per image ``[N, C, H, W]``: a number or per-channel values (model space), an
     array of ``x``'s shape, or ``"mean"`` (each image's mean per channel)."""
     if isinstance(baseline, str):

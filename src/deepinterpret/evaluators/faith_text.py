@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import adapt, check_batch_size, chunks
+from ..core.types import Model, Targets, Tokenizer
 from .faith_curves import CURVE_MODES
 
 
@@ -16,7 +17,7 @@ class TextScores:
     """A text classifier seen as ``texts → logits``: ``tokenizer`` (Hugging Face) and the model's adapter, run in
     chunks of ``batch_size``; ``passes`` counts the texts sent through the model."""
 
-    def __init__(self, model: Any, tokenizer: Any, device: str | None = None, batch_size: int = 64,
+    def __init__(self, model: Model, tokenizer: Tokenizer, device: str | None = None, batch_size: int = 64,
                  max_length: int = 128):  # fmt: skip
         from ..adapters import ModelAdapter
 
@@ -43,7 +44,7 @@ def text_curves(
     scores: TextScores,
     words: Sequence[Sequence[str]],
     attributions: Sequence[Any],
-    targets: Any,
+    targets: Targets,
     steps: int = 10,
     modes: Iterable[str] = CURVE_MODES,
     fill: str | None = None,
@@ -71,7 +72,7 @@ def text_suite(
     scores: TextScores,
     words: Sequence[Sequence[str]],
     attributions_by_method: dict[str, Sequence[Any]],
-    targets: Any,
+    targets: Targets,
     metrics: Sequence[str] = ("abpc", "morf", "lerf", "deletion", "insertion", "gini", "entropy"),
     steps: int = 10,
     fill: str | None = None,

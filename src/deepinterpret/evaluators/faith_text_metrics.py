@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import chunks, sample_rng
+from ..core.types import Targets
 from .faith_curves import _curve_thresholds
 
 TEXT_METRICS = ("abpc", "morf", "lerf", "deletion", "insertion", "faithfulness_correlation", "monotonicity", "gini",
@@ -138,7 +139,7 @@ def text_metrics(
     scores: Any,
     words: Sequence[Sequence[str]],
     attributions_by_method: dict[str, Sequence[Any]],
-    targets: Any,
+    targets: Targets,
     metrics: Sequence[str] = TEXT_METRICS[:-2],
     steps: int = 10,
     fill: str | None = None,

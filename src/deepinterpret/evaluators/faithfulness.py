@@ -58,6 +58,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.types import Images, Targets
 from .faith_correlation import (
     default_features_in_step,
     faithfulness_correlation,
@@ -124,13 +125,13 @@ DIRECTION = {
 
 def faithfulness_suite(
     scores: ModelScores,
-    x: Any,
+    x: Images,
     maps_by_method: dict[str, Any],
-    targets: Any,
+    targets: Targets,
     metrics: Sequence[str] = MODEL_METRICS + MAP_METRICS,
-    masks: Any = None,
+    masks: np.ndarray | None = None,
     steps: int = 20,
-    baseline: Any = 0.0,
+    baseline: float | str | np.ndarray = 0.0,
     patch: int | None = None,
     n_runs: int = 50,
     subset_size: int | None = None,

@@ -17,13 +17,14 @@ Nguyen & Martínez 2020, https://arxiv.org/abs/2007.07584).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..adapters import check_batch_size, check_positive_int, resolve_seed
 from ..core.batching import Chunk, batches, sliced
-from ..core.types import Explanations, ImageInputs, Model
+from ..core.types import Explanations, ImageInputs, Interprets, Model
 from ..core.validation import check_label, check_number, check_optional_positive_int
 from .base import InterpreterEvaluator, explanation_map
 from .perturbation import patch_units
@@ -175,7 +176,7 @@ class SensitivityMax(InterpreterEvaluator):
     def evaluate(
         self,
         img_path: ImageInputs,
-        interpreter: Any,
+        interpreter: Interprets | Callable[[np.ndarray], Explanations],
         interpret_kwargs: dict | None = None,
         perturb_radius: float = 0.02,
         n_perturb_samples: int = 10,
@@ -221,7 +222,7 @@ class _UnitEvaluator(InterpreterEvaluator):
         return patch_units(height, width, patch or max(1, round(min(height, width) / 8)))
 
     def _drops(
-        self, img_path, explanation, resize_to, crop_to, patch, label, subsets_for, batch_size: int, fill: Any
+        self, img_path, explanation, resize_to, crop_to, patch, label, subsets_for, batch_size: int, fill: str | float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """``(subsets [n, U], unit attributions [U], probability drops [n], class)``.
 
@@ -271,7 +272,7 @@ class LocalFidelity(_UnitEvaluator):
         resize_to: int | None = 224,
         crop_to: int | None = None,
         label: int | None = None,
-        fill: Any = "grey",
+        fill: str | float = "grey",
     ) -> dict:
         rng = np.random.default_rng(resolve_seed(random_seed))
         n = check_positive_int(n_samples, "n_samples")
@@ -304,7 +305,7 @@ class Monotonicity(_UnitEvaluator):
         resize_to: int | None = 224,
         crop_to: int | None = None,
         label: int | None = None,
-        fill: Any = "grey",
+        fill: str | float = "grey",
     ) -> dict:
         from scipy.stats import spearmanr
 

@@ -65,7 +65,7 @@ def perturbation_curve(
     mode: str,
     target: int | None,
     batch_size: int,
-    fill: Any = "grey",
+    fill: str | float = "grey",
     return_images: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None, int]:
     """``(probabilities of the class at each step, the perturbed inputs (model space) or None, class)``.
@@ -120,7 +120,7 @@ class _CurveEvaluator(InterpreterEvaluator):
         crop_to: int | None = None,
         limit_number_generated_samples: int | None = None,
         label: int | None = None,
-        fill: Any = "grey",
+        fill: str | float = "grey",
         absolute: bool = True,
         patch: int | None = None,
         return_images: bool = True,

@@ -9,12 +9,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-def abpc(morf_probas: Any, lerf_probas: Any) -> float:
+def abpc(morf_probas: ArrayLike, lerf_probas: ArrayLike) -> float:
     """Area between the LeRF and MoRF curves (same steps): ``mean(LeRF − MoRF)``."""
     morf, lerf = np.asarray(morf_probas, np.float64), np.asarray(lerf_probas, np.float64)
     if morf.shape != lerf.shape or morf.ndim != 1 or morf.size == 0:
@@ -22,7 +21,7 @@ def abpc(morf_probas: Any, lerf_probas: Any) -> float:
     return float(np.mean(lerf - morf))
 
 
-def gini(values: Any) -> float:
+def gini(values: ArrayLike) -> float:
     """Gini index of ``|values|`` (flattened): 0 for a uniform map, → 1 when one entry holds all the mass."""
     v = np.sort(np.abs(np.asarray(values, np.float64)).ravel())
     if v.size == 0 or not np.all(np.isfinite(v)):
@@ -35,7 +34,7 @@ def gini(values: Any) -> float:
     return float(np.sum((2 * index - n - 1) * v) / (n * total))
 
 
-def entropy(values: Any) -> float:
+def entropy(values: ArrayLike) -> float:
     """Shannon entropy (nats) of ``|values| / Σ|values|``; ``log(n)`` for a uniform or all-zero map."""
     v = np.abs(np.asarray(values, np.float64)).ravel()
     if v.size == 0 or not np.all(np.isfinite(v)):
@@ -47,6 +46,6 @@ def entropy(values: Any) -> float:
     return float(-np.sum(p * np.log(p)))
 
 
-def sparsity(values: Any) -> dict[str, float]:
+def sparsity(values: ArrayLike) -> dict[str, float]:
     """``{"gini": …, "entropy": …}`` of a map (see the module docstring)."""
     return {"gini": gini(values), "entropy": entropy(values)}

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..core.locks import SerialisedPublic
-from ..core.types import ImageInputs, Model, NormalizationSpec
+from ..core.types import ImageInputs, ImageProcessor, Model, NormalizationSpec
 from ..data import Normalization
 from ..data.preprocessing import unwrap_model
 from ..interpreters import GradShapCVInterpreter, IntGradCVInterpreter, SmoothGradInterpreter
@@ -28,7 +28,7 @@ VISUALIZATIONS = ("heatmap", "overlay", "masked_image", "alpha_scaling")
 SIGNS = ("all", "positive", "negative", "absolute")
 
 
-def _processor_settings(feature_extractor: Any) -> tuple[Normalization | None, int | None]:
+def _processor_settings(feature_extractor: ImageProcessor) -> tuple[Normalization | None, int | None]:
     """Mean, std and size from a Hugging Face image processor (``image_mean``, ``image_std``, ``size``)."""
     if feature_extractor is None:
         return None, None
@@ -47,7 +47,7 @@ class ImageClassificationExplainer(SerialisedPublic):
     def __init__(
         self,
         model: Model,
-        feature_extractor: Any = None,
+        feature_extractor: ImageProcessor = None,
         attribution_type: str = "integrated_gradients",
         custom_labels: list[str] | None = None,
         normalization: NormalizationSpec = None,

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..adapters import adapt
 from ..core.locks import SerialisedPublic
+from ..core.types import Model, Tokenizer
 from ..data import TextBatch, merge_words
 from ..interpreters.attention import ModelInputs, attention_relevance
 from ..interpreters.lime import fit_surrogate, kernel_weights, lime_text
@@ -37,8 +38,8 @@ class BaseExplainer(SerialisedPublic):
 
     def __init__(
         self,
-        model: Any,
-        tokenizer: Any = None,
+        model: Model,
+        tokenizer: Tokenizer = None,
         attribution_type: str = "lig",
         custom_labels: list[str] | None = None,
         method: str = "intgrad",

@@ -27,12 +27,13 @@ visualisation applies). Layers are named as in ``named_modules()`` (PyTorch) or 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
-from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
+from ..adapters import GradientResult, ModelAdapter, check_batch_size, check_objective, softmax
 from ..core.batching import batches, joined, map_batches
+from ..core.types import Array, ArrayNamespace, ImageInputs, Images, Labels, LayerName, Objective, SavePath
 from ..core.validation import check_positive_int
 from ..data import as_target, resolve_label_lists
 from .base import Interpreter
@@ -41,18 +42,22 @@ from .score_cam_plan import BLANK, plan_channels
 
 _EPS = 1e-7
 
+#: A CAM's channel weighting ``weights(xp, activations, gradients)`` (``[N, C, h, w]`` each) → weights that
+#: broadcast against the activations.
+ChannelWeights = Callable[[ArrayNamespace, Array, Array], Array]
 
-def _feature_map(xp: Any, array: Any, layer: str, x: Any) -> Any:
+
+def _feature_map(xp: ArrayNamespace, array: Array, layer: LayerName, x: Array) -> Array:
     """The layer's output (or its gradient) as ``[N, C, h, w]``; transformer tokens on their patch grid."""
     return as_feature_map(xp, array, layer, int(x.shape[-2]), int(x.shape[-1]))
 
 
-def grad_cam_weights(xp: Any, activations: Any, gradients: Any) -> Any:
+def grad_cam_weights(xp: ArrayNamespace, activations: Array, gradients: Array) -> Array:
     """Grad-CAM: the spatial mean of the gradients, one weight per channel."""
     return xp.mean(gradients, axis=(2, 3), keepdims=True)
 
 
-def grad_cam_plus_plus_weights(xp: Any, activations: Any, gradients: Any) -> Any:
+def grad_cam_plus_plus_weights(xp: ArrayNamespace, activations: Array, gradients: Array) -> Array:
     """Grad-CAM++: ``Σ_ij α_kij ReLU(g_kij)`` with ``α = g² / (2g² + Σ_ab A_kab g³)`` (0 where ``g = 0``)."""
     g2 = gradients * gradients
     denominator = 2 * g2 + xp.sum(activations, axis=(2, 3), keepdims=True) * g2 * gradients
@@ -60,25 +65,25 @@ def grad_cam_plus_plus_weights(xp: Any, activations: Any, gradients: Any) -> Any
     return xp.sum(alpha * xp.maximum(gradients, 0.0), axis=(2, 3), keepdims=True)
 
 
-def layer_cam_weights(xp: Any, activations: Any, gradients: Any) -> Any:
+def layer_cam_weights(xp: ArrayNamespace, activations: Array, gradients: Array) -> Array:
     """LayerCAM: the positive part of each gradient, element-wise."""
     return xp.maximum(gradients, 0.0)
 
 
-def combine(xp: Any, activations: Any, weights: Any) -> Any:
+def combine(xp: ArrayNamespace, activations: Array, weights: Array) -> Array:
     """``ReLU(Σ_k w_k ⊙ A_k)`` → ``[N, h, w]``."""
     return xp.maximum(xp.sum(weights * activations, axis=1), 0.0)
 
 
 def gradient_cam(
     adapter: ModelAdapter,
-    x: Any,
+    x: Images,
     targets: np.ndarray | None,
-    layer: str,
-    channel_weights=grad_cam_weights,
-    objective: str = "logit",
+    layer: LayerName,
+    channel_weights: ChannelWeights = grad_cam_weights,
+    objective: Objective = "logit",
     batch_size: int = 16,
-) -> tuple[Any, np.ndarray, np.ndarray]:
+) -> tuple[Array, np.ndarray, np.ndarray]:
     """A gradient-weighted CAM of ``layer`` for each input: ``(maps [N, h, w], targets, probabilities [N, K])``.
 
     One forward and one backward that stops at ``layer``, per chunk of ``batch_size`` images; with
@@ -103,7 +108,9 @@ def gradient_cam(
     return joined(xp, maps), np.concatenate(used), softmax(np, np.concatenate(logits))
 
 
-def _per_class_cam(xp: Any, result: Any, layer: str, x: Any, channel_weights) -> Any:
+def _per_class_cam(
+    xp: ArrayNamespace, result: GradientResult, layer: LayerName, x: Array, channel_weights: ChannelWeights
+) -> Array:
     """The maps ``[B, K, h, w]`` of a layer gradient taken for ``K`` classes per row (gradients ``[B, K, ...]``):
     the activations repeated for each class, every (row, class) pair weighted as one image would be."""
     rows, classes = (int(d) for d in result.gradients.shape[:2])
@@ -116,7 +123,7 @@ def _per_class_cam(xp: Any, result: Any, layer: str, x: Any, channel_weights) ->
     return xp.reshape(maps, (rows, classes, *tuple(int(d) for d in maps.shape[1:])))
 
 
-def layer_activations(adapter: ModelAdapter, x: Any, layer: str, batch_size: int) -> tuple[Any, Any]:
+def layer_activations(adapter: ModelAdapter, x: Images, layer: LayerName, batch_size: int) -> tuple[Array, Array]:
     """``(the raw output of layer for every input, the model's outputs)``, both ``xp`` arrays: one forward per
     chunk of ``batch_size`` inputs, no graph."""
 
@@ -130,15 +137,15 @@ def layer_activations(adapter: ModelAdapter, x: Any, layer: str, batch_size: int
 
 def score_cam(
     adapter: ModelAdapter,
-    x: Any,
+    x: Images,
     targets: np.ndarray | None,
-    layer: str,
+    layer: LayerName,
     batch_size: int = 16,
     progress: bool | None = None,
-    output: Any = "probability",
+    output: Objective = "probability",
     top_k: int | None = None,
     report: dict | None = None,
-) -> tuple[Any, np.ndarray, np.ndarray]:
+) -> tuple[Array, np.ndarray, np.ndarray]:
     """Score-CAM of ``layer`` for each input: ``(maps [N, h, w], targets, probabilities [N, classes])``.
 
     ``output``: the probability of class ``targets[i]`` (the paper), ``"logit"``, or a target object (then
@@ -168,7 +175,7 @@ def score_cam(
         scores = np.zeros((n, channels, classes.shape[1]), dtype=np.float32)
         found = np.zeros((len(plan.jobs), classes.shape[1]), dtype=np.float32)
 
-        def read(inputs: Any, images: np.ndarray) -> np.ndarray:  # [b, K]
+        def read(inputs: Array, images: np.ndarray) -> np.ndarray:  # [b, K]
             wanted = classes[images, 0] if target_object else classes[images]
             values = adapter.scores(inputs, wanted, output, batch_size)
             return values.reshape(len(images), -1)
@@ -204,8 +211,8 @@ class IntermediateLayerInterpreter(Interpreter):
     """Sub-abstract interpreter that reads intermediate layers' outputs, no gradients."""
 
     def _build_predict_fn(
-        self, rebuild: bool = False, target_layer: str | None = None, target_layer_pattern: str | None = None
-    ):
+        self, rebuild: bool = False, target_layer: LayerName | None = None, target_layer_pattern: str | None = None
+    ) -> Callable[[Images], tuple[list[np.ndarray], np.ndarray, np.ndarray]]:
         """``predict_fn(data) -> (list of the layers' outputs as ndarrays, probabilities, predicted labels)``.
 
         ``target_layer`` (an exact name) and ``target_layer_pattern`` (a regex, ``re.match``) exclude each other.
@@ -214,7 +221,7 @@ class IntermediateLayerInterpreter(Interpreter):
         adapter = self.adapter
         layers = adapter.find_layers(target_layer, target_layer_pattern)
 
-        def predict_fn(data: Any):
+        def predict_fn(data: Images) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
             with adapter.evaluation():
                 outputs, logits = adapter.capture_activations(data, layers)
             probas = softmax(np, adapter.to_numpy(logits))
@@ -236,14 +243,14 @@ class _GradientCAMInterpreter(_CAMInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        target_layer_name: str,
-        label: Any = None,
+        inputs: ImageInputs,
+        target_layer_name: LayerName,
+        label: Labels = None,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
-        labels: Any = None,
+        save_path: SavePath = None,
+        labels: Labels = None,
         gradient_of: str | None = None,
         batch_size: int = 16,
     ) -> np.ndarray:
@@ -302,15 +309,15 @@ class ScoreCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        target_layer_name: str,
-        labels: Any = None,
+        inputs: ImageInputs,
+        target_layer_name: LayerName,
+        labels: Labels = None,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 32,
-        label: Any = None,
+        label: Labels = None,
         top_k: int | None = None,
     ) -> np.ndarray:
         """Returns the maps at the layer's resolution, ``np.ndarray`` of shape ``[N, h, w]``.

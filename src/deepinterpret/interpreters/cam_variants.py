@@ -28,13 +28,11 @@ segmentation output, a regression output, any function of the output) is explain
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, softmax
 from ..core.batching import Chunk, batches, joined, map_batches
-from ..core.types import ArrayNamespace, ImageInputs, Images, Labels, SavePath
+from ..core.types import Array, ArrayNamespace, ImageInputs, Images, Labels, LayerName, Objective, SavePath
 from .cam import (
     IntermediateLayerInterpreter,
     _CAMInterpreter,
@@ -48,18 +46,18 @@ from .feature_grid import channel_axis
 _EPS = 1e-7
 
 
-def hires_cam_weights(xp: ArrayNamespace, activations: Any, gradients: Any) -> Any:
+def hires_cam_weights(xp: ArrayNamespace, activations: Array, gradients: Array) -> Array:
     """HiResCAM: the gradients themselves, element-wise."""
     return gradients
 
 
-def xgrad_cam_weights(xp: ArrayNamespace, activations: Any, gradients: Any) -> Any:
+def xgrad_cam_weights(xp: ArrayNamespace, activations: Array, gradients: Array) -> Array:
     """XGrad-CAM: ``Σ_ij A_kij g_kij / (Σ_ab A_kab + ε)``, one weight per channel."""
     total = xp.sum(activations, axis=(2, 3), keepdims=True)
     return xp.sum(activations * gradients, axis=(2, 3), keepdims=True) / (total + _EPS)
 
 
-def principal_projection(xp: ArrayNamespace, activations: Any, center: bool = False) -> Any:
+def principal_projection(xp: ArrayNamespace, activations: Array, center: bool = False) -> Array:
     """Eigen-CAM of ``[N, C, h, w]`` activations: ``ReLU`` of the projection on the first right singular vector of
     each ``(h·w) × C`` matrix (channel means removed first with ``center``), signed to agree with ``Σ_k A_k``."""
     n, c, h, w = (int(d) for d in activations.shape)
@@ -74,8 +72,8 @@ def principal_projection(xp: ArrayNamespace, activations: Any, center: bool = Fa
 
 
 def eigen_cam(
-    adapter: ModelAdapter, x: Images, layer: str, batch_size: int = 16, center: bool = False
-) -> tuple[Any, np.ndarray, np.ndarray]:
+    adapter: ModelAdapter, x: Images, layer: LayerName, batch_size: int = 16, center: bool = False
+) -> tuple[Array, np.ndarray, np.ndarray]:
     """Eigen-CAM of ``layer`` for each input: ``(maps [N, h, w], predicted classes, probabilities [N, K])``. One
     forward per chunk of ``batch_size`` inputs, no graph."""
     adapter.find_layers(layer)
@@ -95,11 +93,11 @@ def ablation_cam(
     adapter: ModelAdapter,
     x: Images,
     targets: np.ndarray | None,
-    layer: str,
-    output: Any = "logit",
+    layer: LayerName,
+    output: Objective = "logit",
     batch_size: int = 32,
     progress: bool | None = None,
-) -> tuple[Any, np.ndarray, np.ndarray]:
+) -> tuple[Array, np.ndarray, np.ndarray]:
     """Ablation-CAM of ``layer`` for each input: ``(maps [N, h, w], targets, probabilities [N, K])``. ``output``:
     the score, ``"logit"`` or ``"probability"`` of class ``targets[i]``, or a target object."""
     adapter.find_layers(layer)
@@ -151,7 +149,7 @@ class EigenCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
     def interpret(
         self,
         inputs: ImageInputs,
-        target_layer_name: str,
+        target_layer_name: LayerName,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
@@ -172,7 +170,7 @@ class AblationCAMInterpreter(IntermediateLayerInterpreter, _CAMInterpreter):
     def interpret(
         self,
         inputs: ImageInputs,
-        target_layer_name: str,
+        target_layer_name: LayerName,
         labels: Labels = None,
         resize_to: int | None = 224,
         crop_to: int | None = None,

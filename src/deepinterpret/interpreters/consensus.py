@@ -8,17 +8,20 @@ then averaged over the models (the normalisation InterpretDL's example suggests)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ..core.types import ImageInputs
+from ..core.types import ImageInputs, Model
 
 
 class ConsensusInterpreter:
     """Averages the explanations of ``InterpreterClass`` over ``list_of_models``."""
 
-    def __init__(self, InterpreterClass: type, list_of_models: Any, device: str | None = None, **kwargs: Any):
+    def __init__(
+        self, InterpreterClass: type, list_of_models: Sequence[Model], device: str | None = None, **kwargs: Any
+    ):
         self.models = list(list_of_models)
         if not self.models:
             raise ValueError("list_of_models is empty.")

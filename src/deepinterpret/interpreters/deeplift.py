@@ -26,24 +26,23 @@ references without a graph and one forward and backward of the inputs.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
 from ..core.batching import joined, map_batches
+from ..core.types import Array, Baselines, ImageInputs, Images, Labels, Objective, SavePath
 from .gradient_rules import modified_gradient
 from .gradients import _GradientFamilyInterpreter
 from .integrated_gradients import baseline_array
 
 
-def _baselines(adapter: ModelAdapter, x: Any, baselines: Any) -> Any:
+def _baselines(adapter: ModelAdapter, x: Array, baselines: Baselines) -> Array:
     """The references, ``[1 or N, C, H, W]``: zeros for ``None``, else the given array (one for all or one per
     input)."""
     return adapter.xp.zeros_like(x[:1]) if baselines is None else baseline_array(adapter, x, baselines)
 
 
-def _objective_value(logits: np.ndarray, targets: np.ndarray, objective: Any) -> np.ndarray:
+def _objective_value(logits: np.ndarray, targets: np.ndarray, objective: Objective) -> np.ndarray:
     """The objective of class ``targets[i]`` (``[N]``, or ``[N, K]`` classes per input) from logits
     ``[1 or N, classes]`` (NumPy); for a target object (``objective`` callable, ``targets`` the input of each row)
     its value on the outputs ``[1 or N, ...]``."""
@@ -62,13 +61,13 @@ def _objective_value(logits: np.ndarray, targets: np.ndarray, objective: Any) ->
 
 def deeplift(
     adapter: ModelAdapter,
-    x: Any,
+    x: Images,
     targets: np.ndarray | None,
-    baselines: Any = None,
-    objective: str = "logit",
+    baselines: Baselines = None,
+    objective: Objective = "logit",
     batch_size: int = 16,
     eps: float = 1e-10,
-) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[Array, np.ndarray, np.ndarray, np.ndarray]:
     """``(attributions like x, targets, probabilities [N, K], convergence delta [N])``: DeepLIFT (rescale) of
     ``objective`` of class ``targets[i]`` (``None``: the predicted class) against ``baselines``."""
     check_objective(objective)
@@ -102,16 +101,16 @@ class DeepLIFTInterpreter(_GradientFamilyInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        labels: Any = None,
-        baselines: Any = None,
+        inputs: ImageInputs,
+        labels: Labels = None,
+        baselines: Baselines = None,
         gradient_of: str = "logit",
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 16,
-        label: Any = None,
+        label: Labels = None,
         eps: float = 1e-10,
     ) -> np.ndarray:
         """Returns ``(x − r) ⊙ m``, ``np.ndarray [N, C, H, W]`` (``[N, K, C, H, W]`` for ``K`` classes per image:

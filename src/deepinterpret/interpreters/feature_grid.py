@@ -11,9 +11,8 @@ dropped and the patch tokens are laid out on their grid.
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from ..core.types import ArrayNamespace
+from ..core.types import Array, ArrayNamespace, LayerName
 
 MAX_EXTRA_TOKENS = 8  # class, distillation and register tokens that may precede the patch tokens
 
@@ -39,7 +38,7 @@ def token_grid(tokens: int, height: int, width: int) -> tuple[int, int, int]:
     )
 
 
-def as_feature_map(xp: ArrayNamespace, array: Any, layer: str, height: int, width: int) -> Any:
+def as_feature_map(xp: ArrayNamespace, array: Array, layer: LayerName, height: int, width: int) -> Array:
     """``array`` (a layer's output or its gradient) as ``[N, C, h, w]``: ``[N, C, h, w]`` is kept, ``[N, h, w, C]``
     moved channels-first, tokens ``[N, L, C]`` laid out on the patch grid (leading class tokens dropped)."""
     shape = tuple(int(d) for d in array.shape)

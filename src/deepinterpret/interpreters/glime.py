@@ -6,6 +6,7 @@ for the math). Their files (JSON global weights, the npz cache of per-image resu
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,12 @@ from .lime_math import _assign_clusters, _global_weights_from, fit_surrogate
 
 
 def _keep_global_weights(
-    interpreter: Any, explanations: list, name: str, n_clusters: int, seed: int, save_path: str | None
+    interpreter: GLIMECVInterpreter | NormLIMECVInterpreter,
+    explanations: list,
+    name: str,
+    n_clusters: int,
+    seed: int,
+    save_path: str | None,
 ) -> dict:
     """The global weights of LIME results (``name``: ``"normlime"`` or ``"avg"``), written as JSON to ``save_path``
     when given and kept as ``interpreter.global_weights``."""
@@ -172,7 +178,7 @@ class NormLIMENLPInterpreter(LIMENLPInterpreter):
         batch_size: int = 50,
         unk_id: int | None = None,
         pad_id: int | None = None,
-        lod_levels: Any = None,
+        lod_levels: Sequence[int] | None = None,
         save_path: str | None = "normlime_weights.json",
         temp_data_file: str | None = None,
         tokenizer: Tokenizer = None,

@@ -25,12 +25,12 @@ objective then give the modified gradient with respect to the input.
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import numpy as np
 
+from ..adapters import ModelAdapter
 from ..adapters.results import logits_of
-from ..core.types import Images
+from ..core.types import Images, LayerName, Objective, Tensor
 
 # the layer kinds (adapter.lrp_kinds()) whose backward each rule changes
 RULE_KINDS: dict[str | None, tuple[str, ...]] = {
@@ -100,9 +100,11 @@ def _rule_for(rule: str, kind: str, eps: float):
 # -- the one mechanism ----------------------------------------------------------------------------------------
 
 
-def _reference_values(adapter, reference, layers: list[str]) -> tuple[dict[str, list[tuple[Any, Any]]], Any]:
+def _reference_values(
+    adapter: ModelAdapter, reference: Images, layers: list[LayerName]
+) -> tuple[dict[str, list[tuple[Tensor, Tensor]]], Tensor]:
     """``({layer: [(input, output) per call]}, logits)`` for the reference batch, without a graph."""
-    values: dict[str, list[tuple[Any, Any]]] = {name: [] for name in layers}
+    values: dict[str, list[tuple[Tensor, Tensor]]] = {name: [] for name in layers}
 
     def keep(name: str):
         def hook(layer, inputs, output):
@@ -116,14 +118,14 @@ def _reference_values(adapter, reference, layers: list[str]) -> tuple[dict[str, 
 
 
 def modified_gradient(
-    adapter,
+    adapter: ModelAdapter,
     x: Images,
     targets: np.ndarray | None,
     rule: str | None = None,
-    objective: str = "logit",
-    reference: Any = None,
+    objective: Objective = "logit",
+    reference: Images | None = None,
     eps: float = 1e-10,
-) -> tuple[Any, Any, Any, np.ndarray, Any]:
+) -> tuple[Tensor, Tensor, Tensor, np.ndarray, Tensor | None]:
     """The gradient of ``objective`` of class ``targets[i]`` (``None``: the predicted class) with respect to one
     model batch ``x``, with the backward of the layers of :data:`RULE_KINDS` ``[rule]`` changed by ``rule``.
 

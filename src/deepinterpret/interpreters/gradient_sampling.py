@@ -65,7 +65,7 @@ def accumulate_gradients(
     return total.total, values
 
 
-def check_noise_amount(noise_amount: Any) -> float:
+def check_noise_amount(noise_amount: float) -> float:
     try:
         noise = float(noise_amount)
     except (TypeError, ValueError):

@@ -17,13 +17,12 @@ calls inside ``forward``: a functional ReLU keeps its ordinary gradient.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_objective, softmax
 from ..core.batching import joined, map_batches
-from ..data import as_target, resolve_label_lists
+from ..core.types import Array, ImageInputs, Images, Labels, LayerName, Objective, SavePath, Targets
+from ..data import ImageBatch, as_target, resolve_label_lists
 from .base import InputGradientInterpreter
 from .cam import grad_cam_weights, gradient_cam
 from .gradient_rules import check_rule, modified_gradient
@@ -33,12 +32,12 @@ INTERPOLATIONS = ("bilinear", "nearest")
 
 def rule_gradients(
     adapter: ModelAdapter,
-    x: Any,
+    x: Images,
     targets: np.ndarray | None,
     rule: str | None = None,
-    objective: str = "logit",
+    objective: Objective = "logit",
     batch_size: int = 16,
-) -> tuple[Any, np.ndarray, np.ndarray]:
+) -> tuple[Array, np.ndarray, np.ndarray]:
     """``(gradients like x, targets, probabilities [N, K])``: the gradient of ``objective`` of class
     ``targets[i]`` for each input, with the backward changed by ``rule`` (``None``: the plain gradient;
     ``"guided"``; ``"deconv"``), in chunks of ``batch_size``."""
@@ -66,7 +65,7 @@ def nearest_matrix(size_out: int, size_in: int) -> np.ndarray:
     return matrix
 
 
-def nearest_resize(adapter: ModelAdapter, maps: Any, height: int, width: int) -> Any:
+def nearest_resize(adapter: ModelAdapter, maps: Array, height: int, width: int) -> Array:
     """Nearest-neighbour resize of the last two axes of ``maps``, on the model's device."""
     xp = adapter.xp
     rows = adapter.asarray(nearest_matrix(height, int(maps.shape[-2])))
@@ -76,13 +75,13 @@ def nearest_resize(adapter: ModelAdapter, maps: Any, height: int, width: int) ->
 
 def guided_grad_cam(
     adapter: ModelAdapter,
-    x: Any,
+    x: Images,
     targets: np.ndarray | None,
-    layer: str,
-    objective: str = "logit",
+    layer: LayerName,
+    objective: Objective = "logit",
     interpolation: str = "bilinear",
     batch_size: int = 16,
-) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+) -> tuple[Array, Array, np.ndarray, np.ndarray]:
     """``(Guided Grad-CAM like x, Grad-CAM maps [N, h, w], targets, probabilities)``: Guided Backpropagation
     times the Grad-CAM map of ``layer`` upsampled to the input's size."""
     if interpolation not in INTERPOLATIONS:
@@ -102,7 +101,9 @@ def guided_grad_cam(
 class _GradientFamilyInterpreter(InputGradientInterpreter):
     """What every gradient-family interpreter does around its math: inputs, classes, predictions, the picture."""
 
-    def _what_to_explain(self, labels: Any, n: int, gradient_of: Any) -> tuple[np.ndarray | None, Any, bool]:
+    def _what_to_explain(
+        self, labels: Labels, n: int, gradient_of: Objective
+    ) -> tuple[np.ndarray | None, Objective, bool]:
         """``(targets, objective, target object given)``: for a target object passed as ``labels`` (a region of
         a segmentation output, a regression output, any function of the output) the input indices and the
         object; else the classes (``[N]``, ``[N, K]`` or ``None`` for the predicted ones) and ``gradient_of``."""
@@ -112,7 +113,7 @@ class _GradientFamilyInterpreter(InputGradientInterpreter):
             return np.arange(n), target, True
         return resolve_label_lists(labels, n), objective, False
 
-    def _record(self, used: np.ndarray, probabilities: np.ndarray, targets: Any, by_target: bool) -> None:
+    def _record(self, used: np.ndarray, probabilities: np.ndarray, targets: Targets, by_target: bool) -> None:
         if by_target:  # a target object was explained: no class, no prediction recorded
             self._record_predictions(used, None, True)
             return
@@ -127,7 +128,7 @@ class _GradientFamilyInterpreter(InputGradientInterpreter):
         self._record(used, probabilities, targets, by_target)
         return batch, gradients
 
-    def _show(self, batch, explanation, visual: bool, save_path: Any) -> np.ndarray:
+    def _show(self, batch: ImageBatch, explanation: Array, visual: bool, save_path: SavePath) -> np.ndarray:
         explanation = self.adapter.to_numpy(explanation)
         self._visualize_gradients(batch, explanation, visual, save_path)
         return explanation
@@ -139,16 +140,16 @@ class SaliencyInterpreter(_GradientFamilyInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        labels: Any = None,
+        inputs: ImageInputs,
+        labels: Labels = None,
         absolute: bool = True,
         gradient_of: str = "logit",
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 16,
-        label: Any = None,
+        label: Labels = None,
     ) -> np.ndarray:
         """Returns ``|∇_x f_y(x)|`` (``absolute=False``: the signed gradient), ``np.ndarray [N, C, H, W]``."""
         batch, gradients = self._explain(inputs, labels, label, resize_to, crop_to, gradient_of, batch_size, None)
@@ -162,15 +163,15 @@ class InputXGradientInterpreter(_GradientFamilyInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        labels: Any = None,
+        inputs: ImageInputs,
+        labels: Labels = None,
         gradient_of: str = "logit",
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 16,
-        label: Any = None,
+        label: Labels = None,
     ) -> np.ndarray:
         """Returns ``x ⊙ ∇_x f_y(x)`` in model-input space, ``np.ndarray [N, C, H, W]``."""
         batch, gradients = self._explain(inputs, labels, label, resize_to, crop_to, gradient_of, batch_size, None)
@@ -187,15 +188,15 @@ class GuidedBackpropInterpreter(_GradientFamilyInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        labels: Any = None,
+        inputs: ImageInputs,
+        labels: Labels = None,
         gradient_of: str = "logit",
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         batch_size: int = 16,
-        label: Any = None,
+        label: Labels = None,
     ) -> np.ndarray:
         """Returns the modified gradient, ``np.ndarray [N, C, H, W]``."""
         batch, gradients = self._explain(inputs, labels, label, resize_to, crop_to, gradient_of, batch_size, self.rule)
@@ -214,14 +215,14 @@ class GuidedGradCAMInterpreter(_GradientFamilyInterpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        target_layer_name: str,
-        label: Any = None,
+        inputs: ImageInputs,
+        target_layer_name: LayerName,
+        label: Labels = None,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
-        labels: Any = None,
+        save_path: SavePath = None,
+        labels: Labels = None,
         gradient_of: str = "logit",
         batch_size: int = 16,
         interpolation: str = "bilinear",

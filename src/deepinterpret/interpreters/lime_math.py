@@ -10,7 +10,7 @@ import numpy as np
 
 from ..adapters import ModelAdapter, check_batch_size, check_positive_int, resolve_seed
 from ..core.batching import Chunk, batches
-from ..core.types import Images
+from ..core.types import Images, Objective
 from ..data.text import encode_within_limit
 
 KERNEL_WIDTH = 0.25
@@ -120,7 +120,7 @@ def lime_image(
     random_seed: int | None = None,
     progress: bool | None = None,
     kernel: str = "lime",
-    output: Any = "probability",
+    output: Objective = "probability",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The model's probabilities on the perturbed images: ``(masks [num_samples, S], probabilities
     [num_samples, classes])``. ``x`` is one model-ready image ``[C, H, W]``; ``hide_color`` a value in model

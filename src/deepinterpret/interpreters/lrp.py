@@ -12,12 +12,11 @@ activations pass relevance through unchanged. A layer of unknown type is reporte
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ..adapters import ModelAdapter, softmax
 from ..core.batching import joined, map_batches
+from ..core.types import Array, ImageInputs, Images, Labels, LayerName, Objective, SavePath
 from ..data import as_target, resolve_label_lists
 from .base import Interpreter
 from .lrp_mechanism import lrp_relevance
@@ -25,12 +24,17 @@ from .lrp_rules import RULES, AlphaBeta, Epsilon, Flat, Gamma, Rule, ZBox, ZPlus
 
 LINEAR = ("conv", "linear")
 
+#: A rule as a user names it: a :class:`Rule`, a rule name, or ``(name, *arguments)`` such as ``("epsilon", 0.25)``.
+RuleSpec = Rule | str | tuple[str | float, ...]
 
-def _first(kinds: dict[str, str]) -> str | None:
+
+def _first(kinds: dict[LayerName, str]) -> LayerName | None:
     return next((name for name, kind in kinds.items() if kind in LINEAR), None)
 
 
-def composite(name: str, kinds: dict[str, str], epsilon: float = 1e-6, box: tuple[float, float] = (-3.0, 3.0)):
+def composite(
+    name: str, kinds: dict[LayerName, str], epsilon: float = 1e-6, box: tuple[float, float] = (-3.0, 3.0)
+) -> dict[LayerName, Rule]:
     """The rules of a named composite for the model's layers ``{name: kind}``: ``(input layer, convolutions,
     linear layers)``, as zennit's built-ins (``epsilon_plus`` = EpsilonPlus, ``epsilon_gamma_box`` =
     EpsilonGammaBox, …); the input layer is the first convolution / linear layer in definition order."""
@@ -67,7 +71,7 @@ COMPOSITES = (
 )
 
 
-def as_rule(spec: Any) -> Rule:
+def as_rule(spec: RuleSpec) -> Rule:
     """A rule from a :class:`Rule`, a name (``"epsilon"``, ``"zplus"``, ``"flat"``, ``"pass"``…) or
     ``(name, *arguments)`` such as ``("epsilon", 0.25)`` or ``("zbox", -1, 1)``."""
     if isinstance(spec, Rule):
@@ -80,13 +84,13 @@ def as_rule(spec: Any) -> Rule:
 
 def lrp(
     adapter: ModelAdapter,
-    x: Any,
+    x: Images,
     targets: np.ndarray | None,
-    rules: dict[str, Rule],
+    rules: dict[LayerName, Rule],
     merge_batchnorm: bool = True,
     batch_size: int = 16,
-    objective: Any = "logit",
-) -> tuple[Any, np.ndarray, np.ndarray]:
+    objective: Objective = "logit",
+) -> tuple[Array, np.ndarray, np.ndarray]:
     """Relevance of each input element, ``(relevance like x, targets, logits)``, in chunks of ``batch_size``, for
     the logit of class ``targets[i]`` or (``objective`` a target object; ``targets``: the input indices) the value of
     a function of the output."""
@@ -110,18 +114,18 @@ class LRPCVInterpreter(Interpreter):
 
     def interpret(
         self,
-        inputs: Any,
-        label: Any = None,
+        inputs: ImageInputs,
+        label: Labels = None,
         resize_to: int | None = 224,
         crop_to: int | None = None,
         visual: bool = True,
-        save_path: Any = None,
+        save_path: SavePath = None,
         composite: str = "alpha1_beta0",
-        rules: dict[str, Any] | None = None,
+        rules: dict[LayerName, RuleSpec] | None = None,
         epsilon: float = 1e-6,
         merge_batchnorm: bool = True,
         batch_size: int = 16,
-        labels: Any = None,
+        labels: Labels = None,
     ) -> np.ndarray:
         """Returns the relevance summed over channels, ``np.ndarray [N, 1, H, W]`` (per channel in
         ``self.relevance``), for the logit of ``label`` (``None``: the predicted class). ``composite`` picks the

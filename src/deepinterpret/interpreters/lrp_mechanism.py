@@ -23,14 +23,17 @@ context, and the extra leaves the input-layer rules read).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from ..adapters import ModelAdapter
+from ..core.types import FrameworkOps, Images, Layer, LayerName, Objective, Tensor
 from .lrp_rules import LINEAR_KINDS, PASS_KINDS, Rule, is_epsilon, modified
 
 
-def batchnorm_pairs(kinds: dict[str, str], channels: dict[str, int]) -> dict[str, str]:
+def batchnorm_pairs(kinds: dict[LayerName, str], channels: dict[LayerName, int]) -> dict[LayerName, LayerName]:
     """``{batchnorm: the convolution or linear layer right before it}`` in definition order (matching channels);
     the pairing is checked during the forward pass (the BatchNorm must read that layer's output)."""
     pairs, previous = {}, None
@@ -42,7 +45,9 @@ def batchnorm_pairs(kinds: dict[str, str], channels: dict[str, int]) -> dict[str
     return pairs
 
 
-def batchnorm_affine(mean, variance, epsilon, weight, bias):
+def batchnorm_affine(
+    mean: Tensor, variance: Tensor, epsilon: float, weight: Tensor | None, bias: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """``(scale, shift)`` of an eval-mode BatchNorm: ``bn(x) = scale · x + shift`` per channel."""
     scale = (variance + epsilon) ** -0.5
     if weight is not None:
@@ -55,15 +60,17 @@ class BatchNormMerge:
     hands its input and parameters over (:meth:`defer`), the BatchNorm's hook applies the layer's rule with the
     merged parameters ``W·s``, ``b·s + t`` (``bn(x) = s·x + t``) (:meth:`merged`)."""
 
-    def __init__(self, ops: Any, pairs: dict[str, str]):
+    def __init__(self, ops: FrameworkOps, pairs: dict[LayerName, LayerName]):
         self.ops, self.pairs = ops, pairs
         self.merged_into = {conv: bn for bn, conv in pairs.items()}
         self.stash: dict[str, tuple] = {}
 
-    def defer(self, name: str, a: Any, output: Any, weight: Any, bias: Any, layer: Any) -> None:
+    def defer(
+        self, name: LayerName, a: Tensor, output: Tensor, weight: Tensor, bias: Tensor | None, layer: Layer
+    ) -> None:
         self.stash[name] = (a, output, weight, bias, layer)
 
-    def merged(self, name: str, bn_layer: Any, bn_input: Any) -> tuple:
+    def merged(self, name: LayerName, bn_layer: Layer, bn_input: Tensor) -> tuple[Tensor, Tensor, Tensor, Layer]:
         """``(a, weight, bias, layer)`` of the convolution before BatchNorm ``name``, with the merged parameters."""
         conv = self.pairs[name]
         if conv not in self.stash or bn_input is not self.stash[conv][1]:
@@ -80,10 +87,12 @@ class RuleHooks:
     """The hook object: the rule of each layer as a forward hook (``hooks()``, for the adapter's hook context), and
     the extra leaves that the input-layer rules zᴮ and flat add (``leaves()``, :meth:`relevance`)."""
 
-    def __init__(self, ops: Any, kinds: dict[str, str], rules: dict[str, Rule], merge: BatchNormMerge):
+    def __init__(
+        self, ops: FrameworkOps, kinds: dict[LayerName, str], rules: dict[LayerName, Rule], merge: BatchNormMerge
+    ):
         self.ops, self.kinds, self.rules, self.merge = ops, kinds, rules, merge
-        self.boxes: list[tuple[Any, Any]] = []
-        self.flats: list[Any] = []
+        self.boxes: list[tuple[Tensor, Tensor]] = []
+        self.flats: list[Tensor] = []
 
     # -- rules --------------------------------------------------------------------------------------------
     def _ratio(self, output, z, epsilon):
@@ -94,7 +103,7 @@ class RuleHooks:
         # ``out² / (out + ε)`` instead of ``out`` (for ε-LRP), so that every later ratio came out wrong.
         return new + self.ops.detach(output - new)
 
-    def apply(self, rule: Rule, a, output, weight, bias, layer):
+    def apply(self, rule: Rule, a: Tensor, output: Tensor, weight: Tensor, bias: Tensor | None, layer: Layer) -> Tensor:
         """The replaced output of a linear layer under ``rule`` (its value is ``output``)."""
         ops = self.ops
         if rule.flat:
@@ -161,7 +170,7 @@ class RuleHooks:
         a = inputs[0]
         return self._keep(a * self._ratio(output, a, 1e-9), output)
 
-    def hooks(self) -> list[tuple[str, Any, bool]]:
+    def hooks(self) -> list[tuple[LayerName, Callable[..., Any], bool]]:
         """``(layer, forward hook, False)`` for every layer with a rule, for ``adapter._hooks``."""
         placed = []
         for name, kind in self.kinds.items():
@@ -176,14 +185,14 @@ class RuleHooks:
                 placed.append((name, self._pass_hook, False))
         return placed
 
-    def leaves(self) -> list[Any]:
+    def leaves(self) -> list[Tensor]:
         return [t for pair in self.boxes for t in pair] + self.flats
 
-    def relevance(self, inputs: Any, grads: list[Any], several: bool = False) -> Any:
+    def relevance(self, inputs: Tensor, grads: list[Tensor | None], several: bool = False) -> Tensor:
         """``x ∇x`` plus the zᴮ bounds' ``l ∇l + h ∇h`` plus the flat rule's gradient of the ones. ``several``: the
         gradients have a class axis after the row axis (``[B, K, ...]``), and so has the relevance."""
 
-        def lift(t: Any) -> Any:
+        def lift(t: Tensor) -> Tensor:
             return t[:, None] if several else t
 
         relevance = None if grads[0] is None else lift(inputs) * grads[0]
@@ -194,7 +203,14 @@ class RuleHooks:
         return relevance
 
 
-def lrp_relevance(adapter, x, targets, rules: dict[str, Rule], merge_batchnorm: bool = True, objective="logit"):
+def lrp_relevance(
+    adapter: ModelAdapter,
+    x: Images,
+    targets: np.ndarray | None,
+    rules: dict[LayerName, Rule],
+    merge_batchnorm: bool = True,
+    objective: Objective = "logit",
+) -> tuple[Tensor, Tensor, np.ndarray]:
     """Relevance of every input element for the logit of ``targets[i]`` (one model batch): ``(relevance like x,
     logits, targets)``. ``rules`` maps each convolution / linear layer to its rule (``Pass`` allowed for any
     layer). Layers of unknown kind raise a ``ValueError`` naming them."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.types import Tensor
+
 
 @dataclass(frozen=True)
 class Term:
@@ -101,7 +103,7 @@ def is_epsilon(rule: Rule) -> bool:
     return rule.parts == ((1.0, (Term(),)),) and rule.bias and not rule.flat and rule.box is None
 
 
-def modified(tensor, term: Term):
+def modified(tensor: Tensor, term: Term) -> Tensor:
     """``base·W + scale·mod(W)`` for one term (``mod``: identity, W⁺ or W⁻)."""
     if term.params == "identity":
         changed = tensor

@@ -36,11 +36,11 @@ from ..adapters import (
     sample_rng,
 )
 from ..core.batching import Chunk, batches
-from ..core.types import ImageInputs, Images, Labels, Model, SavePath
+from ..core.types import Array, ImageInputs, Images, Labels, Model, Objective, SavePath
 from .base import InputOutputInterpreter
 
 
-def check_probability(value: Any, name: str) -> float:
+def check_probability(value: float, name: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -114,11 +114,11 @@ def rise(
     grid_size: int = 7,
     keep_probability: float = 0.5,
     batch_size: int = 64,
-    output: Any = "probability",
+    output: Objective = "probability",
     random_seed: int | None = None,
-    masks: Any = None,
+    masks: Array | None = None,
     progress: bool | None = None,
-) -> Any:
+) -> Array:
     """RISE saliency ``[N, H, W]`` (an ``xp`` array) of each ``x[i]`` for class ``targets[i]``.
 
     ``masks`` ``[M, H, W]`` replaces the random masks by the ones given (then ``n_masks`` is ``M`` and
@@ -199,7 +199,7 @@ class RISEInterpreter(InputOutputInterpreter):
         batch_size: int = 64,
         output: str = "probability",
         random_seed: int | None = None,
-        masks: Any = None,
+        masks: np.ndarray | None = None,
     ) -> np.ndarray:
         """Returns the saliency maps at the input's resolution, ``np.ndarray`` of shape ``[N, H, W]``; ``[N, K, H,
         W]`` when ``labels`` gives ``K`` classes per image (e.g. the top 5), every class read off the same forwards.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -71,7 +70,7 @@ class BHDFDetector:
 class BHDFInterpreter:
     """Mislabelled-sample detection from training dynamics."""
 
-    def __init__(self, detector: Any = None, device: str | None = None):
+    def __init__(self, detector: BHDFDetector | None = None, device: str | None = None):
         self.detector = detector if detector is not None else BHDFDetector.load()
         self.device = device  # the shipped detector runs in NumPy; kept for InterpretDL's signature
 

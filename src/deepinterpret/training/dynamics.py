@@ -12,7 +12,7 @@ the original did. Results are saved as ``.npz`` of plain arrays (never pickles).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from ..adapters import adapt, check_positive_int
 from ..core.batching import Progress, chunks
-from ..core.types import Images, Labels, Model, TrainingData
+from ..core.types import Images, Labels, Model, Optimizer, TrainingData
 from ..data.files import atomic_file
 from ..data.targets import resolve_labels
 
@@ -54,14 +54,14 @@ class IndexedLoader:
         return self.batches(self.epoch - 1)
 
 
-def as_loader(data: Any, batch_size: int | None = None, seed: int = 0) -> Any:
+def as_loader(data: TrainingData, batch_size: int | None = None, seed: int = 0) -> TrainingData:
     """``(x, y)`` arrays → an :class:`IndexedLoader`; a loader is returned as it is."""
     if isinstance(data, tuple) and len(data) == 2 and hasattr(data[0], "__len__") and not callable(data):
         return IndexedLoader(data[0], data[1], 64 if batch_size is None else batch_size, seed=seed)
     return data
 
 
-def _epoch(loader: Any, epoch: int):
+def _epoch(loader: TrainingData, epoch: int):
     if isinstance(loader, IndexedLoader):
         return loader.batches(epoch)
     return loader() if callable(loader) else iter(loader)
@@ -83,8 +83,8 @@ class Dynamics:
 
 def record_training(
     model: Model,
-    loader: Any,
-    optimizer: Any,
+    loader: TrainingData,
+    optimizer: Optimizer,
     epochs: int,
     device: str | None = None,
     mode: str = "sgd",
@@ -194,7 +194,7 @@ class ForgettingEventsInterpreter:
     def interpret(
         self,
         train_reader: TrainingData,
-        optimizer: Any,
+        optimizer: Optimizer,
         batch_size: int | None = None,
         epochs: int = 10,
         find_noisy_labels: bool = False,
@@ -242,8 +242,8 @@ class TrainingDynamics:
 
     def generator(
         self,
-        train_loader: Any,
-        optimizer: Any,
+        train_loader: TrainingData,
+        optimizer: Optimizer,
         epochs: int,
         batch_size: int | None = None,
         seed: int = 0,
@@ -273,7 +273,9 @@ class TrainingDynamics:
         self.assigned_targets = self.dynamics.labels
         return {i: self.dynamics.probabilities[:, i] for i in range(self.dynamics.probabilities.shape[1])}
 
-    def transform(self, logits: dict[int, np.ndarray], assigned_targets: Any) -> tuple[np.ndarray, np.ndarray]:
+    def transform(
+        self, logits: dict[int, np.ndarray], assigned_targets: np.ndarray | Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(td [N, E, C] float16, labels [N, C] int16)``: column 0 is the assigned label's trajectory, the others
         the remaining classes by decreasing mean probability; missing epochs are interpolated linearly."""
         return transform_dynamics(np.stack([logits[i] for i in sorted(logits)]), np.asarray(assigned_targets))
@@ -281,8 +283,8 @@ class TrainingDynamics:
     def save(
         self,
         logits: dict[int, np.ndarray],
-        assigned_targets: Any,
-        label_flip: Any = None,
+        assigned_targets: np.ndarray | Sequence[int],
+        label_flip: np.ndarray | Sequence[bool] | None = None,
         save_path: str | os.PathLike | None = None,
     ) -> str:
         """Writes ``training_dynamics.npz`` (keys ``td``, ``labels``, ``label_flip``) into the folder ``save_path``
@@ -354,7 +356,9 @@ class TidyReport:
     recall_at_k: float | None = None
 
 
-def tidy(dynamics: Dynamics | np.ndarray, labels: Labels = None, label_flip: Any = None) -> TidyReport:
+def tidy(
+    dynamics: Dynamics | np.ndarray, labels: Labels = None, label_flip: np.ndarray | Sequence[bool] | None = None
+) -> TidyReport:
     """TIDY, the training-data analyser: statistics of each sample's training dynamics and a ranking of the
     probably mislabelled ones. ``dynamics``: a :class:`Dynamics`, or probabilities ``[E, N, C]`` with ``labels``."""
     from sklearn.metrics import roc_auc_score

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from ..core.types import Model, Tokenizer
 from ..data import Normalization
 from ..data.preprocessing import Preprocessing, remember_preprocessing
 from . import architectures, imagenet
@@ -63,13 +63,13 @@ class ZooModel:
 
     name: str
     framework: str
-    model: Any
+    model: Model
     classes: list[str]
     test_accuracy: float  # held-out accuracy measured here (NaN: not measured, e.g. ImageNet)
     normalization: Normalization | None = None  # image models
     image_size: int | None = None
     channels: int | None = None
-    tokenizer: Any = None  # text models
+    tokenizer: Tokenizer = None  # text models
     cam_layer: str | None = None  # default target layer for CAM methods
     attention: bool = False  # a transformer: the attention methods (Rollout, TAM, GA, BT) apply
     metadata: dict[str, str] = field(repr=False, default_factory=dict)

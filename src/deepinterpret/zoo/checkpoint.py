@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..core.types import Model
+
 ARCHITECTURES = ("digits-cnn", "efficientnet-lite0", "minilm-sentiment")  # minilm-sentiment: the sentiment head alone
 #: the layer the CAM methods read, per architecture
 CAM_LAYERS = {"digits-cnn": "features", "efficientnet-lite0": "_head_act"}
@@ -30,7 +32,7 @@ def checkpoint_architecture(spec: str | os.PathLike) -> str | None:
         return (handle.metadata() or {}).get("architecture")
 
 
-def save_checkpoint(model: Any, path: str | os.PathLike, architecture: str, classes: list[str], **metadata: Any):
+def save_checkpoint(model: Model, path: str | os.PathLike, architecture: str, classes: list[str], **metadata: Any):
     """Write a PyTorch ``model`` of a zoo ``architecture`` with its ``classes`` and preprocessing metadata
     (``mean``, ``std`` lists, ``image_size``, ``channels``; anything else is kept as text)."""
     from safetensors.torch import save_file

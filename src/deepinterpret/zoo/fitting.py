@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..core.batching import chunks
+from ..core.types import Model, Optimizer, Tokenizer
 
 
 def seeded(seed: int, threads: int | None = None) -> None:
@@ -22,7 +23,7 @@ def seeded(seed: int, threads: int | None = None) -> None:
 
 def fit(
     forward: Callable[[torch.Tensor], torch.Tensor],
-    optimizer: Any,
+    optimizer: Optimizer,
     x: torch.Tensor,
     y: torch.Tensor,
     epochs: int,
@@ -53,7 +54,7 @@ def accuracy(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, l
         return float((forward(x).argmax(1).numpy() == np.asarray(labels)).mean())
 
 
-def embed_sentences(model: Any, tokenizer: Any, texts: list[str], batch: int) -> np.ndarray:
+def embed_sentences(model: Model, tokenizer: Tokenizer, texts: list[str], batch: int) -> np.ndarray:
     """The MiniLM encoder's sentence embeddings ``[N, D]`` (``model.embed``), ``batch`` texts per pass."""
     parts = []
     with torch.no_grad():

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.types import Model, Tokenizer
+
 KEYS = tuple("abcdefghij")
 VALUES = tuple("0123456789")
 PAIRS = tuple(f"{k}={v}" for k in KEYS for v in VALUES)
@@ -109,7 +111,7 @@ def token_batch(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     return ids, mask, pairs + 2
 
 
-def _batch(tokenizer: Any, items: list[tuple[str, str, int]]) -> tuple[Any, Any, Any]:
+def _batch(tokenizer: Tokenizer, items: list[tuple[str, str, int]]) -> tuple[Any, Any, Any]:
     import torch
 
     ids = [tokenizer.encode(p) + tokenizer.encode(a) for p, a, _ in items]
@@ -125,7 +127,7 @@ def _batch(tokenizer: Any, items: list[tuple[str, str, int]]) -> tuple[Any, Any,
     return x, mask, answer_at
 
 
-def accuracy(model: Any, tokenizer: Any, items: list[tuple[str, str, int]]) -> float:
+def accuracy(model: Model, tokenizer: Tokenizer, items: list[tuple[str, str, int]]) -> float:
     import torch
 
     x, mask, answer_at = _batch(tokenizer, items)

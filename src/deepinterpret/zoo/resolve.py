@@ -9,8 +9,8 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from ..core.types import Model, NormalizationSpec, Tokenizer
 from . import available, load, modality
 
 
@@ -21,14 +21,14 @@ class ResolvedModel:
 
     name: str
     modality: str
-    model: Any
+    model: Model
     classes: list[str] = field(default_factory=list)
-    normalization: Any = None
+    normalization: NormalizationSpec = None
     resize_to: int | None = None
     layer: str | None = None  # default target layer of the CAM methods
     attention: bool = False  # a Vision Transformer: the attention methods apply
     convolutional: bool = False  # a network of convolutions (the CAM and LRP methods apply)
-    tokenizer: Any = None
+    tokenizer: Tokenizer = None
 
 
 def spec_modality(spec: str | os.PathLike) -> str | None:
@@ -113,7 +113,7 @@ def resolve_model(spec: str | os.PathLike, framework: str = "torch", expect: str
     )
 
 
-def resolve_language_model(spec: str | os.PathLike) -> tuple[Any, Any]:
+def resolve_language_model(spec: str | os.PathLike) -> tuple[Model, Tokenizer]:
     """``(model, tokenizer)`` of a language model: a zoo name of the ``generation`` modality, or a Hugging Face
     causal / sequence-to-sequence model (a local folder or a cached hub name). ``ValueError`` for a zoo model of
     another modality."""

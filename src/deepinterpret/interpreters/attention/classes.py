@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ...adapters import check_batch_size, check_objective, check_positive_int
 from ...core.batching import batches
-from ...core.types import Baselines, ImageInputs, Labels, SavePath, Texts, TextToInput, Tokenizer
+from ...core.types import Baselines, ImageInputs, Labels, SavePath, Texts, TextToInput, TokenInputs, Tokenizer
 from ...data import resolve_labels
 from ...viz import show_text, text_html
 from ..cam import IntermediateLayerInterpreter
@@ -118,7 +116,7 @@ class GAInterpreter(TransformerInterpreter):
         self,
         image_input: ImageInputs,
         text: Texts,
-        text_tokenized: Any,
+        text_tokenized: np.ndarray | TokenInputs,
         vis_attn_layer_pattern: str = "^visual.transformer.resblocks.[0-9]*.attn.attn_map$",
         txt_attn_layer_pattern: str = "^transformer.resblocks.[0-9]*.attn.attn_map$",
         start_layer: int = 11,
