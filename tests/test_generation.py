@@ -372,6 +372,15 @@ def test_cli_explain_generation(tmp_path, capsys):
     assert data["generated_tokens"] == ["7"] and int(np.argmax(data["attributions"][0])) == 1
     assert (out / "generation.html").exists()
     assert main(["explain-generation", "a=3 ; a?", "--method", "bogus", "--out", str(out)]) == 2
+    # adaptive steps: every generated token's completeness gap under --tolerance, reported in the JSON
+    code = main(["explain-generation", "a=3 b=7 c=1 ; b?", "--method", "intgrad", "--max-new-tokens", "1",
+                 "--steps", "auto", "--tolerance", "0.005", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    data = json.loads((out / "generation.json").read_text())
+    assert int(np.argmax(data["attributions"][0])) == 1
+    rows = np.asarray(data["attributions"]).sum(axis=1)
+    deltas = np.abs(np.asarray(data["convergence_delta"], float))  # signed absolute gaps, one per generated token
+    assert deltas.shape == (1,) and np.all(deltas <= 0.006 * np.abs(rows))  # relative to log p(x) - log p(b)
 
 
 # -- Paddle: the same numbers as the PyTorch twin -----------------------------------------------------------------

@@ -52,3 +52,14 @@ def resolve_model(spec: str, framework: str = "torch") -> dict[str, Any]:
 
 
 # -- commands ---------------------------------------------------------------------------------
+
+
+def steps_option(text: str) -> int | str:
+    """``--steps``: a whole number, or ``auto`` (adaptive integration: points added until the completeness gap is
+    at most ``--tolerance``)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto'; got {text!r}") from None

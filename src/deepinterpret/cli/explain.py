@@ -13,7 +13,7 @@ from ..adapters import ModelAdapter
 from ..core.types import LayerName, Subcommands
 from ..data import as_normalization
 from ..interpreters.registry import IMAGE_METHODS, MethodSpec
-from .common import UsageError, _parse_normalization, _say, resolve_model
+from .common import UsageError, _parse_normalization, _say, resolve_model, steps_option
 
 SUPERPIXEL_METHODS = ("lime", "kernelshap")  # one image per call, weights of superpixels
 
@@ -275,17 +275,6 @@ METHOD_OPTIONS = {
     "segments": "n_segments",
     "tolerance": "tolerance",
 }
-
-
-def steps_option(text: str) -> int | str:
-    """``--steps``: a whole number, or ``auto`` (adaptive integration: points added until the completeness gap is
-    at most ``--tolerance``)."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto'; got {text!r}") from None
 
 
 def _option_flag(kwarg: str) -> str:

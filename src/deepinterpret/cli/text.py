@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import zoo
 from ..core.types import Subcommands
-from .common import UsageError, _say
+from .common import UsageError, _say, steps_option
 
 
 def cmd_explain_text(args: argparse.Namespace) -> int:
@@ -67,7 +67,7 @@ def cmd_explain_generation(args: argparse.Namespace) -> int:
         segments = list(args.span)
     result = explainer(
         args.prompt, max_new_tokens=args.max_new_tokens, target=args.target, method=args.method, segments=segments,
-        steps=args.steps, n_samples=args.n_samples, top_p=args.top_p, progress=not args.quiet,
+        steps=args.steps, tolerance=args.tolerance, n_samples=args.n_samples, top_p=args.top_p, progress=not args.quiet,
         aggregate=args.aggregate, do_sample=args.sample, sampling_top_p=args.sampling_top_p,
     )  # fmt: skip
     html_path, json_path = result.save(Path(args.out) / "generation")
@@ -107,7 +107,16 @@ def add_generation_command(commands: Subcommands, common: argparse.ArgumentParse
     gen.add_argument("--target", default=None, help="explain this continuation instead of generating one")
     gen.add_argument("--segments", default="tokens", choices=["tokens", "sentences"], help="what gets attributions")
     gen.add_argument("--span", action="append", help="a substring of the prompt to attribute (repeatable)")
-    gen.add_argument("--steps", type=int, default=50, help="integration steps (intgrad)")
+    gen.add_argument(
+        "--steps",
+        type=steps_option,
+        default=50,
+        help="integration steps (intgrad), or auto: adaptive points to --tolerance",
+    )
+    gen.add_argument(
+        "--tolerance", type=float, default=0.01,
+        help="with --steps auto: every generated token's completeness gap to reach, relative (default 0.01)",
+    )  # fmt: skip
     gen.add_argument("--n-samples", type=int, default=200, help="masks (lime, kernelshap)")
     gen.add_argument("--top-p", type=float, default=0.9, help="nucleus of the distributions compared (gilot)")
     gen.add_argument("--batch-size", type=int, default=16, help="perturbed prompts or steps per pass")
