@@ -53,15 +53,16 @@ class PassCounter:
         self.rows += int(args[0].shape[0])
 
 
-def saliency(model):
+def saliency(model, device="cpu"):
     import torch
 
     def explain(inputs, targets):
-        xt = torch.as_tensor(np.asarray(inputs, np.float32)).clone().requires_grad_(True)
+        xt = torch.as_tensor(np.asarray(inputs, np.float32), device=device).clone().requires_grad_(True)
         with torch.enable_grad():
             out = model(xt)
-            (grad,) = torch.autograd.grad(out[torch.arange(len(xt)), torch.as_tensor(targets)].sum(), xt)
-        return grad.abs().sum(1).detach().numpy()
+            rows = torch.arange(len(xt), device=device)
+            (grad,) = torch.autograd.grad(out[rows, torch.as_tensor(targets, device=device)].sum(), xt)
+        return grad.abs().sum(1).detach().cpu().numpy()
 
     return explain
 
@@ -72,6 +73,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="best of N for each timing")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=64, help="our chunk of inputs per model call (the default)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (both libraries run the model there)")
     args = parser.parse_args()
     import quantus
     import torch
@@ -81,11 +83,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model, x, y, maps = setup(args.images)
+    model = model.to(args.device)
     n = len(x)
     a = maps[:, None].astype(np.float32)
     counter = PassCounter(model)
-    common = dict(channel_first=True, softmax=True, device="cpu", batch_size=n)
-    explain = saliency(model)
+    common = dict(channel_first=True, softmax=True, device=args.device, batch_size=n)
+    explain = saliency(model, args.device)
 
     def quantus_explain(model, inputs, targets, **kwargs):
         return explain(inputs, targets)[:, None]
@@ -166,14 +169,17 @@ def main() -> None:
         """The bare forwards of ``rows`` inputs (no perturbation, no scoring): the least any implementation pays."""
         if not rows:
             return 0.0
-        batch = torch.from_numpy(np.resize(x, (min(rows, args.batch_size), *x.shape[1:])))
+        batch = torch.from_numpy(np.resize(x, (min(rows, args.batch_size), *x.shape[1:]))).to(args.device)
         start = time.perf_counter()
         with torch.no_grad():
             for first in range(0, rows, len(batch)):
-                model(batch[: rows - first])
+                model(batch[: rows - first]).cpu()  # the scores back on the host, as both libraries read them
         return time.perf_counter() - start
 
-    print(f"{n} digits (1x32x32), digits CNN, torch threads {torch.get_num_threads()}, our batch {args.batch_size}; "
+    where = (
+        torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"torch threads {torch.get_num_threads()}"
+    )
+    print(f"{n} digits (1x32x32), digits CNN, {where}, our batch {args.batch_size}; "
           f"best of {args.repeats}")  # fmt: skip
     header = f"{'metric':58s} {'Quantus s':>9s} {'ours s':>8s} {'speed-up':>8s} {'max |diff|':>10s} " \
              f"{'Quantus passes':>14s} {'our passes':>10s} {'minimum':>8s} {'floor s':>8s}"  # fmt: skip
@@ -188,7 +194,7 @@ def main() -> None:
             q_time = min(q_time, time.perf_counter() - start)
             q_passes = counter.rows
             counter.rows = 0
-            scores = ff.ModelScores(model, batch_size=args.batch_size)
+            scores = ff.ModelScores(model, device=args.device, batch_size=args.batch_size)
             start = time.perf_counter()
             o_values = o_fn(scores)
             o_time = min(o_time, time.perf_counter() - start)
@@ -205,7 +211,7 @@ def main() -> None:
 
     # every model-based metric for the same maps in ONE stream of passes
     counter.rows = 0
-    scores = ff.ModelScores(model, batch_size=args.batch_size)
+    scores = ff.ModelScores(model, device=args.device, batch_size=args.batch_size)
     start = time.perf_counter()
     ff.faithfulness_suite(scores, x, {"grad_x_input": maps}, y, steps=64, n_runs=50, subset_size=100,
                           features_in_step=16, infidelity_samples=16, baseline=-0.3)  # fmt: skip

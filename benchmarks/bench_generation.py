@@ -148,10 +148,10 @@ def main() -> None:
 
     # agreement first (not timed)
     a = ours_ablation().attributions
-    reference = captum_ablation(False).token_attr.numpy()
+    reference = captum_ablation(False).token_attr.cpu().numpy()
     ablation_gap = float(np.abs(a - reference).max() / np.abs(reference).max())
     g = ours_ig().attributions
-    reference = captum_ig().token_attr.numpy()
+    reference = captum_ig().token_attr.cpu().numpy()
     ig_gap = float(np.abs(g - reference).max() / np.abs(reference).max())
 
     other = "intgrad, one backward per token" if vectorised else "intgrad, one vectorised backward"

@@ -23,6 +23,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+from array_api_compat import device as array_device
 
 from ..adapters import ModelAdapter, check_batch_size
 from ..core.batching import batches
@@ -102,7 +103,8 @@ def occlusion(
     batch_size = check_batch_size(batch_size)
     n = int(x.shape[0])
     several = np.asarray(targets).ndim == 2  # K classes per input: [N, K, ...] from the same forwards
-    total = xp.zeros((n, np.asarray(targets).shape[1], *shape), dtype=x.dtype) if several else xp.zeros_like(x)
+    several_shape = (n, np.asarray(targets).shape[1], *shape) if several else None
+    total = xp.zeros(several_shape, dtype=x.dtype, device=array_device(x)) if several else xp.zeros_like(x)
     with adapter.evaluation():
         reference = adapter.scores(x, targets, output, batch_size)
         runner = _incremental_runner(adapter, shape) if incremental else None
