@@ -153,10 +153,28 @@ def _result_area(prefix: str, hint: str):
 
 def _wire_run(run, cancel, label, explain, inputs, outputs, api_name) -> None:
     """Explain on the button and again when another class is chosen (``select``: ``input`` fires twice per
-    choice); every model request shares one queue slot; Cancel stops either run after the method in progress."""
-    run_event = run.click(explain, inputs, outputs, concurrency_id="model", api_name=api_name)
-    class_event = label.select(explain, inputs, outputs, concurrency_id="model", api_name=False)
-    cancel.click(_cancelled, None, outputs[0], cancels=[run_event, class_event], queue=False, api_name=False)
+    choice); every model request shares one queue slot; Cancel stops either run after the method in progress.
+
+    Cancel raises a flag of the browser session (a ``gr.State``) that the run reads between methods: the run then
+    ends with "Cancelled." itself. (Gradio's own ``cancels=`` ended the run as failed, and an update the run sent
+    while the cancel was on its way could overwrite "Cancelled." with the previous status marked as an error.)"""
+    flag = gr.State({"stop": False})  # one dict per browser session
+
+    def guarded(state, *args, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
+        state["stop"] = False
+        for update in explain(*args, progress=progress):
+            if state["stop"]:
+                yield (_cancelled(), *[gr.update()] * (len(outputs) - 1))
+                return
+            yield update
+
+    def stop(state):
+        state["stop"] = True
+        return _cancelled()
+
+    run.click(guarded, [flag, *inputs], outputs, concurrency_id="model", api_name=api_name)
+    label.select(guarded, [flag, *inputs], outputs, concurrency_id="model", api_name=False)
+    cancel.click(stop, flag, outputs[0], queue=False, api_name=False)
 
 
 def _class_title(name: str, index: int) -> str:
