@@ -11,18 +11,9 @@ import pytest
 
 import deepinterpret as it
 from deepinterpret.zoo import kv_recall
+from test_generation import one_thread  # noqa: F401 (its one-thread fixture, autouse for this module too)
 
 PROMPT, TARGET = "a=3 b=7 c=1 d=5 ; b?", "7 ; a? 3"  # 4 generated tokens, 6 prompt tokens
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

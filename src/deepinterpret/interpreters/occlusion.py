@@ -103,8 +103,10 @@ def occlusion(
     batch_size = check_batch_size(batch_size)
     n = int(x.shape[0])
     several = np.asarray(targets).ndim == 2  # K classes per input: [N, K, ...] from the same forwards
-    several_shape = (n, np.asarray(targets).shape[1], *shape) if several else None
-    total = xp.zeros(several_shape, dtype=x.dtype, device=array_device(x)) if several else xp.zeros_like(x)
+    if several:  # on the input's device, as zeros_like gives it for one class
+        total = xp.zeros((n, np.asarray(targets).shape[1], *shape), dtype=x.dtype, device=array_device(x))
+    else:
+        total = xp.zeros_like(x)
     with adapter.evaluation():
         reference = adapter.scores(x, targets, output, batch_size)
         runner = _incremental_runner(adapter, shape) if incremental else None

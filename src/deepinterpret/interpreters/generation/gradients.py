@@ -81,34 +81,31 @@ def token_gradients(
                 forced.inputs, embedding_layer, forced.positions[None], forced.targets[None],
                 targets_per_backward=targets_per_backward,
             )  # fmt: skip
-            difference = e[0]
+            vectors = total * e  # [T, L, D]
             log_p = values[0]
-        elif adaptive:
-            baseline = {**forced.inputs, "input_ids": np.where(moved[None, :], baseline_id, ids)}
-            b = adapter.layer_output(baseline, embedding_layer)
-            vectors, delta = _adaptive_vectors(
-                adapter, forced, embedding_layer, e - b, b, budget, tolerance, aggregate, targets_per_backward, stats
-            )
-            log_p, _ = original_scores(adapter, forced, False)
         else:
             baseline = {**forced.inputs, "input_ids": np.where(moved[None, :], baseline_id, ids)}
-            alphas, weights = quadrature(quadrature_rule, steps)
             b = adapter.layer_output(baseline, embedding_layer)
-            difference = (e - b)[0]
-            total = None
-            values = np.zeros((len(alphas), len(forced.targets)))
-            for chunk in batches(1, batch_size, per_input=len(alphas), progress=progress, desc="intgrad"):
-                part, count = chunk.part, len(chunk)
-                rows = {k: np.repeat(v, count, axis=0) for k, v in forced.inputs.items()}
-                step, values[part] = adapter.generation_gradients(
-                    rows, embedding_layer, np.repeat(forced.positions[None], count, axis=0),
-                    np.repeat(forced.targets[None], count, axis=0), alphas=alphas[part], baseline=b,
-                    weights=weights[part], targets_per_backward=targets_per_backward,
+            if adaptive:
+                vectors, delta = _adaptive_vectors(
+                    adapter, forced, embedding_layer, e - b, b, budget, tolerance, aggregate, targets_per_backward,
+                    stats,
                 )  # fmt: skip
-                total = step if total is None else total + step
+            else:
+                alphas, weights = quadrature(quadrature_rule, steps)
+                total = None
+                values = np.zeros((len(alphas), len(forced.targets)))
+                for chunk in batches(1, batch_size, per_input=len(alphas), progress=progress, desc="intgrad"):
+                    part, count = chunk.part, len(chunk)
+                    rows = {k: np.repeat(v, count, axis=0) for k, v in forced.inputs.items()}
+                    step, values[part] = adapter.generation_gradients(
+                        rows, embedding_layer, np.repeat(forced.positions[None], count, axis=0),
+                        np.repeat(forced.targets[None], count, axis=0), alphas=alphas[part], baseline=b,
+                        weights=weights[part], targets_per_backward=targets_per_backward,
+                    )  # fmt: skip
+                    total = step if total is None else total + step
+                vectors = total * (e - b)  # [T, L, D]
             log_p, _ = original_scores(adapter, forced, False)
-        if not adaptive:
-            vectors = total * difference[None]  # [T, L, D]
         moved_x = adapter.asarray(moved.astype(np.float32))[None, :, None]
         vectors = vectors * moved_x
         if aggregate == "sum":
